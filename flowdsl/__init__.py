@@ -1,0 +1,57 @@
+"""flowdsl: declare a pipeline by decorating plain functions, run it with ``flow.run()``.
+
+    from flowdsl import Flow
+    flow = Flow("etl")
+
+    @flow.task
+    def extract(source): ...
+
+    @flow.task(retries=2, retry_wait=0)
+    def transform(extract): ...
+
+    result = flow.run({"source": "customers.csv"})
+"""
+
+from loguru import logger as _logger
+
+from .context import DELETED, CurrentTask, TaskContext, TaskRecord, current_task
+from .errors import (
+    ContextPrunedError,
+    CycleError,
+    DefinitionError,
+    DuplicateTaskError,
+    FlowError,
+    MissingInputError,
+    MissingOutputError,
+    ResumeError,
+    RunFailedError,
+    SerializationError,
+    StoreError,
+    TaskTimeoutError,
+    UnknownDependencyError,
+)
+from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from .executors import Executor, SequentialExecutor
+from .flow import Flow
+from .measure import OverheadReport, measure_overhead
+from .plan import Plan, Step
+from .result import RunResult, TaskRun
+from .spec import TaskSpec
+from .status import Priority, RunStatus, TaskPriority, TaskStatus
+from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
+    "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
+    "SequentialExecutor", "measure_overhead", "OverheadReport",
+    "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
+    "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
+    "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
+    "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
+]
+
+# A library adds no sinks: flowdsl's log records are off until `logger.enable("flowdsl")`.
+_logger.disable("flowdsl")

@@ -1,0 +1,108 @@
+"""Per-step argument binders, built once by the compiler and called by the runtime.
+
+A binder takes the run's `TaskContext` and returns ``(args, kwargs, reads)``: the handler's
+arguments and the declared inputs it was given (key -> value, kept in the task's record).
+The common shapes (no parameters, only upstream results) get binders that do nothing but
+dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import attrs
+
+from .errors import MissingInputError
+from .spec import MISSING
+
+__all__ = ["Source", "Input", "make_binder", "NO_READS"]
+
+NO_READS: Mapping[str, Any] = MappingProxyType({})
+_NO_KWARGS: dict[str, Any] = {}
+
+
+@attrs.frozen
+class Source:
+    """Where one parameter's value comes from: ``kind`` is result, context, task_input or key."""
+
+    kind: str
+    name: str  # the parameter's name
+    ref: str = ""  # the upstream task id (result) or the context key (key)
+    keyword: bool = False  # keyword-only parameter
+
+
+@attrs.frozen
+class Input:
+    """A declared context input and how to resolve it: from its producer, else by look-up."""
+
+    key: str
+    producer: str | None
+    default: Any = MISSING
+
+
+def _resolve(context: Any, inp: Input, task_id: str) -> Any:
+    if inp.producer is not None:
+        return context._results[inp.producer][inp.key]
+    value = context.shared_state.get(inp.key, MISSING)
+    if value is MISSING:
+        value = context.data.get(inp.key, inp.default)
+        if value is MISSING:
+            raise MissingInputError({inp.key: (task_id,)})
+    return value
+
+
+def make_binder(
+    task_id: str,
+    sources: Sequence[Source],
+    inputs: Sequence[Input],
+    dependencies: Sequence[str],
+) -> Any:
+    """Build the binder of one step."""
+    sources = tuple(sources)
+    inputs = tuple(inputs)
+    no_kwargs = _NO_KWARGS
+    if not inputs and all(s.kind == "result" and not s.keyword for s in sources):
+        if not sources:
+            no_args: tuple[Any, ...] = ()
+            return lambda context: (no_args, no_kwargs, NO_READS)
+        if len(sources) == 1:
+            upstream = sources[0].ref
+            return lambda context: ((context._results[upstream],), no_kwargs, NO_READS)
+        get_results = itemgetter(*(s.ref for s in sources))
+        return lambda context: (get_results(context._results), no_kwargs, NO_READS)
+
+    dependencies = tuple(dependencies)
+    keyword = any(s.keyword for s in sources)
+
+    def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
+        reads = {inp.key: _resolve(context, inp, task_id) for inp in inputs}
+        results = context._results
+        values = []
+        for source in sources:
+            kind = source.kind
+            if kind == "result":
+                values.append(results[source.ref])
+            elif kind == "key":
+                values.append(reads[source.ref])
+            elif kind == "context":
+                values.append(context)
+            else:  # task_input: the seed program's single dict
+                task_input = {
+                    "context": context,
+                    "shared_state": context.shared_state,
+                    "previous_results": context.previous_results,
+                    **reads,
+                }
+                for dep in dependencies:
+                    task_input[f"{dep}_result"] = results[dep]
+                task_input["idempotency_key"] = f"{context.task_id}:{task_id}"
+                values.append(task_input)
+        if not keyword:
+            return tuple(values), no_kwargs, reads or NO_READS
+        args = tuple(v for v, s in zip(values, sources) if not s.keyword)
+        kwargs = {s.name: v for v, s in zip(values, sources) if s.keyword}
+        return args, kwargs, reads or NO_READS
+
+    return bind

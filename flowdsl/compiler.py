@@ -1,0 +1,238 @@
+"""Compile a flow's registered `TaskSpec`s into a validated, ordered, immutable `Plan`.
+
+All validation happens here, before any task runs: duplicate ids, unknown dependencies,
+cycles, parameter binding, context-key producers. Each step gets a binder, so the runtime's
+per-task work is a few dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import heapq
+from typing import Any, Sequence
+
+from .binding import Input, Source, make_binder
+from .errors import (
+    CycleError,
+    DefinitionError,
+    DuplicateTaskError,
+    UnknownDependencyError,
+)
+from .plan import Plan, Step
+from .spec import MISSING, TaskSpec
+
+__all__ = ["compile_plan", "base_importance"]
+
+
+def base_importance(spec: TaskSpec, n_dependencies: int) -> int:
+    """Importance fixed at compile time: 3 critical, 2 HIGH, 1 NORMAL, 0 LOW or lower,
+    +1 for declared context keys, +1 for two or more dependencies (the runtime adds +1
+    once the task writes to the shared state)."""
+    score = 3 if spec.priority <= 1 else 2 if spec.priority == 2 else 1 if spec.priority == 3 else 0
+    if spec.requires or spec.produces:
+        score += 1
+    if n_dependencies >= 2:
+        score += 1
+    return score
+
+
+def _resolve_dependency(item: Any, spec: TaskSpec, ids: dict[str, TaskSpec],
+                        by_handler: dict[int, list[str]]) -> str:
+    if isinstance(item, str):
+        if item not in ids:
+            raise UnknownDependencyError(spec.id, item, ids)
+        return item
+    owners = by_handler.get(id(item), [])
+    if len(owners) == 1:
+        return owners[0]
+    label = getattr(item, "__name__", repr(item))
+    if not owners:
+        raise UnknownDependencyError(spec.id, label, ids)
+    raise DefinitionError(
+        f"task {spec.id!r} depends on function {label!r}, which is several tasks of this "
+        f"flow ({', '.join(map(repr, owners))}): name the task id instead"
+    )
+
+
+class _Binding:
+    """What one task's signature and keywords resolve to (before producers are known)."""
+
+    __slots__ = ("dependencies", "sources", "inputs")
+
+    def __init__(self) -> None:
+        self.dependencies: list[str] = []
+        self.sources: list[Source] = []
+        self.inputs: dict[str, Any] = {}  # key -> default (MISSING: none)
+
+
+def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
+                    by_handler: dict[int, list[str]]) -> _Binding:
+    binding = _Binding()
+    for param in spec.params:
+        if param.variadic:
+            star = "*" if param.kind.name == "VAR_POSITIONAL" else "**"
+            raise DefinitionError(
+                f"task {spec.id!r}: parameter {star}{param.name} cannot be bound; "
+                "name each input as its own parameter"
+            )
+        keyword = param.keyword_only
+        if param.name in ids:
+            binding.dependencies.append(param.name)
+            binding.sources.append(Source("result", param.name, param.name, keyword))
+        elif param.wants_context or param.name == "context":
+            binding.sources.append(Source("context", param.name, "", keyword))
+        elif param.name == "task_input":
+            binding.sources.append(Source("task_input", param.name, "", keyword))
+        else:
+            binding.sources.append(Source("key", param.name, param.name, keyword))
+            binding.inputs[param.name] = param.default
+    for key in spec.requires:
+        binding.inputs[key] = MISSING  # a `requires` key has no default
+    for item in spec.depends_on:
+        binding.dependencies.append(_resolve_dependency(item, spec, ids, by_handler))
+    binding.dependencies = list(dict.fromkeys(binding.dependencies))
+    return binding
+
+
+def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str]:
+    """Topological order; among ready tasks the lowest priority value, then declaration order."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for spec in specs:
+        sorter.add(spec.id, *bindings[spec.id].dependencies)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise CycleError(exc.args[1]) from None  # each member feeds the next
+    rank = {spec.id: (spec.priority, position) for position, spec in enumerate(specs)}
+    heap = [(rank[task], task) for task in sorter.get_ready()]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        _, task = heapq.heappop(heap)
+        order.append(task)
+        sorter.done(task)
+        for ready in sorter.get_ready():
+            heapq.heappush(heap, (rank[ready], ready))
+    return order
+
+
+class _Ancestry:
+    """Ancestor sets as int bitsets, computed on first use (only flows with context keys pay)."""
+
+    def __init__(self, order: list[str], bindings: dict[str, _Binding]) -> None:
+        self._order = order
+        self._bindings = bindings
+        self.position = {task: i for i, task in enumerate(order)}
+        self._bits: dict[str, int] | None = None
+
+    def is_ancestor(self, upstream: str, task: str) -> bool:
+        if self._bits is None:
+            bits: dict[str, int] = {}
+            position = self.position
+            for node in self._order:
+                acc = 0
+                for dep in self._bindings[node].dependencies:
+                    acc |= bits[dep] | (1 << position[dep])
+                bits[node] = acc
+            self._bits = bits
+        return bool(self._bits[task] >> self.position[upstream] & 1)
+
+
+def _bind_producers(order: list[str], by_id: dict[str, TaskSpec], bindings: dict[str, _Binding],
+                    ancestry: _Ancestry) -> dict[str, dict[str, str]]:
+    """Check producers of each key are ordered; bind each declared input to its producer."""
+    producers: dict[str, list[str]] = {}
+    for task in order:  # plan order
+        for key in by_id[task].produces:
+            producers.setdefault(key, []).append(task)
+    for key, tasks in producers.items():
+        if key in by_id:
+            raise DefinitionError(
+                f"{key!r} is both a task id and a context key produced by "
+                f"{', '.join(map(repr, tasks))}: rename one of them"
+            )
+        for earlier, later in zip(tasks, tasks[1:]):
+            if not ancestry.is_ancestor(earlier, later):
+                raise DefinitionError(
+                    f"context key {key!r} is produced by {earlier!r} and {later!r}, neither of "
+                    f"which is upstream of the other: add depends_on=[{earlier!r}] to {later!r} "
+                    "(or the reverse) so the value is well defined"
+                )
+    bound: dict[str, dict[str, str]] = {}
+    for task in order:
+        chosen: dict[str, str] = {}
+        for key in bindings[task].inputs:
+            candidates = [p for p in producers.get(key, ()) if p != task]
+            if not candidates:
+                continue
+            upstream = [p for p in candidates if ancestry.is_ancestor(p, task)]
+            if not upstream:
+                raise DefinitionError(
+                    f"task {task!r} reads context key {key!r}, which only "
+                    f"{', '.join(map(repr, candidates))} produce(s), not upstream of {task!r}: "
+                    f"add depends_on=[{candidates[-1]!r}] to {task!r}"
+                )
+            chosen[key] = upstream[-1]  # the latest: producers are ordered by ancestry
+        bound[task] = chosen
+    return bound
+
+
+def compile_plan(flow: str, specs: Sequence[TaskSpec]) -> Plan:
+    """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
+    by_id: dict[str, TaskSpec] = {}
+    by_handler: dict[int, list[str]] = {}
+    for spec in specs:
+        if spec.id in by_id:
+            raise DuplicateTaskError(spec.id)
+        by_id[spec.id] = spec
+        by_handler.setdefault(id(spec.handler), []).append(spec.id)
+
+    bindings = {spec.id: _bind_signature(spec, by_id, by_handler) for spec in specs}
+    order = _order(specs, bindings)
+    ancestry = _Ancestry(order, bindings)
+    producer_of = _bind_producers(order, by_id, bindings, ancestry)
+
+    steps: list[Step] = []
+    inputs: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {task: [] for task in order}
+    for position, task in enumerate(order):
+        spec, binding, chosen = by_id[task], bindings[task], producer_of[task]
+        declared = [Input(key, chosen.get(key), default) for key, default in binding.inputs.items()]
+        for inp in declared:
+            if inp.producer is None and inp.default is MISSING:
+                inputs.setdefault(inp.key, []).append(task)
+        for dep in binding.dependencies:
+            children[dep].append(task)
+        steps.append(
+            Step(
+                id=task,
+                name=spec.name,
+                position=position,
+                spec=spec,
+                handler=spec.handler,
+                is_async=spec.is_async,
+                priority=spec.priority,
+                critical=spec.critical,
+                dependencies=tuple(binding.dependencies),
+                requires=spec.requires,
+                produces=spec.produces,
+                inputs=tuple(binding.inputs),
+                producers=chosen,
+                retries=spec.retries,
+                retry_wait=spec.retry_wait,
+                retry_on=spec.retry_on,
+                timeout=spec.timeout,
+                importance=base_importance(spec, len(binding.dependencies)),
+                bind=make_binder(task, binding.sources, declared, binding.dependencies),
+            )
+        )
+    return Plan(
+        flow=flow,
+        steps=steps,
+        order=order,
+        inputs=tuple(inputs),
+        input_readers={key: tuple(readers) for key, readers in inputs.items()},
+        children={task: tuple(c) for task, c in children.items()},
+        index={step.id: step for step in steps},
+        is_async=any(step.is_async for step in steps),
+    )

@@ -1,0 +1,303 @@
+"""`TaskContext`: the context a run builds, with incremental preservation.
+
+The shared state is a dict whose every write is numbered and journalled into the record of
+the task that made it (its delta, plus the values it replaced). Records are bounded by the
+strategy's ``max_context_items``: beyond it the least important, oldest record is evicted at
+O(1). From the records, ``snapshot(task_id)`` rebuilds the shared state a task started with.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Mapping
+
+from .errors import ContextPrunedError
+from .spec import MISSING
+
+__all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
+
+
+class _Deleted:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+#: Marks a deleted key in a task's delta.
+DELETED: Any = _Deleted()
+
+
+class CurrentTask:
+    """The task attempt running in this thread or asyncio task (see `current_task`)."""
+
+    __slots__ = ("task_id", "run_id", "attempt", "record", "live")
+
+    def __init__(self, task_id: str, run_id: str, record: "TaskRecord", attempt: int = 1) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        self.attempt = attempt
+        self.record = record
+        self.live = True  # False once abandoned (timeout) or cancelled: its writes are discarded
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"<run_id>:<task_id>"``: the same across retries (and resumes)."""
+        return f"{self.run_id}:{self.task_id}"
+
+    def __repr__(self) -> str:
+        return f"CurrentTask(task_id={self.task_id!r}, attempt={self.attempt}, run_id={self.run_id!r})"
+
+
+_current: ContextVar[CurrentTask | None] = ContextVar("flowdsl_current_task", default=None)
+
+
+def current_task() -> CurrentTask | None:
+    """The task attempt running here (task id, attempt number, idempotency key), or None."""
+    return _current.get()
+
+
+class TaskRecord:
+    """What one task did to the context: its declared inputs, its delta, what it replaced."""
+
+    __slots__ = ("task_id", "reads", "delta", "duration", "status", "importance", "start_seq", "undo")
+
+    def __init__(self, task_id: str, importance: int, start_seq: int) -> None:
+        self.task_id = task_id
+        self.reads: Mapping[str, Any] = MappingProxyType({})
+        self.delta: dict[str, Any] = {}  # key -> new value (DELETED for a deletion)
+        self.duration = 0.0
+        self.status: Any = None
+        self.importance = importance
+        self.start_seq = start_seq  # the write sequence number when the task started
+        self.undo: list[tuple[int, str, Any]] = []  # (sequence, key, replaced value or MISSING)
+
+    def __repr__(self) -> str:
+        status = getattr(self.status, "value", self.status)
+        return (
+            f"TaskRecord(task_id={self.task_id!r}, status={status!r}, importance={self.importance}, "
+            f"reads={dict(self.reads)!r}, delta={self.delta!r}, duration={self.duration:.6f})"
+        )
+
+
+class SharedState(dict):  # type: ignore[type-arg]
+    """The run's live shared state: a dict whose writes are journalled per task.
+
+    Reads cost what a dict read costs. A write made while a task runs goes into that task's
+    record; a write from an attempt abandoned at its timeout (or cancelled) is discarded.
+    """
+
+    __slots__ = ("_sequence",)
+
+    def __init__(self, sequence: Iterator[int] | None = None) -> None:
+        super().__init__()
+        self._sequence = sequence if sequence is not None else itertools.count()
+
+    def _journal(self, key: Any, new: Any) -> bool:
+        """Record a write about to happen; False means: discard it."""
+        current = _current.get()
+        if current is None:
+            return True
+        if not current.live:
+            return False
+        record = current.record
+        record.undo.append((next(self._sequence), key, dict.get(self, key, MISSING)))
+        record.delta[key] = new
+        return True
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self._journal(key, value):
+            dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if key not in self:
+            raise KeyError(key)
+        if self._journal(key, DELETED):
+            dict.__delitem__(self, key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> "SharedState":  # type: ignore[override]
+        self.update(other)
+        return self
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return dict.__getitem__(self, key)
+        self[key] = default
+        return default
+
+    def pop(self, key: Any, *default: Any) -> Any:  # type: ignore[override]
+        if key in self:
+            value = dict.__getitem__(self, key)
+            del self[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def popitem(self) -> tuple[Any, Any]:
+        if not self:
+            raise KeyError("popitem(): shared state is empty")
+        key = next(reversed(self.keys()))
+        value = dict.__getitem__(self, key)
+        del self[key]
+        return key, value
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict copy (not journalled)."""
+        return dict(self)
+
+
+class Records:
+    """Task records, bounded: beyond ``limit`` the lowest importance goes first, oldest first."""
+
+    __slots__ = ("limit", "by_task", "view", "active", "_buckets", "pruned", "pruned_seq")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_task: dict[str, TaskRecord] = {}
+        self.view: Mapping[str, TaskRecord] = MappingProxyType(self.by_task)
+        self.active: dict[str, TaskRecord] = {}  # records of tasks in flight
+        self._buckets: list[deque[str]] = [deque() for _ in range(7)]  # one per importance 0..6
+        self.pruned: dict[str, int] = {}  # task id -> highest write sequence it held
+        self.pruned_seq = -1  # highest write sequence among pruned records
+
+    def add(self, record: TaskRecord) -> None:
+        self.by_task[record.task_id] = record
+        self._buckets[record.importance].append(record.task_id)
+        if len(self.by_task) > self.limit:
+            self._evict()
+
+    def _evict(self) -> None:
+        for bucket in self._buckets:
+            while bucket:
+                record = self.by_task.pop(bucket.popleft(), None)
+                if record is not None:
+                    self.forget(record)
+                    return
+
+    def forget(self, record: TaskRecord) -> None:
+        """Drop a record (evicted, or its task was cancelled in flight)."""
+        last = record.undo[-1][0] if record.undo else -1
+        self.pruned[record.task_id] = last
+        if last > self.pruned_seq:
+            self.pruned_seq = last
+
+    def all(self) -> Iterable[TaskRecord]:
+        yield from self.by_task.values()
+        yield from list(self.active.values())
+
+
+class TaskContext:
+    """The context of one run, with the seed program's fields and methods.
+
+    ``task_id`` is the run id; ``data`` a read-only view of the caller's initial mapping;
+    ``shared_state`` the live shared state; ``previous_results`` one entry per completed task;
+    ``execution_trace`` one entry per task outcome and retry; ``records`` task id -> record.
+    """
+
+    __slots__ = (
+        "task_id", "data", "metadata", "previous_results", "shared_state",
+        "execution_trace", "_results", "_records",
+    )
+
+    def __init__(
+        self,
+        task_id: str = "",
+        data: Mapping[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        max_records: int = 1000,
+    ) -> None:
+        self.task_id = task_id
+        self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
+        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        self.previous_results: list[dict[str, Any]] = []
+        self.shared_state = SharedState()
+        self.execution_trace: list[dict[str, Any]] = []
+        self._results: dict[str, Any] = {}
+        self._records = Records(max_records)
+
+    @property
+    def records(self) -> Mapping[str, TaskRecord]:
+        """Task id -> record, for the tasks that ran and whose record was not pruned."""
+        return self._records.view
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The running task's ``"<run_id>:<task_id>"`` (None outside a task)."""
+        current = _current.get()
+        return current.idempotency_key if current is not None else None
+
+    def add_result(self, task_id: str, result: Any, metadata: dict[str, Any] | None = None) -> None:
+        """Record ``task_id``'s result and append it to ``previous_results``."""
+        self._results[task_id] = result
+        self.previous_results.append(
+            {"task_id": task_id, "result": result, "metadata": metadata or {}, "timestamp": time.time()}
+        )
+
+    def get_result(self, task_id: str, default: Any = None) -> Any:
+        """The result of a completed task, else ``default``."""
+        return self._results.get(task_id, default)
+
+    def update_shared_state(self, key: str, value: Any) -> None:
+        """Write ``key`` to the shared state (part of the running task's delta)."""
+        self.shared_state[key] = value
+
+    def log_execution(self, task_id: str, action: str, details: dict[str, Any] | None = None) -> None:
+        """Append an entry of your own to ``execution_trace``."""
+        self.execution_trace.append(
+            {"task_id": task_id, "action": action, "details": details or {}, "timestamp": time.time()}
+        )
+
+    def _record(self, task_id: str) -> TaskRecord:
+        records = self._records
+        record = records.by_task.get(task_id) or records.active.get(task_id)
+        if record is not None:
+            return record
+        if task_id in records.pruned:
+            raise ContextPrunedError(task_id)
+        raise KeyError(f"task {task_id!r} has no record: it did not run in this context")
+
+    def delta(self, task_id: str) -> dict[str, Any]:
+        """The keys ``task_id`` wrote, with their new values (`DELETED` for deletions)."""
+        return dict(self._record(task_id).delta)
+
+    def snapshot(self, task_id: str) -> dict[str, Any]:
+        """The shared state as it was when ``task_id`` started, rebuilt from the records."""
+        record = self._record(task_id)
+        start = record.start_seq
+        records = self._records
+        if records.pruned_seq > start:
+            culprit = next(t for t, seq in records.pruned.items() if seq > start)
+            raise ContextPrunedError(task_id, culprit)
+        writes = sorted(
+            (entry for rec in records.all() for entry in rec.undo if entry[0] > start),
+            key=lambda entry: entry[0],
+            reverse=True,
+        )
+        state = dict(self.shared_state)
+        for _, key, replaced in writes:
+            if replaced is MISSING:
+                state.pop(key, None)
+            else:
+                state[key] = replaced
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskContext(task_id={self.task_id!r}, data={len(self.data)} keys, "
+            f"shared_state={len(self.shared_state)} keys, previous_results="
+            f"{len(self.previous_results)}, records={len(self.records)})"
+        )

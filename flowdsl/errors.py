@@ -1,0 +1,154 @@
+"""Every error flowdsl raises; each subclasses :class:`FlowError` and, where it fits, a builtin.
+
+Messages name the task and key at fault. A handler's own exception is never wrapped:
+these types only describe what flowdsl itself refused or observed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Sequence
+
+__all__ = [
+    "FlowError",
+    "DefinitionError",
+    "CycleError",
+    "UnknownDependencyError",
+    "DuplicateTaskError",
+    "MissingInputError",
+    "MissingOutputError",
+    "TaskTimeoutError",
+    "RunFailedError",
+    "ContextPrunedError",
+    "SerializationError",
+    "ResumeError",
+    "StoreError",
+    "did_you_mean",
+]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` when a close match exists, else ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class FlowError(Exception):
+    """Base class of every error flowdsl raises."""
+
+
+class DefinitionError(FlowError, ValueError):
+    """The flow's definition is invalid; raised before any task runs."""
+
+
+class CycleError(DefinitionError):
+    """The dependencies form a cycle; ``cycle`` lists its members, each feeding the next,
+    the first repeated last."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = tuple(cycle)
+        super().__init__(
+            "dependency cycle: " + " -> ".join(map(repr, self.cycle))
+            + " (each must run before the next): remove one of these dependencies"
+        )
+
+
+class UnknownDependencyError(DefinitionError):
+    """A task depends on an id the flow does not have."""
+
+    def __init__(self, task_id: str, dependency: str, known: Iterable[str]) -> None:
+        self.task_id = task_id
+        self.dependency = dependency
+        super().__init__(
+            f"task {task_id!r} depends on unknown task {dependency!r}"
+            + did_you_mean(dependency, known)
+        )
+
+
+class DuplicateTaskError(DefinitionError):
+    """Two tasks of one flow share an id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task id {task_id!r} is declared twice; pass id=... to tell them apart"
+        )
+
+
+class MissingInputError(FlowError, LookupError):
+    """A context key the flow needs was not supplied by the caller."""
+
+    def __init__(self, missing: dict[str, Sequence[str]]) -> None:
+        self.missing = {key: tuple(readers) for key, readers in missing.items()}
+        parts = [
+            f"{key!r} (read by {', '.join(repr(r) for r in readers)})"
+            for key, readers in self.missing.items()
+        ]
+        super().__init__("missing input " + "; ".join(parts) + ": pass it in flow.run({...})")
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class MissingOutputError(FlowError, LookupError):
+    """A task declared ``produces=[key]`` but its result does not hold that key."""
+
+    def __init__(self, task_id: str, key: str, result: object) -> None:
+        self.task_id = task_id
+        self.key = key
+        if isinstance(result, dict) or hasattr(result, "keys"):
+            why = f"its result has keys {sorted(map(str, result.keys()))!r}"  # type: ignore[union-attr]
+        else:
+            why = f"its result is a {type(result).__name__}, not a mapping"
+        super().__init__(f"task {task_id!r} declares produces={key!r} but {why}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TaskTimeoutError(FlowError, TimeoutError):
+    """An attempt ran longer than the task's ``timeout``."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        super().__init__(f"task {task_id!r} timed out after {timeout:g} s")
+
+
+class RunFailedError(FlowError, RuntimeError):
+    """Raised by ``RunResult.raise_for_status()``; chained to the first task error."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+class ContextPrunedError(FlowError, KeyError):
+    """A snapshot needs a task record that the preservation strategy pruned."""
+
+    def __init__(self, task_id: str, pruned: str | None = None) -> None:
+        self.task_id = task_id
+        self.pruned = pruned or task_id
+        if self.pruned == task_id:
+            msg = f"the record of task {task_id!r} was pruned (raise max_context_items to keep it)"
+        else:
+            msg = (
+                f"cannot rebuild the snapshot of task {task_id!r}: the record of "
+                f"{self.pruned!r}, which wrote since, was pruned (raise max_context_items)"
+            )
+        super().__init__(msg)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SerializationError(FlowError, TypeError):
+    """A value cannot be stored with the serializer the flow or task declares."""
+
+
+class ResumeError(FlowError, RuntimeError):
+    """A run cannot be resumed as asked."""
+
+
+class StoreError(FlowError, RuntimeError):
+    """The run store failed or holds something it cannot decode."""

@@ -1,0 +1,78 @@
+"""Typed runtime events, and the observer protocol that receives them.
+
+Observers are passive: they get frozen events and cannot change the run. With no observer
+subscribed, the runtime builds no event at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Union, runtime_checkable
+
+import attrs
+
+from .status import RunStatus, TaskStatus
+
+__all__ = [
+    "Event", "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
+    "Observer", "as_callback",
+]
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted:
+    run_id: str
+    flow: str
+    total_tasks: int
+
+
+@attrs.frozen(kw_only=True)
+class TaskStarted:
+    run_id: str
+    task_id: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskRetrying:
+    run_id: str
+    task_id: str
+    attempt: int  # the attempt that failed
+    error: BaseException
+    wait: float  # seconds until the next attempt
+
+
+@attrs.frozen(kw_only=True)
+class TaskFinished:
+    run_id: str
+    task_id: str
+    status: TaskStatus
+    attempts: int
+    duration: float
+    error: BaseException | None = None
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished:
+    run_id: str
+    flow: str
+    status: RunStatus
+    summary: dict[str, Any]
+
+
+Event = Union[RunStarted, TaskStarted, TaskRetrying, TaskFinished, RunFinished]
+
+
+@runtime_checkable
+class Observer(Protocol):
+    """Anything with ``on_event(event)``; a plain callable taking the event works too."""
+
+    def on_event(self, event: Event) -> None: ...
+
+
+def as_callback(observer: Observer | Callable[[Event], None]) -> Callable[[Event], None]:
+    """The callable to hand events to."""
+    if isinstance(observer, Observer):
+        return observer.on_event
+    if callable(observer):
+        return observer
+    raise TypeError(f"an observer needs on_event(event) or to be callable, got {observer!r}")

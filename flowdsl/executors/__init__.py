@@ -1,0 +1,6 @@
+"""Executors decide which task of a `Run` starts when; the `Run` does the rest."""
+
+from .base import Executor, adrive, drive
+from .sequential import SequentialExecutor
+
+__all__ = ["Executor", "SequentialExecutor", "drive", "adrive"]

@@ -1,0 +1,57 @@
+"""The sequential executor: one task at a time, in plan order, in the caller's thread."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..runtime import Run
+from .base import Executor
+
+__all__ = ["SequentialExecutor"]
+
+
+class SequentialExecutor(Executor):
+    """Run tasks one by one in plan order (``max_concurrency=1``).
+
+    A flow of sync handlers runs inline, with no event loop; ``sleep``/``async_sleep``
+    replace the waits between retries (tests inject fakes so they never sleep).
+    """
+
+    def __init__(self, *, sleep: Callable[[float], Any] | None = None,
+                 async_sleep: Callable[[float], Any] | None = None) -> None:
+        self.sleep = sleep
+        self.async_sleep = async_sleep
+
+    def execute(self, run: Run) -> None:
+        tasks = run.tasks
+        for step in run.plan.steps:
+            task = tasks[step.id]
+            if run.stopped_by is not None:
+                run.stop_pending(step, task)
+                continue
+            if run.blocked:
+                cause = run.blocking_cause(step)
+                if cause is not None:
+                    run.skip(step, task, cause)
+                    continue
+            run.run_task(step, task)
+
+    async def aexecute(self, run: Run) -> None:
+        tasks = run.tasks
+        for step in run.plan.steps:
+            task = tasks[step.id]
+            if run.stopped_by is not None:
+                run.stop_pending(step, task)
+                continue
+            if run.blocked:
+                cause = run.blocking_cause(step)
+                if cause is not None:
+                    run.skip(step, task, cause)
+                    continue
+            if step.is_async:
+                await run.arun_task(step, task)
+            else:
+                run.run_task(step, task)
+
+    def __repr__(self) -> str:
+        return "SequentialExecutor()"

@@ -1,0 +1,270 @@
+"""`Flow`: the registry users decorate into, and the façade that compiles and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+
+from .compiler import compile_plan
+from .dsl import make_spec
+from .errors import DefinitionError, MissingInputError, did_you_mean
+from .executors import Executor, SequentialExecutor, adrive, drive
+from .metrics import FlowMetrics
+from .observers.logging import LoggingObserver, logging_enabled
+from .plan import Plan
+from .result import RunResult
+from .retry import DEFAULT_WAIT
+from .runtime import Run
+from .spec import TaskSpec
+from .status import Priority
+from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
+
+__all__ = ["Flow", "new_run_id"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: UTC timestamp to the microsecond, then 6 hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+
+
+class Flow:
+    """A registry of tasks: decorate functions with ``@flow.task``, then ``flow.run()``.
+
+    Each Flow is independent: no process-wide state, so two flows (or two tests) never
+    see each other's tasks. The plan is compiled on first use and cached until a task is added.
+    """
+
+    def __init__(self, name: str = "flow") -> None:
+        self.name = name
+        self._specs: list[TaskSpec] = []
+        self._plan: Plan | None = None
+        self._metrics = FlowMetrics()
+
+    # -- declaring ------------------------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        depends_on: Iterable[str | Callable[..., Any]] | None = None,
+        priority: int = Priority.NORMAL,
+        requires: Iterable[str] | None = None,
+        produces: Iterable[str] | None = None,
+        retries: int = 0,
+        retry_wait: Any = None,
+        retry_on: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
+        function unchanged. See DESIGN/README for what each keyword means."""
+        if fn is not None and not callable(fn):
+            raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
+
+        def register(function: F) -> F:
+            self._register(make_spec(
+                function, id=id, name=name, depends_on=depends_on, priority=priority,
+                requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
+                retry_on=retry_on, timeout=timeout,
+            ))
+            return function
+
+        return register if fn is None else register(fn)
+
+    def add_task(
+        self,
+        task_id: str,
+        name: str,
+        handler: Callable[..., Any],
+        dependencies: Iterable[str | Callable[..., Any]] | None = None,
+        priority: int = Priority.NORMAL,
+        *,
+        max_retries: int = 3,
+        timeout_seconds: float | None = None,
+        context_requirements: Iterable[str] | None = None,
+        output_context_keys: Iterable[str] | None = None,
+        retry_wait: Any = DEFAULT_WAIT,
+        retry_on: Any = None,
+    ) -> TaskSpec:
+        """The seed program's imperative form, with its defaults (NORMAL priority, 3 retries
+        backing off 1 s, 2 s, 4 s)."""
+        spec = make_spec(
+            handler, id=task_id, name=name, depends_on=dependencies, priority=priority,
+            requires=context_requirements, produces=output_context_keys, retries=max_retries,
+            retry_wait=retry_wait, retry_on=retry_on, timeout=timeout_seconds,
+        )
+        self._register(spec)
+        return spec
+
+    def _register(self, spec: TaskSpec) -> None:
+        self._specs.append(spec)
+        self._plan = None
+
+    # -- looking ----------------------------------------------------------------------------
+    def spec(self, fn_or_id: str | Callable[..., Any]) -> TaskSpec:
+        """The `TaskSpec` this flow recorded for a task id or a decorated function."""
+        if isinstance(fn_or_id, str):
+            for spec in self._specs:
+                if spec.id == fn_or_id:
+                    return spec
+            raise KeyError(f"flow {self.name!r} has no task {fn_or_id!r}"
+                           + did_you_mean(fn_or_id, self.task_ids))
+        found = [spec for spec in self._specs if spec.handler is fn_or_id]
+        if len(found) == 1:
+            return found[0]
+        label = getattr(fn_or_id, "__name__", repr(fn_or_id))
+        if not found:
+            raise KeyError(f"{label!r} is not a task of flow {self.name!r}")
+        raise DefinitionError(f"{label!r} is several tasks of flow {self.name!r} "
+                              f"({', '.join(repr(s.id) for s in found)}): ask by task id")
+
+    @property
+    def task_ids(self) -> tuple[str, ...]:
+        """Task ids in declaration order."""
+        return tuple(spec.id for spec in self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, task_id: object) -> bool:
+        return any(spec.id == task_id for spec in self._specs)
+
+    def __iter__(self) -> Iterator[TaskSpec]:
+        return iter(tuple(self._specs))
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, tasks={len(self._specs)})"
+
+    # -- compiling and running --------------------------------------------------------------
+    def compile(self) -> Plan:
+        """Validate the flow and return its ordered `Plan` (cached until a task is added)."""
+        if self._plan is None:
+            self._plan = compile_plan(self.name, self._specs)
+        return self._plan
+
+    def _prepare(
+        self,
+        initial: Mapping[str, Any] | None,
+        context_strategy: ContextPreservationStrategy | None,
+        run_id: str | None,
+        observers: Iterable[Any] | None,
+    ) -> Run:
+        plan = self.compile()
+        if initial is None:
+            initial = {}
+        elif not isinstance(initial, Mapping):
+            raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
+        missing = {key: plan.input_readers[key] for key in plan.inputs if key not in initial}
+        if missing:
+            raise MissingInputError(missing)
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
+        watchers = list(observers or ())
+        if logging_enabled():
+            watchers.append(LoggingObserver())
+        return Run(
+            plan,
+            initial,
+            run_id=run_id or new_run_id(),
+            strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
+            observers=watchers,
+        )
+
+    def run(
+        self,
+        initial: Mapping[str, Any] | None = None,
+        *,
+        context_strategy: ContextPreservationStrategy | None = None,
+        run_id: str | None = None,
+        observers: Iterable[Any] | None = None,
+        executor: Executor | None = None,
+    ) -> RunResult:
+        """Run the flow and return its `RunResult` (check ``.status`` or call
+        ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
+
+        A flow of sync handlers runs inline in this thread, with no event loop. A flow with
+        async handlers gets one event loop for the run (a private one in a helper thread when
+        called from inside a running loop, as in a notebook).
+        """
+        run = self._prepare(initial, context_strategy, run_id, observers)
+        executor = executor if executor is not None else SequentialExecutor()
+        try:
+            if not run.plan.is_async:
+                result = drive(executor, run)
+            elif _loop_running():
+                result = _in_helper_thread(lambda: asyncio.run(adrive(executor, run)))
+            else:
+                result = asyncio.run(adrive(executor, run))
+        except BaseException as exc:
+            self._record_interrupted(exc)
+            raise
+        self._metrics.record(result)
+        return result
+
+    async def arun(
+        self,
+        initial: Mapping[str, Any] | None = None,
+        *,
+        context_strategy: ContextPreservationStrategy | None = None,
+        run_id: str | None = None,
+        observers: Iterable[Any] | None = None,
+        executor: Executor | None = None,
+    ) -> RunResult:
+        """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
+        run = self._prepare(initial, context_strategy, run_id, observers)
+        executor = executor if executor is not None else SequentialExecutor()
+        try:
+            result = await adrive(executor, run)
+        except BaseException as exc:
+            self._record_interrupted(exc)
+            raise
+        self._metrics.record(result)
+        return result
+
+    def _record_interrupted(self, exc: BaseException) -> None:
+        result = getattr(exc, "flowdsl_result", None)
+        if isinstance(result, RunResult):
+            self._metrics.record(result)
+
+    def get_execution_metrics(self) -> dict[str, Any]:
+        """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
+        and the last run's context efficiency, context size and status counts."""
+        return self._metrics.report()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_helper_thread(work: Callable[[], RunResult]) -> RunResult:
+    """Run ``work`` in a helper thread (a private event loop) and hand back its outcome."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=target, name="flowdsl-run-loop", daemon=True)
+    helper.start()
+    helper.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

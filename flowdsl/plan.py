@@ -1,0 +1,70 @@
+"""The compiled, immutable plan: what the runtime executes, with everything precomputed."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import attrs
+from tenacity.retry import retry_base
+from tenacity.wait import wait_base
+
+from .spec import TaskSpec
+
+__all__ = ["Step", "Plan", "Binder"]
+
+#: ``bind(context) -> (args, kwargs, reads)``: a step's arguments, from the run's context.
+Binder = Callable[[Any], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
+
+
+def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """One task, ready to run: its policies plus how to bind its arguments."""
+
+    id: str
+    name: str
+    position: int
+    spec: TaskSpec = attrs.field(repr=False)
+    handler: Callable[..., Any] = attrs.field(repr=False)
+    is_async: bool
+    priority: int
+    critical: bool
+    dependencies: tuple[str, ...]
+    requires: tuple[str, ...]
+    produces: tuple[str, ...]
+    inputs: tuple[str, ...]  # declared context inputs: requires + context-key parameters
+    producers: Mapping[str, str] = attrs.field(converter=_frozen_map)  # input key -> producer id
+    retries: int
+    retry_wait: wait_base = attrs.field(repr=False)
+    retry_on: retry_base = attrs.field(repr=False)
+    timeout: float | None
+    importance: int  # 0..5 at compile time; +1 at run time once the task writes
+    bind: Binder = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    """An immutable, validated, ordered plan of one flow.
+
+    ``order`` is the execution order at concurrency 1; ``inputs`` the context keys the
+    caller must supply (``input_readers`` names who reads each).
+    """
+
+    flow: str
+    steps: tuple[Step, ...] = attrs.field(converter=tuple, repr=False)
+    order: tuple[str, ...] = attrs.field(converter=tuple)
+    inputs: tuple[str, ...] = attrs.field(converter=tuple)
+    input_readers: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
+    children: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
+    index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
+    is_async: bool
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, task_id: str) -> Step:
+        return self.index[task_id]

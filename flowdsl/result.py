@@ -1,0 +1,103 @@
+"""What a run reports: one `TaskRun` per task and the `RunResult`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .context import TaskContext
+from .errors import RunFailedError
+from .status import RunStatus, TaskStatus
+
+__all__ = ["TaskRun", "RunResult"]
+
+
+class TaskRun:
+    """One task of one run. It carries the seed program's `Task` attribute names too
+    (``id``, ``name``, ``priority``, ``dependencies``, ``context_requirements``,
+    ``output_context_keys``, ``status``, ``result``, ``start_time``, ``end_time``), so a
+    `ContextPreservationStrategy` written for the seed receives what it expects."""
+
+    __slots__ = (
+        "id", "step", "status", "result", "error", "attempts", "reason",
+        "started_at", "ended_at", "duration", "record",
+    )
+
+    def __init__(self, step: Any) -> None:
+        self.id: str = step.id
+        self.step = step
+        self.status = TaskStatus.PENDING
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.attempts = 0
+        self.reason: str | None = None
+        self.started_at: float | None = None  # time.time() of the first attempt's start
+        self.ended_at: float | None = None  # time.time() of the last attempt's end
+        self.duration: float | None = None  # seconds, retry waits included
+        self.record: Any = None
+
+    name = property(lambda self: self.step.name, doc="The task's display name.")
+    priority = property(lambda self: self.step.priority, doc="Lower runs first.")
+    dependencies = property(lambda self: list(self.step.dependencies), doc="Upstream task ids.")
+    context_requirements = property(lambda self: list(self.step.inputs), doc="Declared inputs.")
+    output_context_keys = property(lambda self: list(self.step.produces), doc="Produced keys.")
+    max_retries = property(lambda self: self.step.retries, doc="Extra attempts allowed.")
+    timeout_seconds = property(lambda self: self.step.timeout, doc="Seconds per attempt.")
+    start_time = property(lambda self: self.started_at, doc="Alias of started_at.")
+    end_time = property(lambda self: self.ended_at, doc="Alias of ended_at.")
+    retry_count = property(lambda self: max(self.attempts - 1, 0), doc="Attempts after the first.")
+
+    @property
+    def error_message(self) -> str | None:
+        """``str(error)``, as the seed program reported it."""
+        return None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+
+    def __repr__(self) -> str:
+        extra = f", reason={self.reason!r}" if self.reason else ""
+        if self.error is not None:
+            extra += f", error={self.error!r}"
+        return (
+            f"TaskRun(id={self.id!r}, status={self.status.value}, attempts={self.attempts}"
+            f"{extra})"
+        )
+
+
+@attrs.define(kw_only=True, repr=False)
+class RunResult:
+    """The outcome of one run: statuses, results, the context and the summary."""
+
+    flow: str
+    run_id: str
+    status: RunStatus
+    results: dict[str, Any]
+    tasks: dict[str, TaskRun]
+    context: TaskContext
+    summary: dict[str, Any]
+    error: BaseException | None = None  # the task error that happened first in time
+    failed_task: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the run succeeded."""
+        return self.status is RunStatus.SUCCEEDED
+
+    def raise_for_status(self) -> "RunResult":
+        """Raise `RunFailedError` (chained to the first task error) unless the run succeeded."""
+        if self.status is RunStatus.SUCCEEDED:
+            return self
+        counts = ", ".join(
+            f"{self.summary.get(key, 0)} {key.split('_')[0]}"
+            for key in ("failed_tasks", "skipped_tasks", "cancelled_tasks")
+        )
+        where = f": task {self.failed_task!r} raised {self.error!r}" if self.failed_task else ""
+        raise RunFailedError(
+            f"run {self.run_id} of flow {self.flow!r} {self.status.value} ({counts}){where}",
+            self,
+        ) from self.error
+
+    def __repr__(self) -> str:
+        return (
+            f"RunResult(flow={self.flow!r}, run_id={self.run_id!r}, status={self.status.value}, "
+            f"tasks={len(self.tasks)})"
+        )

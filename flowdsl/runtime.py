@@ -1,0 +1,311 @@
+"""The run state machine: task lifecycle, context bookkeeping, events and the result.
+
+Executors drive a `Run` (which task runs when); the `Run` does what happens to each task:
+bind its arguments, call it under its policy, publish its result and record its delta.
+It knows nothing of logging sinks, stores or progress bars: it emits typed events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from time import perf_counter
+from typing import Any, Callable, Iterable, Mapping
+
+from .attempts import call_async, call_sync, check_produces
+from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
+from .metrics import summarize
+from .plan import Plan
+from .result import RunResult, TaskRun
+from .status import RunStatus, TaskStatus
+from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
+
+__all__ = ["Run"]
+
+COMPLETED, FAILED, RUNNING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.RUNNING
+
+
+def _emitter(observers: Iterable[Any]) -> Callable[[Any], None] | None:
+    callbacks = [as_callback(o) for o in observers]
+    if not callbacks:
+        return None
+
+    def emit(event: Any) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception as exc:  # an observer cannot change the run
+                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
+                              stacklevel=2)
+
+    return emit
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Run:
+    """One execution of a plan: its context, its task runs and its bookkeeping."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        initial: Mapping[str, Any],
+        *,
+        run_id: str,
+        strategy: ContextPreservationStrategy,
+        observers: Iterable[Any] = (),
+    ) -> None:
+        self.started = perf_counter()
+        self.plan = plan
+        self.run_id = run_id
+        limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
+        self.context = TaskContext(run_id, initial, max_records=limit)
+        self.tasks: dict[str, TaskRun] = {step.id: TaskRun(step) for step in plan.steps}
+        self.preserve, self.restore = active_hooks(strategy)
+        self.emit = _emitter(observers)
+        self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
+        self.stopped_by: str | None = None  # the critical task whose failure stopped the run
+        self.interrupted: BaseException | None = None
+        self.first_error: tuple[str, BaseException] | None = None
+        self.preservation_time = 0.0
+        self.sleep: Callable[[float], Any] = time.sleep
+        self.async_sleep: Callable[[float], Any] = asyncio.sleep
+        self._offset = time.time() - self.started  # perf_counter -> epoch seconds
+        self._sequence = self.context.shared_state._sequence
+        if self.emit is not None:
+            self.emit(RunStarted(run_id=run_id, flow=plan.flow, total_tasks=len(plan.steps)))
+
+    # -- which tasks may start ------------------------------------------------------------
+    def blocking_cause(self, step: Any) -> str | None:
+        """The failed task upstream of ``step``, if any."""
+        blocked = self.blocked
+        for dep in step.dependencies:
+            cause = blocked.get(dep)
+            if cause is not None:
+                return cause
+        return None
+
+    # -- running one task -----------------------------------------------------------------
+    def _begin(self, step: Any, task: TaskRun) -> tuple[TaskRecord, CurrentTask, Any]:
+        record = TaskRecord(step.id, step.importance, next(self._sequence))
+        current = CurrentTask(step.id, self.run_id, record)
+        task.record = record
+        task.status = RUNNING
+        self.context._records.active[step.id] = record
+        if self.emit is not None:
+            self.emit(TaskStarted(run_id=self.run_id, task_id=step.id))
+        return record, current, _current.set(current)
+
+    def run_task(self, step: Any, task: TaskRun) -> None:
+        """Run one task in this thread (sync handlers; no event loop involved)."""
+        record, current, token = self._begin(step, task)
+        t0 = perf_counter()
+        try:
+            if self.preserve is not None:
+                self.preserve(self.context, task)
+                t0, hook_start = perf_counter(), t0
+                self.preservation_time += t0 - hook_start
+            args, kwargs, record.reads = step.bind(self.context)
+            if step.retries or step.timeout is not None:
+                result = call_sync(self, step, task, current, args, kwargs)
+            else:
+                task.attempts = 1
+                result = step.handler(*args, **kwargs)
+                if step.produces:
+                    check_produces(step, result)
+            if step.produces:
+                self._write_produced(step, result)
+        except Exception as exc:
+            self._failed(step, task, record, exc, t0, perf_counter())
+        else:
+            self._completed(step, task, record, result, t0, perf_counter())
+        finally:
+            _current.reset(token)
+
+    async def arun_task(self, step: Any, task: TaskRun) -> None:
+        """Run one async task on the event loop."""
+        record, current, token = self._begin(step, task)
+        t0 = perf_counter()
+        try:
+            if self.preserve is not None:
+                self.preserve(self.context, task)
+                t0, hook_start = perf_counter(), t0
+                self.preservation_time += t0 - hook_start
+            args, kwargs, record.reads = step.bind(self.context)
+            result = await call_async(self, step, task, current, args, kwargs)
+            if step.produces:
+                self._write_produced(step, result)
+        except Exception as exc:
+            self._failed(step, task, record, exc, t0, perf_counter())
+        else:
+            self._completed(step, task, record, result, t0, perf_counter())
+        finally:
+            _current.reset(token)
+
+    def _write_produced(self, step: Any, result: Mapping[str, Any]) -> None:
+        state = self.context.shared_state
+        for key in step.produces:
+            state[key] = result[key]
+
+    def retrying(self, step: Any, task: TaskRun, state: Any) -> None:
+        """tenacity's ``before_sleep``: an attempt failed and another one will follow."""
+        error = state.outcome.exception()
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        task.status = TaskStatus.RETRYING
+        self.context.execution_trace.append({
+            "task_id": step.id,
+            "action": "task_retry",
+            "details": {"attempt": state.attempt_number, "error": _error_text(error), "wait": wait},
+            "timestamp": time.time(),
+        })
+        if self.emit is not None:
+            self.emit(TaskRetrying(run_id=self.run_id, task_id=step.id,
+                                   attempt=state.attempt_number, error=error, wait=wait))
+
+    # -- outcomes -------------------------------------------------------------------------
+    def _restore(self, task: TaskRun) -> BaseException | None:
+        try:
+            self.restore(self.context, task)  # type: ignore[misc]
+        except Exception as exc:
+            return exc
+        return None
+
+    def _completed(self, step: Any, task: TaskRun, record: TaskRecord, result: Any,
+                   t0: float, t1: float) -> None:
+        task.status = COMPLETED
+        task.result = result
+        if self.restore is not None:
+            hook_error = self._restore(task)
+            if hook_error is not None:  # a strategy that fails fails the task
+                task.result = None
+                self._failed(step, task, record, hook_error, t0, t1, restored=True)
+                return
+        duration = t1 - t0
+        task.duration = duration
+        task.started_at = self._offset + t0
+        ended = task.ended_at = self._offset + t1
+        context = self.context
+        context._results[step.id] = result
+        info = {"duration": duration, "attempts": task.attempts}
+        context.previous_results.append(
+            {"task_id": step.id, "result": result, "metadata": info, "timestamp": ended})
+        context.execution_trace.append(
+            {"task_id": step.id, "action": "task_completed", "details": info, "timestamp": ended})
+        self._keep_record(record, COMPLETED, duration, t1)
+        if self.emit is not None:
+            self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=COMPLETED,
+                                   attempts=task.attempts, duration=duration))
+
+    def _failed(self, step: Any, task: TaskRun, record: TaskRecord, exc: BaseException,
+                t0: float, t1: float, restored: bool = False) -> None:
+        task.status = FAILED
+        task.error = exc
+        if self.restore is not None and not restored:
+            self._restore(task)  # the task's own error is what it reports
+        duration = t1 - t0
+        task.duration = duration
+        task.started_at = self._offset + t0
+        ended = task.ended_at = self._offset + t1
+        self.context.execution_trace.append({
+            "task_id": step.id,
+            "action": "task_failed",
+            "details": {"error": _error_text(exc), "attempts": task.attempts, "duration": duration},
+            "timestamp": ended,
+        })
+        if self.first_error is None:
+            self.first_error = (step.id, exc)
+        self.blocked[step.id] = step.id
+        if step.critical and self.stopped_by is None:
+            self.stopped_by = step.id
+        self._keep_record(record, FAILED, duration, t1)
+        if self.emit is not None:
+            self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=FAILED,
+                                   attempts=task.attempts, duration=duration, error=exc))
+
+    def _keep_record(self, record: TaskRecord, status: TaskStatus, duration: float,
+                     t1: float) -> None:
+        record.status = status
+        record.duration = duration
+        if record.delta and record.importance < 6:
+            record.importance += 1
+        records = self.context._records
+        del records.active[record.task_id]
+        records.add(record)
+        self.preservation_time += perf_counter() - t1
+
+    def _settle(self, step: Any, task: TaskRun, status: TaskStatus, reason: str) -> None:
+        task.status = status
+        task.reason = reason
+        action = "task_skipped" if status is TaskStatus.SKIPPED else "task_cancelled"
+        self.context.execution_trace.append({
+            "task_id": step.id, "action": action, "details": {"reason": reason},
+            "timestamp": time.time(),
+        })
+        if self.emit is not None:
+            self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=status,
+                                   attempts=task.attempts, duration=0.0, reason=reason))
+
+    def skip(self, step: Any, task: TaskRun, cause: str) -> None:
+        """SKIPPED: an upstream task failed (``cause`` names it)."""
+        self.blocked[step.id] = cause
+        self._settle(step, task, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
+
+    def cancel(self, step: Any, task: TaskRun, reason: str) -> None:
+        """CANCELLED before it started."""
+        self._settle(step, task, TaskStatus.CANCELLED, reason)
+
+    def stop_pending(self, step: Any, task: TaskRun) -> None:
+        """After a critical failure: skip what is downstream of a failure, cancel the rest."""
+        cause = self.blocking_cause(step)
+        if cause is not None:
+            self.skip(step, task, cause)
+        else:
+            self.cancel(step, task, f"critical task {self.stopped_by!r} failed")
+
+    def interrupt(self, exc: BaseException) -> None:
+        """KeyboardInterrupt, SystemExit, CancelledError (or a runtime failure): stop now.
+
+        The task in flight and the tasks not started are CANCELLED; what completed is kept.
+        """
+        self.interrupted = exc
+        reason = f"run interrupted by {type(exc).__name__}"
+        records = self.context._records
+        for task in self.tasks.values():
+            if task.status in (RUNNING, TaskStatus.RETRYING):
+                record = records.active.pop(task.id, None)
+                if record is not None:
+                    records.forget(record)  # its writes cannot be undone from a record
+                task.record = None
+                self._settle(task.step, task, TaskStatus.CANCELLED, reason)
+            elif task.status is TaskStatus.PENDING:
+                self._settle(task.step, task, TaskStatus.CANCELLED, reason)
+
+    # -- the end --------------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        """Stop the clock, summarise, and build the `RunResult`."""
+        wall_time = perf_counter() - self.started
+        if self.interrupted is not None:
+            status = RunStatus.CANCELLED
+        elif self.first_error is not None:
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.SUCCEEDED
+        context = self.context
+        summary = summarize(
+            self.tasks, wall_time, self.preservation_time,
+            len(context.data) + len(context.shared_state),
+        )
+        failed_task, error = self.first_error if self.first_error else (None, None)
+        result = RunResult(
+            flow=self.plan.flow, run_id=self.run_id, status=status, results=context._results,
+            tasks=self.tasks, context=context, summary=summary, error=error,
+            failed_task=failed_task,
+        )
+        if self.emit is not None:
+            self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
+                                  summary=summary))
+        return result

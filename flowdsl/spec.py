@@ -1,0 +1,78 @@
+"""`TaskSpec`: everything a decorator captured about one task. Data only, no behaviour."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import attrs
+from tenacity.retry import retry_base
+from tenacity.wait import wait_base
+
+__all__ = ["MISSING", "Param", "TaskSpec"]
+
+
+class _Missing:
+    """Marks an absent value (no default, key not found)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@attrs.frozen(kw_only=True)
+class Param:
+    """One parameter of a handler, read once at decoration time."""
+
+    name: str
+    kind: inspect._ParameterKind
+    default: Any = MISSING
+    wants_context: bool = False  # annotated TaskContext (also as a string)
+
+    @property
+    def variadic(self) -> bool:
+        return self.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+    @property
+    def keyword_only(self) -> bool:
+        return self.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def _tuple_of_str(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """What one ``@flow.task`` (or ``flow.add_task``) declared.
+
+    ``depends_on`` holds ids or decorated functions as given (resolved by the compiler);
+    ``retry_wait`` and ``retry_on`` are tenacity strategy objects.
+    """
+
+    id: str
+    name: str
+    handler: Callable[..., Any] = attrs.field(eq=False)
+    is_async: bool
+    params: tuple[Param, ...] = attrs.field(converter=tuple)
+    depends_on: tuple[Any, ...] = attrs.field(converter=tuple, default=())
+    priority: int = 3
+    requires: tuple[str, ...] = attrs.field(converter=_tuple_of_str, default=())
+    produces: tuple[str, ...] = attrs.field(converter=_tuple_of_str, default=())
+    retries: int = 0
+    retry_wait: wait_base
+    retry_on: retry_base
+    timeout: float | None = None
+
+    @property
+    def critical(self) -> bool:
+        """A priority of 1 or lower makes a task critical: its failure stops the run."""
+        return self.priority <= 1
