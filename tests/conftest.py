@@ -1,0 +1,56 @@
+"""Shared fixtures. Core behaviour tests take ``run_flow`` so that every executor
+(sequential today; concurrent and Dask later) runs the same assertions."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from flowdsl import Flow, SequentialExecutor
+
+
+class FakeSleep:
+    """Records the waits between retries instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+EXECUTORS = {
+    "sequential": lambda sleep: SequentialExecutor(sleep=sleep, async_sleep=sleep.asleep),
+}
+
+
+@pytest.fixture(params=sorted(EXECUTORS))
+def executor(request: pytest.FixtureRequest, fake_sleep: FakeSleep) -> Any:
+    """Each executor under test, with retry waits recorded instead of slept."""
+    return EXECUTORS[request.param](fake_sleep)
+
+
+@pytest.fixture
+def run_flow(executor: Any) -> Callable[..., Any]:
+    """``run_flow(flow, initial=None, **options)``: ``flow.run`` on the executor under test."""
+
+    def run(flow: Flow, initial: Any = None, **options: Any) -> Any:
+        options.setdefault("executor", executor)
+        return flow.run(initial, **options)
+
+    return run
+
+
+@pytest.fixture
+def flow(request: pytest.FixtureRequest) -> Flow:
+    """A fresh flow per test, named after it."""
+    return Flow(request.node.name)
