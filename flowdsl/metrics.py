@@ -9,7 +9,8 @@ from .status import TaskStatus
 
 __all__ = ["busy_time", "summarize", "FlowMetrics"]
 
-_RAN = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+COMPLETED, FAILED = TaskStatus.COMPLETED, TaskStatus.FAILED
+SKIPPED, CANCELLED = TaskStatus.SKIPPED, TaskStatus.CANCELLED
 
 
 def busy_time(intervals: Iterable[tuple[float, float]]) -> float:
@@ -30,23 +31,34 @@ def busy_time(intervals: Iterable[tuple[float, float]]) -> float:
 
 def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: float,
               context_size: int, restored: int | None = None) -> dict[str, Any]:
-    """The summary of one run, from its task runs. O(tasks), once per run."""
-    counts = {status: 0 for status in TaskStatus}
+    """The summary of one run, from its task runs. O(tasks), once per run.
+
+    "Ran" means completed or failed in this run (restored tasks did not run).
+    """
+    successful = failed = skipped = cancelled = 0
     ran = []
     for task in tasks.values():
-        counts[task.status] += 1
-        if task.status in _RAN and task.duration is not None and task.reason is None:
+        status = task.status
+        if status is COMPLETED:
+            successful += 1
+            if task.duration is not None and task.reason is None:
+                ran.append(task)
+        elif status is FAILED:
+            failed += 1
             ran.append(task)
+        elif status is SKIPPED:
+            skipped += 1
+        elif status is CANCELLED:
+            cancelled += 1
     total = len(tasks)
-    successful = counts[TaskStatus.COMPLETED]
-    total_time = sum(task.duration for task in ran)
-    in_handlers = busy_time((task.started_at, task.ended_at) for task in ran)
+    total_time = sum([task.duration for task in ran])
+    in_handlers = busy_time([(task.started_at, task.ended_at) for task in ran])
     summary = {
         "total_tasks": total,
         "successful_tasks": successful,
-        "failed_tasks": counts[TaskStatus.FAILED],
-        "skipped_tasks": counts[TaskStatus.SKIPPED],
-        "cancelled_tasks": counts[TaskStatus.CANCELLED],
+        "failed_tasks": failed,
+        "skipped_tasks": skipped,
+        "cancelled_tasks": cancelled,
         "success_rate": successful / total if total else 1.0,
         "total_execution_time": total_time,
         "context_preservation_overhead": preservation_time,
@@ -61,7 +73,11 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
 
 
 class FlowMetrics:
-    """Totals across one flow's runs, and what its last run looked like (seed's metrics)."""
+    """Totals across one flow's runs, and what its last run looked like (the seed's metrics).
+
+    Each run adds its summary and one list of durations; per-task histories are assembled
+    only when `report` is asked for.
+    """
 
     def __init__(self) -> None:
         self.totals = {
@@ -71,9 +87,8 @@ class FlowMetrics:
             "total_execution_time": 0.0,
             "context_preservation_overhead": 0.0,
         }
-        self.durations: dict[str, deque[float]] = {}
+        self.history: deque[tuple[tuple[str, ...], list[float | None]]] = deque(maxlen=10)
         self.last_summary: dict[str, Any] = {}
-        self.last_statuses: dict[str, int] = {}
         self.last_context_size = 0
 
     def record(self, result: Any) -> None:
@@ -81,25 +96,35 @@ class FlowMetrics:
         summary = result.summary
         for key in self.totals:
             self.totals[key] += summary[key]
-        statuses: dict[str, int] = {}
-        for task in result.tasks.values():
-            statuses[task.status.value] = statuses.get(task.status.value, 0) + 1
-            if task.status in _RAN and task.duration is not None and task.reason is None:
-                history = self.durations.get(task.id)
-                if history is None:
-                    history = self.durations[task.id] = deque(maxlen=10)
-                history.append(task.duration)
+        tasks = result.tasks
+        self.history.append((tuple(tasks), [
+            task.duration if task.reason is None else None for task in tasks.values()
+        ]))
         self.last_summary = summary
-        self.last_statuses = statuses
         context = result.context
         self.last_context_size = len(context.data) + len(context.shared_state)
 
+    def durations(self) -> dict[str, list[float]]:
+        """Task id -> its durations in the last 10 runs where it ran, oldest first."""
+        per_task: dict[str, list[float]] = {}
+        for ids, durations in self.history:
+            for task_id, duration in zip(ids, durations):
+                if duration is not None:
+                    per_task.setdefault(task_id, []).append(duration)
+        return per_task
+
     def report(self) -> dict[str, Any]:
         """The seed program's ``get_execution_metrics()`` dict."""
+        last = self.last_summary
+        statuses = {
+            status: last.get(f"{key}_tasks", 0)
+            for status, key in (("completed", "successful"), ("failed", "failed"),
+                                ("skipped", "skipped"), ("cancelled", "cancelled"))
+        } if last else {}
         return {
             "execution_stats": dict(self.totals),
-            "task_performance": {task: list(d) for task, d in self.durations.items()},
-            "context_efficiency": self.last_summary.get("context_efficiency", 1.0),
+            "task_performance": self.durations(),
+            "context_efficiency": last.get("context_efficiency", 1.0),
             "current_context_size": self.last_context_size,
-            "task_status_distribution": dict(self.last_statuses),
+            "task_status_distribution": {k: v for k, v in statuses.items() if v},
         }

@@ -12,6 +12,8 @@ from .status import RunStatus, TaskStatus
 
 __all__ = ["TaskRun", "RunResult"]
 
+_PENDING = TaskStatus.PENDING
+
 
 class TaskRun:
     """One task of one run. It carries the seed program's `Task` attribute names too
@@ -27,7 +29,7 @@ class TaskRun:
     def __init__(self, step: Any) -> None:
         self.id: str = step.id
         self.step = step
-        self.status = TaskStatus.PENDING
+        self.status = _PENDING
         self.result: Any = None
         self.error: BaseException | None = None
         self.attempts = 0
