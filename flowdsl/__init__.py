@@ -42,6 +42,16 @@ from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """Optional parts load on first use, so ``import flowdsl`` stays cheap (no sqlite3)."""
+    if name == "SqliteStore":
+        from .store import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module 'flowdsl' has no attribute {name!r}")
+
+
 __all__ = [
     "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
@@ -51,6 +61,7 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
+    "SqliteStore",
 ]
 
 # A library adds no sinks: flowdsl's log records are off until `logger.enable("flowdsl")`.

@@ -102,6 +102,7 @@ def call_sync(run: Any, step: Any, task: Any, current: CurrentTask, args: tuple,
         task.attempts += 1
         current.attempt = task.attempts
         task.status = TaskStatus.RUNNING
+        run.attempt_started(task)
         if step.timeout is None:
             result = step.handler(*args, **kwargs)
         else:
@@ -123,6 +124,7 @@ async def call_async(run: Any, step: Any, task: Any, current: CurrentTask, args:
         task.attempts += 1
         current.attempt = task.attempts
         task.status = TaskStatus.RUNNING
+        run.attempt_started(task)
         if step.timeout is None:
             result = await step.handler(*args, **kwargs)
         else:

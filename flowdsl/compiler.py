@@ -194,13 +194,13 @@ def _gc_paused():  # type: ignore[no-untyped-def]
             gc.enable()
 
 
-def compile_plan(flow: str, specs: Sequence[TaskSpec]) -> Plan:
+def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json") -> Plan:
     """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
     with _gc_paused():
-        return _compile(flow, specs)
+        return _compile(flow, specs, serializer)
 
 
-def _compile(flow: str, specs: Sequence[TaskSpec]) -> Plan:
+def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     by_handler: dict[int, list[str]] = {}
     for spec in specs:
@@ -245,6 +245,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec]) -> Plan:
                 retry_on=spec.retry_on,
                 timeout=spec.timeout,
                 importance=base_importance(spec, len(binding.dependencies)),
+                serializer=spec.serializer or serializer,
                 bind=make_binder(task, binding.sources, declared, binding.dependencies),
             )
         )

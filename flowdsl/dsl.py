@@ -13,7 +13,7 @@ from .errors import DefinitionError
 from .retry import as_retry, as_wait
 from .spec import MISSING, Param, TaskSpec
 
-__all__ = ["make_spec", "read_params", "is_async_callable"]
+__all__ = ["make_spec", "read_params", "is_async_callable", "check_serializer", "SERIALIZERS"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -87,6 +87,7 @@ def make_spec(
     retry_wait: Any = None,
     retry_on: Any = None,
     timeout: float | None = None,
+    serializer: str | None = None,
 ) -> TaskSpec:
     """Validate one task's keywords and capture them in a frozen `TaskSpec`."""
     if not callable(fn):
@@ -109,6 +110,7 @@ def make_spec(
                 f"task {task_id!r}: timeout must be a number of seconds > 0, got {timeout!r}"
             )
         timeout = float(timeout)
+    check_serializer(serializer, f"task {task_id!r}", allow_none=True)
     return TaskSpec(
         id=task_id,
         name=name if name is not None else task_id,
@@ -123,4 +125,16 @@ def make_spec(
         retry_wait=as_wait(retry_wait, task_id),
         retry_on=as_retry(retry_on, task_id),
         timeout=timeout,
+        serializer=serializer,
     )
+
+
+SERIALIZERS = ("json", "pickle")
+
+
+def check_serializer(value: Any, where: str, allow_none: bool = False) -> None:
+    """Refuse a serializer name the run store does not know."""
+    if value is None and allow_none:
+        return
+    if value not in SERIALIZERS:
+        raise DefinitionError(f"{where}: serializer must be 'json' or 'pickle', got {value!r}")

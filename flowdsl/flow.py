@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiler import compile_plan
-from .dsl import make_spec
+from .dsl import check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import Executor, SequentialExecutor, adrive, drive
 from .metrics import FlowMetrics
@@ -39,8 +39,10 @@ class Flow:
     see each other's tasks. The plan is compiled on first use and cached until a task is added.
     """
 
-    def __init__(self, name: str = "flow") -> None:
+    def __init__(self, name: str = "flow", *, serializer: str = "json") -> None:
+        check_serializer(serializer, f"flow {name!r}")
         self.name = name
+        self.serializer = serializer
         self._specs: list[TaskSpec] = []
         self._plan: Plan | None = None
         self._metrics = FlowMetrics()
@@ -67,6 +69,7 @@ class Flow:
         retry_wait: Any = None,
         retry_on: Any = None,
         timeout: float | None = None,
+        serializer: str | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged. See DESIGN/README for what each keyword means."""
@@ -77,7 +80,7 @@ class Flow:
             self._register(make_spec(
                 function, id=id, name=name, depends_on=depends_on, priority=priority,
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
-                retry_on=retry_on, timeout=timeout,
+                retry_on=retry_on, timeout=timeout, serializer=serializer,
             ))
             return function
 
@@ -97,6 +100,7 @@ class Flow:
         output_context_keys: Iterable[str] | None = None,
         retry_wait: Any = DEFAULT_WAIT,
         retry_on: Any = None,
+        serializer: str | None = None,
     ) -> TaskSpec:
         """The seed program's imperative form, with its defaults (NORMAL priority, 3 retries
         backing off 1 s, 2 s, 4 s)."""
@@ -104,6 +108,7 @@ class Flow:
             handler, id=task_id, name=name, depends_on=dependencies, priority=priority,
             requires=context_requirements, produces=output_context_keys, retries=max_retries,
             retry_wait=retry_wait, retry_on=retry_on, timeout=timeout_seconds,
+            serializer=serializer,
         )
         self._register(spec)
         return spec
@@ -151,7 +156,7 @@ class Flow:
     def compile(self) -> Plan:
         """Validate the flow and return its ordered `Plan` (cached until a task is added)."""
         if self._plan is None:
-            self._plan = compile_plan(self.name, self._specs)
+            self._plan = compile_plan(self.name, self._specs, self.serializer)
         return self._plan
 
     def _prepare(
@@ -160,27 +165,54 @@ class Flow:
         context_strategy: ContextPreservationStrategy | None,
         run_id: str | None,
         observers: Iterable[Any] | None,
+        store: Any = None,
+        resume: str | None = None,
+        force: bool = False,
     ) -> Run:
         plan = self.compile()
-        if initial is None:
-            initial = {}
-        elif not isinstance(initial, Mapping):
+        if initial is not None and not isinstance(initial, Mapping):
             raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
-        missing = {key: plan.input_readers[key] for key in plan.inputs if key not in initial}
-        if missing:
-            raise MissingInputError(missing)
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
+        if resume is not None and store is None:
+            raise ValueError("resume= needs the run store the run was recorded in: pass store=")
+        if resume is not None and run_id is not None and run_id != resume:
+            raise ValueError(f"run_id={run_id!r} and resume={resume!r} disagree: pass one")
+
+        def check_inputs(given: Mapping[str, Any]) -> None:
+            missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
+            if missing:
+                raise MissingInputError(missing)
+
+        journal = None
+        if store is None:
+            initial = {} if initial is None else initial
+            check_inputs(initial)
+            run_id = run_id or new_run_id()
+        else:
+            from .store import SqliteStore  # sqlite3 is imported only when a store is used
+
+            if not isinstance(store, SqliteStore):
+                store = SqliteStore(store)
+            journal = store.open_run(
+                plan, flow=self.name, serializer=self.serializer, run_id=run_id or new_run_id(),
+                inputs=initial, resume=resume, force=force, check_inputs=check_inputs,
+            )
+            initial, run_id = journal.inputs, journal.run_id
         watchers = list(observers or ())
         if logging_enabled():
             watchers.append(LoggingObserver())
-        return Run(
+        run = Run(
             plan,
             initial,
-            run_id=run_id or new_run_id(),
+            run_id=run_id,
             strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
             observers=watchers,
+            journal=journal,
         )
+        if journal is not None and journal.restored:
+            run.restore_completed(journal.restored, "restored from the run store")
+        return run
 
     def run(
         self,
@@ -190,6 +222,9 @@ class Flow:
         run_id: str | None = None,
         observers: Iterable[Any] | None = None,
         executor: Executor | None = None,
+        store: Any = None,
+        resume: str | None = None,
+        force: bool = False,
     ) -> RunResult:
         """Run the flow and return its `RunResult` (check ``.status`` or call
         ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
@@ -197,8 +232,13 @@ class Flow:
         A flow of sync handlers runs inline in this thread, with no event loop. A flow with
         async handlers gets one event loop for the run (a private one in a helper thread when
         called from inside a running loop, as in a notebook).
+
+        With ``store`` (a path or a `SqliteStore`) the run is journalled and can be continued
+        later with ``resume=run_id``: completed tasks are restored, the others run.
+        ``force=True`` resumes after the flow or its inputs changed, keeping only the
+        completed tasks unaffected by the change.
         """
-        run = self._prepare(initial, context_strategy, run_id, observers)
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
         executor = executor if executor is not None else SequentialExecutor()
         try:
             if not run.plan.is_async:
@@ -208,6 +248,9 @@ class Flow:
             else:
                 result = asyncio.run(adrive(executor, run))
         except BaseException as exc:
+            # asyncio.run turns Ctrl-C into a fresh KeyboardInterrupt: carry the result over
+            if getattr(exc, "flowdsl_result", None) is None and run.final is not None:
+                exc.flowdsl_result = run.final  # type: ignore[attr-defined]
             self._record_interrupted(exc)
             raise
         self._metrics.record(result)
@@ -221,9 +264,12 @@ class Flow:
         run_id: str | None = None,
         observers: Iterable[Any] | None = None,
         executor: Executor | None = None,
+        store: Any = None,
+        resume: str | None = None,
+        force: bool = False,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
-        run = self._prepare(initial, context_strategy, run_id, observers)
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
         executor = executor if executor is not None else SequentialExecutor()
         try:
             result = await adrive(executor, run)

@@ -43,6 +43,7 @@ class Step:
     retry_on: retry_base = attrs.field(repr=False)
     timeout: float | None
     importance: int  # 0..5 at compile time; +1 at run time once the task writes
+    serializer: str  # how the run store encodes its result and delta
     bind: Binder = attrs.field(repr=False)
 
 
@@ -62,6 +63,8 @@ class Plan:
     children: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     is_async: bool
+    #: Derived data computed on first use (task fingerprints), never part of equality.
+    derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.steps)

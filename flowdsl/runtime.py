@@ -14,9 +14,11 @@ from time import perf_counter
 from typing import Any, Callable, Iterable, Mapping
 
 from .attempts import call_async, call_sync, check_produces
-from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .context import DELETED, CurrentTask, TaskContext, TaskRecord, _current
+from .errors import SerializationError
 from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
 from .metrics import summarize
+from .spec import MISSING
 from .plan import Plan
 from .result import RunResult, TaskRun
 from .status import RunStatus, TaskStatus
@@ -58,6 +60,7 @@ class Run:
         run_id: str,
         strategy: ContextPreservationStrategy,
         observers: Iterable[Any] = (),
+        journal: Any = None,
     ) -> None:
         self.started = perf_counter()
         self.plan = plan
@@ -71,13 +74,57 @@ class Run:
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
         self.first_error: tuple[str, BaseException] | None = None
+        self.final: RunResult | None = None  # set by finish()
         self.preservation_time = 0.0
         self.sleep: Callable[[float], Any] = time.sleep
         self.async_sleep: Callable[[float], Any] = asyncio.sleep
         self._offset = time.time() - self.started  # perf_counter -> epoch seconds
         self._sequence = self.context.shared_state._sequence
+        self.journal = journal  # the run store's journal, or None
+        self.store_time = 0.0
+        self.restored = 0
+        self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         if self.emit is not None:
             self.emit(RunStarted(run_id=run_id, flow=plan.flow, total_tasks=len(plan.steps)))
+
+    # -- resuming ---------------------------------------------------------------------------
+    def restore_completed(self, entries: Iterable[Any], reason: str) -> None:
+        """Bring back tasks completed in an earlier session, in their completion order:
+        their results, ``previous_results`` and trace entries, and their deltas replayed
+        (so the context is what an uninterrupted run would have built)."""
+        context = self.context
+        state = context.shared_state
+        for entry in entries:
+            task = self.tasks[entry.task_id]
+            step = task.step
+            record = TaskRecord(step.id, step.importance, next(self._sequence))
+            token = _current.set(CurrentTask(step.id, self.run_id, record))
+            try:
+                for key, value in entry.delta:
+                    if value is DELETED:
+                        state.pop(key, None)
+                    else:
+                        state[key] = value
+            finally:
+                _current.reset(token)
+            task.status = COMPLETED
+            task.reason = reason
+            task.result = entry.result
+            task.attempts = entry.attempts
+            task.started_at, task.ended_at, task.duration = entry.started, entry.ended, entry.duration
+            context._results[step.id] = entry.result
+            context.previous_results.append({"task_id": step.id, "result": entry.result,
+                                             "metadata": {"restored": True},
+                                             "timestamp": entry.ended})
+            context.execution_trace.append({"task_id": step.id, "action": "task_completed",
+                                            "details": {"restored": True},
+                                            "timestamp": entry.ended})
+            record.status = COMPLETED
+            record.duration = entry.duration or 0.0
+            if record.delta and record.importance < 6:
+                record.importance += 1
+            context._records.add(record)
+            self.restored += 1
 
     # -- which tasks may start ------------------------------------------------------------
     def blocking_cause(self, step: Any) -> str | None:
@@ -96,9 +143,24 @@ class Run:
         task.record = record
         task.status = RUNNING
         self.context._records.active[step.id] = record
+        if self.journal is not None:
+            self._journal(self.journal.task_started, task)
         if self.emit is not None:
             self.emit(TaskStarted(run_id=self.run_id, task_id=step.id))
         return record, current, _current.set(current)
+
+    def _journal(self, write: Callable[..., None], *args: Any) -> None:
+        """One synchronous call into the run store, timed as orchestration (store_time)."""
+        start = perf_counter()
+        try:
+            write(*args)
+        finally:
+            self.store_time += perf_counter() - start
+
+    def attempt_started(self, task: TaskRun) -> None:
+        """A retry's attempt begins (the first attempt is journalled with the task's start)."""
+        if self.journal is not None and task.attempts > 1:
+            self._journal(self.journal.attempt_started, task)
 
     def run_task(self, step: Any, task: TaskRun) -> None:
         """Run one task in this thread (sync handlers; no event loop involved)."""
@@ -156,6 +218,8 @@ class Run:
         error = state.outcome.exception()
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         task.status = TaskStatus.RETRYING
+        if self.journal is not None:
+            self._journal(self.journal.attempt_failed, task, error)
         self.context.execution_trace.append({
             "task_id": step.id,
             "action": "task_retry",
@@ -178,16 +242,24 @@ class Run:
                    t0: float, t1: float) -> None:
         task.status = COMPLETED
         task.result = result
-        if self.restore is not None:
-            hook_error = self._restore(task)
-            if hook_error is not None:  # a strategy that fails fails the task
-                task.result = None
-                self._failed(step, task, record, hook_error, t0, t1, restored=True)
-                return
         duration = t1 - t0
         task.duration = duration
         task.started_at = self._offset + t0
         ended = task.ended_at = self._offset + t1
+        if self.restore is not None:
+            hook_error = self._restore(task)
+            if hook_error is not None:  # a strategy that fails fails the task
+                task.result = None
+                self._failed(step, task, record, hook_error, t0, t1, hook_called=True)
+                return
+        if self.journal is not None:
+            try:
+                self._journal(self.journal.task_completed, task, result, record.delta)
+            except SerializationError as exc:  # the store vetoes: not retried, writes undone
+                self._undo_writes(record)
+                task.result = None
+                self._failed(step, task, record, exc, t0, t1, hook_called=True)
+                return
         context = self.context
         context._results[step.id] = result
         info = {"duration": duration, "attempts": task.attempts}
@@ -200,11 +272,22 @@ class Run:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration))
 
+    def _undo_writes(self, record: TaskRecord) -> None:
+        """Put back what the task's writes replaced (newest first), outside any journal."""
+        state = self.context.shared_state
+        for _, key, replaced in reversed(record.undo):
+            if replaced is MISSING:
+                dict.pop(state, key, None)
+            else:
+                dict.__setitem__(state, key, replaced)
+        record.undo.clear()
+        record.delta.clear()
+
     def _failed(self, step: Any, task: TaskRun, record: TaskRecord, exc: BaseException,
-                t0: float, t1: float, restored: bool = False) -> None:
+                t0: float, t1: float, hook_called: bool = False) -> None:
         task.status = FAILED
         task.error = exc
-        if self.restore is not None and not restored:
+        if self.restore is not None and not hook_called:
             self._restore(task)  # the task's own error is what it reports
         duration = t1 - t0
         task.duration = duration
@@ -216,6 +299,8 @@ class Run:
             "details": {"error": _error_text(exc), "attempts": task.attempts, "duration": duration},
             "timestamp": ended,
         })
+        if self.journal is not None:
+            self._journal(self.journal.task_failed, task, exc)
         if self.first_error is None:
             self.first_error = (step.id, exc)
         self.blocked[step.id] = step.id
@@ -240,6 +325,11 @@ class Run:
     def _settle(self, step: Any, task: TaskRun, status: TaskStatus, reason: str) -> None:
         task.status = status
         task.reason = reason
+        if self.journal is not None:
+            if self.interrupted is None:
+                self._journal(self.journal.task_settled, task)
+            else:
+                self._unsaved.append(task)
         action = "task_skipped" if status is TaskStatus.SKIPPED else "task_cancelled"
         self.context.execution_trace.append({
             "task_id": step.id, "action": action, "details": {"reason": reason},
@@ -287,24 +377,35 @@ class Run:
     # -- the end --------------------------------------------------------------------------
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
-        wall_time = perf_counter() - self.started
-        if self.interrupted is not None:
-            status = RunStatus.CANCELLED
+        if self.interrupted is not None:  # a store failure fails the run; an interrupt cancels it
+            failed = isinstance(self.interrupted, Exception)
+            status = RunStatus.FAILED if failed else RunStatus.CANCELLED
         elif self.first_error is not None:
             status = RunStatus.FAILED
         else:
             status = RunStatus.SUCCEEDED
+        if self.journal is not None:
+            try:
+                self._journal(self.journal.run_finished, status, self._unsaved)
+            except Exception:
+                if self.interrupted is None:
+                    raise
+        wall_time = perf_counter() - self.started
         context = self.context
         summary = summarize(
             self.tasks, wall_time, self.preservation_time,
             len(context.data) + len(context.shared_state),
         )
+        if self.journal is not None:
+            summary["store_time"] = self.store_time
+            summary["restored_tasks"] = self.restored
         failed_task, error = self.first_error if self.first_error else (None, None)
         result = RunResult(
             flow=self.plan.flow, run_id=self.run_id, status=status, results=context._results,
             tasks=self.tasks, context=context, summary=summary, error=error,
             failed_task=failed_task,
         )
+        self.final = result
         if self.emit is not None:
             self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
                                   summary=summary))

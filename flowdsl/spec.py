@@ -71,6 +71,7 @@ class TaskSpec:
     retry_wait: wait_base
     retry_on: retry_base
     timeout: float | None = None
+    serializer: str | None = None  # "json" or "pickle" for the run store; None: the flow's
 
     @property
     def critical(self) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..runtime import Run
+from ..status import TaskStatus
 from .base import Executor
 
 __all__ = ["SequentialExecutor"]
+
+PENDING = TaskStatus.PENDING
 
 
 class SequentialExecutor(Executor):
@@ -26,6 +29,8 @@ class SequentialExecutor(Executor):
         tasks = run.tasks
         for step in run.plan.steps:
             task = tasks[step.id]
+            if task.status is not PENDING:  # restored from the run store
+                continue
             if run.stopped_by is not None:
                 run.stop_pending(step, task)
                 continue
@@ -40,6 +45,8 @@ class SequentialExecutor(Executor):
         tasks = run.tasks
         for step in run.plan.steps:
             task = tasks[step.id]
+            if task.status is not PENDING:  # restored from the run store
+                continue
             if run.stopped_by is not None:
                 run.stop_pending(step, task)
                 continue

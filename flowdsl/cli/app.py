@@ -1,0 +1,323 @@
+"""The `flowdsl` command: run, plan, graph, runs, show and bench, over the library.
+
+Exit codes: 0 the run succeeded; 1 it failed or was cancelled, or the run store failed
+during the run; 2 usage errors (bad TARGET, bad --set, a missing input), definition errors
+and a refused resume. An error is one line on stderr (with the traceback under
+``--log-level DEBUG``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+from rich.console import Console
+
+from ..errors import DefinitionError, MissingInputError, ResumeError, StoreError
+from ..flow import Flow
+from ..status import RunStatus
+from . import render
+from .target import UsageProblem, load_flow, read_inputs
+
+__all__ = ["main"]
+
+DEFAULT_STORE = os.path.join(".flowdsl", "runs.db")
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+USAGE, FAILED = 2, 1
+
+
+class Failure(click.ClickException):
+    """An error the command reports in one line (``Error: ...``) before exiting."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(" ".join(message.split("\n")))
+        self.exit_code = exit_code
+
+
+@contextmanager
+def reporting(debug: bool = False) -> Iterator[None]:
+    """Turn the errors a user can cause into one-line messages and exit codes."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except (UsageProblem, DefinitionError, ResumeError, MissingInputError, StoreError) as exc:
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, MissingInputError):
+            message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
+        elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
+            message = f"{type(exc).__name__}: {message}"
+        raise Failure(message, FAILED if isinstance(exc, StoreError) else USAGE) from exc
+
+
+def stdout_console() -> Console:
+    """rich on stdout; when stdout is not a terminal, wide enough not to cut lines."""
+    console = Console(highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(highlight=False, width=200)
+    return console
+
+
+def setup_logging(level: str) -> None:
+    """loguru lines from flowdsl (and the user's code) to stderr at ``level``."""
+    from loguru import logger
+
+    logger.remove()
+    # looked up per message: while the progress bar is up, sys.stderr is its proxy
+    logger.add(lambda message: sys.stderr.write(message), level=level,
+               colorize=sys.stderr.isatty(),
+               format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
+                      "{extra[run_id]} <level>{message}</level>")
+    logger.configure(extra={"run_id": ""})
+    logger.enable("flowdsl")
+
+
+def open_store(path: str, *, create: bool) -> Any:
+    """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
+    import flowdsl
+
+    if not create and not os.path.exists(path):
+        raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
+    if create:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return flowdsl.SqliteStore(path)
+
+
+# -- the commands -----------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="flowdsl", prog_name="flowdsl")
+def main() -> None:
+    """Run, inspect and measure flowdsl pipelines.
+
+    TARGET is path/to/file.py[:variable] or package.module[:variable]; the variable may be
+    left out when the module holds exactly one Flow.
+    """
+
+
+target_argument = click.argument("target", metavar="TARGET")
+set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                          help="An input of the flow; VALUE is JSON when valid JSON, else a "
+                               "string. Repeatable.")
+input_option = click.option("--input", "input_file", metavar="FILE.json",
+                            help="A JSON object of inputs (--set entries override it).")
+store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", show_envvar=True,
+                            default=DEFAULT_STORE, show_default=True, metavar="PATH",
+                            help="The SQLite run store.")
+
+
+@main.command()
+@target_argument
+@set_option
+@input_option
+@store_option
+@click.option("--resume", metavar="RUN_ID", help="Resume this run: its completed tasks are "
+              "restored, the others run.")
+@click.option("--force", is_flag=True, help="With --resume: accept a changed flow or changed "
+              "inputs (completed tasks whose code and inputs changed run again).")
+@click.option("--run-id", metavar="ID", help="The new run's id (default: generated, sortable "
+              "by time).")
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(LOG_LEVELS, case_sensitive=False), metavar="LEVEL",
+              help="loguru lines to stderr from this level up (TRACE, DEBUG, INFO, SUCCESS, "
+                   "WARNING, ERROR, CRITICAL); DEBUG also shows tracebacks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record (and summary) as "
+              "JSON instead of tables.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no task table: the "
+              "summary only.")
+def run(target: str, settings: tuple[str, ...], input_file: str | None, store_path: str,
+        resume: str | None, force: bool, run_id: str | None, log_level: str, as_json: bool,
+        quiet: bool) -> None:
+    """Run the flow TARGET, recording it in the run store."""
+    log_level = log_level.upper()
+    debug = log_level in ("TRACE", "DEBUG")
+    with reporting(debug):
+        if run_id is not None and not run_id.strip():
+            raise UsageProblem("--run-id must not be empty")
+        if resume is not None and run_id is not None and resume != run_id:
+            raise UsageProblem(f"--run-id {run_id} and --resume {resume} name different runs")
+        if force and resume is None:
+            raise UsageProblem("--force goes with --resume RUN_ID")
+        flow, again = load_flow(target)
+        initial = read_inputs(input_file, settings)
+        flow.compile()  # definition errors before the store is touched
+        setup_logging(log_level)
+        console = stdout_console()
+        observers = []
+        if not quiet and not as_json and console.is_terminal:
+            from ..observers.progress import ProgressObserver
+
+            observers.append(ProgressObserver(console))
+        store = open_store(store_path, create=True)
+        try:
+            result = _run(flow, initial, store, observers, resume=resume, force=force,
+                          run_id=run_id or resume, debug=debug)
+            if as_json:
+                record = store.get_run(result.run_id)
+                record["summary"] = result.summary
+                click.echo(render.as_json(record))
+            else:
+                _print_run(console, result, quiet=quiet, again=again, store_path=store_path)
+        finally:
+            for observer in observers:
+                observer.close()
+            store.close()
+    if result.status is not RunStatus.SUCCEEDED:
+        sys.exit(FAILED)
+
+
+def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
+         resume: str | None, force: bool, run_id: str | None, debug: bool) -> Any:
+    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    if resume is not None:
+        options.update(resume=resume, force=force)
+    try:
+        # on resume without inputs on the command line, the run's stored inputs are used
+        return flow.run(initial if initial or resume is None else None, **options)
+    except KeyboardInterrupt as exc:
+        result = getattr(exc, "flowdsl_result", None)
+        if result is None:
+            raise
+        return result  # CANCELLED, what completed is kept: exit 1 like any failed run
+
+
+def _print_run(console: Console, result: Any, *, quiet: bool, again: str,
+               store_path: str) -> None:
+    if not quiet:
+        console.print(render.task_rows(
+            (task_id, task.status.value, task.attempts, task.duration,
+             render.error_text(task.error) if task.error is not None else task.reason)
+            for task_id, task in result.tasks.items()))
+    head = f"run {result.run_id} of flow {result.flow!r} {result.status.value}: "
+    lines = render.summary_lines(result.summary)
+    console.print(head + lines[0], markup=False)
+    if not quiet:
+        console.print(lines[1], markup=False)
+    if result.status is not RunStatus.SUCCEEDED:
+        console.print(f"resume with: flowdsl run {again} --resume {result.run_id}"
+                      + ("" if store_path == DEFAULT_STORE else f" --store {store_path}"),
+                      markup=False)
+
+
+@main.command()
+@target_argument
+def plan(target: str) -> None:
+    """Show the ordered plan of TARGET and the inputs it needs."""
+    with reporting():
+        flow, _ = load_flow(target)
+        compiled = flow.compile()
+    console = stdout_console()
+    console.print(render.plan_table(compiled))
+    if compiled.inputs:
+        console.print("inputs:", markup=False)
+        for key in compiled.inputs:
+            readers = ", ".join(compiled.input_readers.get(key, ()))
+            console.print(f"  {key} (read by {readers})", markup=False)
+    else:
+        console.print("inputs: none", markup=False)
+
+
+@main.command()
+@target_argument
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Mermaid flowchart or Graphviz DOT.")
+def graph(target: str, fmt: str) -> None:
+    """Print the DAG of TARGET (edges go from upstream to downstream)."""
+    with reporting():
+        flow, _ = load_flow(target)
+        compiled = flow.compile()
+    click.echo(render.mermaid(compiled) if fmt == "mermaid" else render.dot(compiled))
+
+
+@main.command()
+@store_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many runs, newest first (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def runs(store_path: str, limit: int, as_json: bool) -> None:
+    """List the runs in the store, newest first."""
+    with reporting():
+        if not os.path.exists(store_path):
+            if as_json:
+                click.echo("[]")
+            else:
+                click.echo(f"no runs yet (no run store at {store_path})")
+            return
+        store = open_store(store_path, create=False)
+        try:
+            found = store.runs(limit=limit + 1 if limit else None)
+        finally:
+            store.close()
+    more = bool(limit) and len(found) > limit
+    found = found[:limit] if limit else found
+    if as_json:
+        click.echo(render.as_json(found))
+        return
+    if not found:
+        click.echo(f"no runs in {store_path}")
+        return
+    console = stdout_console()
+    console.print(render.runs_table(found))
+    if more:
+        console.print(f"(the latest {limit}; --limit 0 shows all)", markup=False)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN_ID")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def show(run_id: str, store_path: str, as_json: bool) -> None:
+    """Show one run: its sessions, its tasks, and each failed task's error and traceback."""
+    with reporting():
+        store = open_store(store_path, create=False)
+        try:
+            try:
+                record = store.get_run(run_id)
+            except KeyError:
+                raise UsageProblem(f"no run {run_id!r} in {store_path}") from None
+        finally:
+            store.close()
+    if as_json:
+        click.echo(render.as_json(record))
+        return
+    render.print_record(stdout_console(), record)
+
+
+@main.command()
+@target_argument
+@click.option("--repeat", "-n", default=10, show_default=True, type=click.IntRange(min=1),
+              help="How many runs to measure.")
+@set_option
+@input_option
+def bench(target: str, repeat: int, settings: tuple[str, ...], input_file: str | None) -> None:
+    """Measure the task-switching overhead of TARGET (runs it N times, without a store)."""
+    from ..measure import measure_overhead
+
+    with reporting():
+        flow, _ = load_flow(target)
+        initial = read_inputs(input_file, settings)
+        report = measure_overhead(flow, initial, repeat=repeat)
+    console = stdout_console()
+    last = report.runs[-1]
+    console.print(f"flow {flow.name!r}: {repeat} runs, {report.tasks} tasks ran per run "
+                  f"(of {last['total_tasks']})", markup=False)
+    per_task = report.handler_time / report.tasks if report.tasks else 0.0
+    console.print(render.table(
+        ("", "median", "min", "max"),
+        [("overhead per task (µs)", f"{report.median * 1e6:.2f}", f"{report.min * 1e6:.2f}",
+          f"{report.max * 1e6:.2f}"),
+         ("time in handlers per task (µs)", f"{per_task * 1e6:.2f}", "", ""),
+         ("time in handlers per run (ms)", f"{report.handler_time * 1e3:.3f}", "", "")]))
+    bad = last["failed_tasks"] + last.get("skipped_tasks", 0) + last.get("cancelled_tasks", 0)
+    if bad:
+        click.echo(f"note: the flow did not succeed ({last['failed_tasks']} failed, "
+                   f"{last.get('skipped_tasks', 0)} skipped, {last.get('cancelled_tasks', 0)} "
+                   "cancelled per run); the figures cover the tasks that ran", err=True)
+

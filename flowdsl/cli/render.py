@@ -1,0 +1,227 @@
+"""How the commands show things: tables (rich), graphs (Mermaid, DOT), durations, times.
+
+Everything here formats values the library computed; nothing decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Sequence
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from ..plan import Plan
+from ..status import Priority
+
+__all__ = [
+    "duration", "timestamp", "priority", "table", "task_rows", "plan_table", "runs_table",
+    "counts", "mermaid", "dot", "summary_lines",
+]
+
+
+def duration(seconds: float | None) -> str:
+    """``0.0000123`` -> ``"12.3 µs"``; ``None`` -> ``"-"``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def timestamp(epoch: float | None) -> str:
+    """Epoch seconds as local time, ``2024-05-01 12:00:00``; ``None`` -> ``"-"``."""
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def priority(value: int) -> str:
+    """``2`` -> ``"2 HIGH"``; an int outside the named levels stays a number."""
+    try:
+        return f"{value} {Priority(value).name}"
+    except ValueError:
+        return str(value)
+
+
+def _cell(value: Any) -> Text:
+    # Text, not str: rich would read "[...]" in an error message as markup
+    return value if isinstance(value, Text) else Text("-" if value is None else str(value))
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+          wrap: Sequence[str] = ()) -> Table:
+    """A plain table; columns named in ``wrap`` fold long text, the others never wrap."""
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, title=title, title_justify="left",
+                 pad_edge=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold", no_wrap=column not in wrap)
+    for row in rows:
+        grid.add_row(*(_cell(value) for value in row))
+    return grid
+
+
+_STATUS_STYLE = {
+    "completed": "green", "succeeded": "green", "failed": "bold red", "skipped": "yellow",
+    "cancelled": "yellow", "running": "cyan", "retrying": "cyan",
+}
+
+
+def status(value: str) -> Text:
+    """A status value, coloured on a terminal."""
+    return Text(value, style=_STATUS_STYLE.get(value, ""))
+
+
+def task_rows(tasks: Iterable[tuple[str, str, int, float | None, str | None]]) -> Table:
+    """The per-task table of a run: id, status, attempts, duration, reason or error."""
+    return table(
+        ("task", "status", "attempts", "duration", "reason / error"),
+        ((task_id, status(state), attempts, duration(seconds), note or "")
+         for task_id, state, attempts, seconds, note in tasks),
+        wrap=("reason / error",),
+    )
+
+
+def plan_table(plan: Plan) -> Table:
+    """The ordered plan: one row per step."""
+    def listed(values: Sequence[str]) -> str:
+        return ", ".join(values) or "-"
+
+    return table(
+        ("#", "task", "priority", "dependencies", "requires", "produces", "retries", "timeout"),
+        ((step.position + 1, step.id, priority(step.priority), listed(step.dependencies),
+          listed(step.requires), listed(step.produces), step.retries,
+          "-" if step.timeout is None else f"{step.timeout:g} s")
+         for step in plan.steps),
+        wrap=("dependencies", "requires", "produces"),
+    )
+
+
+def counts(by_status: Mapping[str, int] | None) -> str:
+    """``{"completed": 4, "failed": 1}`` -> ``"4 completed, 1 failed"``."""
+    return ", ".join(f"{n} {state}" for state, n in (by_status or {}).items() if n) or "-"
+
+
+def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
+    """The run history, newest first."""
+    def took(run: Mapping[str, Any]) -> str:
+        started, ended = run.get("started"), run.get("ended")
+        return duration(ended - started) if started is not None and ended is not None else "-"
+
+    return table(
+        ("run id", "flow", "status", "started", "duration", "tasks"),
+        ((run["run_id"], run.get("flow"), status(str(run.get("status"))),
+          timestamp(run.get("started")), took(run), counts(run.get("counts")))
+         for run in runs),
+        wrap=("tasks",),
+    )
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The summary of a run, as a person reads it."""
+    line = (f"{summary['successful_tasks']}/{summary['total_tasks']} tasks succeeded, "
+            f"{summary['failed_tasks']} failed, {summary.get('skipped_tasks', 0)} skipped, "
+            f"{summary.get('cancelled_tasks', 0)} cancelled")
+    if summary.get("restored_tasks"):
+        line += f" ({summary['restored_tasks']} restored from the run store)"
+    timing = (f"time in tasks {duration(summary['total_execution_time'])}, "
+              f"overhead {duration(summary['orchestration_overhead_per_task'])} per task")
+    if "store_time" in summary:
+        timing += f", store {duration(summary['store_time'])}"
+    timing += f", context efficiency {summary['context_efficiency']:.4f}"
+    return [line, timing]
+
+
+def as_json(value: Any) -> str:
+    """JSON for stdout; what JSON cannot hold is shown as its ``str``."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+# -- graphs -----------------------------------------------------------------------------------
+# words Mermaid's flowchart parser reads as keywords, so they cannot be bare node ids
+_MERMAID_WORDS = frozenset({"end", "graph", "flowchart", "subgraph", "direction", "click",
+                            "style", "class", "classdef", "linkstyle", "default", "call",
+                            "href"})
+_BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def mermaid(plan: Plan) -> str:
+    """The plan's DAG as a Mermaid flowchart: nodes labelled with id and priority, edges
+    upstream --> downstream, critical tasks styled apart."""
+    names = {}
+    for step in plan.steps:
+        bare = _BARE_ID.match(step.id) and step.id.lower() not in _MERMAID_WORDS
+        names[step.id] = step.id if bare else f"task{step.position}"
+    lines = ["flowchart TD"]
+    for step in plan.steps:
+        label = f"{step.id}<br/>priority {priority(step.priority)}".replace('"', "#quot;")
+        lines.append(f'    {names[step.id]}["{label}"]' + (":::critical" if step.critical else ""))
+    for step in plan.steps:
+        for upstream in step.dependencies:
+            lines.append(f"    {names[upstream]} --> {names[step.id]}")
+    if any(step.critical for step in plan.steps):
+        lines.append("    classDef critical stroke:#c00,stroke-width:2px")
+    return "\n".join(lines)
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def dot(plan: Plan) -> str:
+    """The plan's DAG in Graphviz DOT: nodes labelled with id and priority, edges
+    upstream -> downstream, critical tasks drawn bold."""
+    lines = [f"digraph {_dot_id(plan.flow)} {{", "    rankdir=TB;", "    node [shape=box];"]
+    for step in plan.steps:
+        label = _dot_id(step.id)[:-1] + f'\\npriority {priority(step.priority)}"'
+        extra = ", style=bold, color=red" if step.critical else ""
+        lines.append(f"    {_dot_id(step.id)} [label={label}{extra}];")
+    for step in plan.steps:
+        for upstream in step.dependencies:
+            lines.append(f"    {_dot_id(upstream)} -> {_dot_id(step.id)};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def error_text(error: BaseException) -> str:
+    """``ValueError: boom``, as the store records it."""
+    return f"{type(error).__name__}: {error}"
+
+
+def print_record(console: Any, record: Mapping[str, Any]) -> None:
+    """One stored run as `flowdsl show` prints it."""
+    started, ended = record.get("started"), record.get("ended")
+    took = duration(ended - started) if started is not None and ended is not None else "-"
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
+    say(f"run {record['run_id']} of flow {record.get('flow')!r}: {record.get('status')}")
+    say(f"started {timestamp(started)}, ended {timestamp(ended)} ({took})")
+    inputs = record.get("inputs")
+    if inputs:
+        say("inputs: " + json.dumps(inputs, default=str, ensure_ascii=False))
+    sessions = record.get("sessions") or []
+    if sessions:
+        console.print(table(
+            ("session", "pid", "host", "started", "ended", "status"),
+            ((n, s.get("pid"), s.get("host"), timestamp(s.get("started")),
+              timestamp(s.get("ended")), status(str(s.get("status"))))
+             for n, s in enumerate(sessions, 1))))
+    tasks = record.get("tasks") or {}
+    console.print(table(
+        ("task", "status", "attempts", "duration", "error"),
+        ((task_id, status(str(task.get("status"))), task.get("attempts"),
+          duration(task.get("duration")), task.get("error") or "")
+         for task_id, task in tasks.items()),
+        wrap=("error",)))
+    for task_id, task in tasks.items():
+        if task.get("status") == "failed":
+            say(f"task {task_id!r} failed: {task.get('error') or '(no error recorded)'}")
+            if task.get("traceback"):
+                say(str(task["traceback"]).rstrip())

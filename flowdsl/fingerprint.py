@@ -1,0 +1,76 @@
+"""Stable fingerprints of tasks: the same in every process and under every hash seed.
+
+A task's fingerprint covers its id, dependencies, policies (priority, requires, produces,
+retries, wait, retry_on, timeout, serializer) and its handler's code: bytecode, constants
+(nested code included) and names, not closure or global values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+from typing import Any, Mapping
+
+__all__ = ["canonical", "task_fingerprint", "plan_fingerprints"]
+
+
+def _code(code: types.CodeType) -> list[Any]:
+    return ["code", code.co_code.hex(), [canonical(c) for c in code.co_consts],
+            list(code.co_names), code.co_argcount, code.co_kwonlyargcount]
+
+
+def canonical(value: Any, _depth: int = 0) -> Any:
+    """A JSON-able description of ``value`` that does not depend on addresses or hash seeds."""
+    if _depth > 20:
+        return "..."
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return [type(value).__name__, repr(value)]
+    if isinstance(value, bytes):
+        return ["bytes", value.hex()]
+    if isinstance(value, types.CodeType):
+        return _code(value)
+    if isinstance(value, (tuple, list)):
+        return [type(value).__name__, [canonical(v, _depth + 1) for v in value]]
+    if isinstance(value, (set, frozenset)):
+        return [type(value).__name__, sorted(repr(canonical(v, _depth + 1)) for v in value)]
+    if isinstance(value, dict):
+        return ["dict", sorted((repr(k), canonical(v, _depth + 1)) for k, v in value.items())]
+    if isinstance(value, type):
+        return ["type", f"{value.__module__}.{value.__qualname__}"]
+    code = getattr(value, "__code__", None)
+    if isinstance(code, types.CodeType):  # functions and lambdas: their code, not their closure
+        return ["function", getattr(value, "__qualname__", ""), _code(code)]
+    if hasattr(value, "__dict__"):  # strategy objects (tenacity waits/retries), partials...
+        return [f"{type(value).__module__}.{type(value).__qualname__}",
+                canonical(vars(value), _depth + 1)]
+    if hasattr(value, "__slots__"):
+        return [type(value).__qualname__,
+                [canonical(getattr(value, s, None), _depth + 1) for s in value.__slots__]]
+    return ["object", type(value).__qualname__]
+
+
+def _handler(fn: Any) -> Any:
+    if isinstance(getattr(fn, "__code__", None), types.CodeType):
+        return canonical(fn)
+    func = getattr(fn, "func", None)  # functools.partial
+    if func is not None:
+        return ["partial", _handler(func), canonical(getattr(fn, "args", ())),
+                canonical(getattr(fn, "keywords", {}))]
+    call = getattr(type(fn), "__call__", None)
+    return ["callable", f"{type(fn).__module__}.{type(fn).__qualname__}",
+            canonical(call) if call is not None else None]
+
+
+def task_fingerprint(step: Any, serializer: str) -> str:
+    """The hex sha256 of one step's identity, policies and code."""
+    parts = [
+        step.id, list(step.dependencies), step.priority, list(step.requires), list(step.produces),
+        step.retries, canonical(step.retry_wait), canonical(step.retry_on), step.timeout,
+        serializer, _handler(step.handler),
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def plan_fingerprints(plan: Any, serializers: Mapping[str, str]) -> dict[str, str]:
+    """Task id -> fingerprint for every step of ``plan``."""
+    return {step.id: task_fingerprint(step, serializers[step.id]) for step in plan.steps}

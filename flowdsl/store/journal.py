@@ -1,0 +1,260 @@
+"""Opening (or resuming) a run in the store, and the `RunJournal` the runtime writes through.
+
+Each method of `RunJournal` is one write transaction, called synchronously by the runtime at
+a state change that matters. `RunJournal.task_completed` encodes first and may veto with
+`SerializationError` (nothing written); any SQLite failure is a `StoreError` that stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any, Callable, Mapping
+
+from ..errors import ResumeError
+from ..fingerprint import plan_fingerprints
+from ..status import RunStatus
+from .codec import decode, encode
+from .owner import identity, owner_gone
+from .sqlite import SqliteStore, dumps, now
+
+__all__ = ["open_run", "RunJournal", "Restored"]
+
+RESTORED_REASON = "restored from the run store"
+
+
+class Restored:
+    """A completed task brought back from the store."""
+
+    __slots__ = ("task_id", "result", "delta", "attempts", "started", "ended", "duration")
+
+    def __init__(self, task_id: str, result: Any, delta: list[tuple[Any, Any]], attempts: int,
+                 started: float, ended: float, duration: float) -> None:
+        self.task_id = task_id
+        self.result = result
+        self.delta = delta
+        self.attempts = attempts
+        self.started = started
+        self.ended = ended
+        self.duration = duration
+
+
+def fingerprints_of(plan: Any) -> dict[str, str]:
+    """The plan's task fingerprints, computed once per plan."""
+    cached = plan.derived.get("fingerprints")
+    if cached is None:
+        cached = plan.derived["fingerprints"] = plan_fingerprints(
+            plan, {step.id: step.serializer for step in plan.steps})
+    return cached
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RunJournal:
+    """The store's side of one run (one session of it)."""
+
+    def __init__(self, store: SqliteStore, run_id: str, session: int, inputs: Mapping[str, Any],
+                 restored: list[Restored], seq: int, readonly: bool = False) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.session = session
+        self.inputs = inputs
+        self.restored = restored
+        self.readonly = readonly  # resuming a SUCCEEDED run writes nothing
+        self._seq = seq
+
+    def task_started(self, task: Any) -> None:
+        stamp = now()
+        with self.store.write() as db:
+            db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
+                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, stamp))
+            db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
+                       "started, status) VALUES (?, ?, ?, 1, ?, 'running')",
+                       (self.run_id, task.id, self.session, stamp))
+
+    def attempt_started(self, task: Any) -> None:
+        with self.store.write() as db:
+            db.execute("UPDATE tasks SET status = 'running', attempts = ? WHERE run_id = ? "
+                       "AND task_id = ?", (task.attempts, self.run_id, task.id))
+            db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
+                       "started, status) VALUES (?, ?, ?, ?, ?, 'running')",
+                       (self.run_id, task.id, self.session, task.attempts, now()))
+
+    def attempt_failed(self, task: Any, error: BaseException) -> None:
+        with self.store.write() as db:
+            db.execute("UPDATE tasks SET status = 'retrying' WHERE run_id = ? AND task_id = ?",
+                       (self.run_id, task.id))
+            self._end_attempt(db, task, "failed", _error_text(error))
+
+    def _end_attempt(self, db: Any, task: Any, status: str, error: str | None) -> None:
+        db.execute("UPDATE attempts SET ended = ?, status = ?, error = ? WHERE run_id = ? AND "
+                   "task_id = ? AND session = ? AND attempt = ?",
+                   (now(), status, error, self.run_id, task.id, self.session, task.attempts))
+
+    def task_completed(self, task: Any, result: Any, delta: Mapping[Any, Any]) -> None:
+        """Encode (may raise `SerializationError`, writing nothing), then record."""
+        serializer = task.step.serializer
+        where = f"task {task.id!r}"
+        blob = encode(result, serializer, where)
+        delta_blob = encode([[key, value] for key, value in delta.items()], serializer, where,
+                            "its shared-state writes") if delta else None
+        self._seq += 1
+        with self.store.write() as db:
+            db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
+                       "ended = ?, duration = ?, result = ?, delta = ?, codec = ?, seq = ?, "
+                       "error = NULL, traceback = NULL WHERE run_id = ? AND task_id = ?",
+                       (task.attempts, task.started_at, task.ended_at, task.duration, blob,
+                        delta_blob, serializer, self._seq, self.run_id, task.id))
+            self._end_attempt(db, task, "completed", None)
+
+    def task_failed(self, task: Any, error: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        with self.store.write() as db:
+            db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
+                       "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
+                       "AND task_id = ?",
+                       (task.attempts, task.started_at, task.ended_at, task.duration,
+                        _error_text(error), text, self.run_id, task.id))
+            self._end_attempt(db, task, "failed", _error_text(error))
+
+    def task_settled(self, task: Any) -> None:
+        """SKIPPED or CANCELLED before it started."""
+        with self.store.write() as db:
+            self._settle(db, task)
+
+    def _settle(self, db: Any, task: Any) -> None:
+        db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, reason) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   (self.run_id, task.id, task.status.value, task.attempts, task.reason))
+        if task.attempts:  # cancelled in flight
+            self._end_attempt(db, task, "cancelled", task.reason)
+
+    def run_finished(self, status: RunStatus, unsaved: list[Any]) -> None:
+        """The run ended: write the tasks settled without a write of their own (an interrupt
+        cancels many at once), the run's status, and close the session."""
+        if self.readonly:
+            return
+        stamp = now()
+        with self.store.write() as db:
+            for task in unsaved:
+                self._settle(db, task)
+            db.execute("UPDATE runs SET status = ?, ended = ?, owner_host = NULL, "
+                       "owner_pid = NULL, owner_start = NULL WHERE run_id = ?",
+                       (status.value, stamp, self.run_id))
+            db.execute("UPDATE sessions SET ended = ?, status = ? WHERE run_id = ? AND "
+                       "session = ?", (stamp, status.value, self.run_id, self.session))
+
+
+def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
+    return {
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t]),
+    }
+
+
+def _kept_tasks(plan: Any, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
+                changed_inputs: set[str]) -> set[str]:
+    """Completed tasks that stay completed: same fingerprint, no changed input read, and every
+    upstream task kept too (everything downstream of a re-run task re-runs)."""
+    kept: set[str] = set()
+    for step in plan.steps:  # plan order: upstream first
+        if (step.id in completed and old.get(step.id) == new[step.id]
+                and not changed_inputs.intersection(step.inputs)
+                and all(dep in kept for dep in step.dependencies)):
+            kept.add(step.id)
+    return kept
+
+
+def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_id: str,
+             inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
+             check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
+    """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
+    fingerprints = fingerprints_of(plan)
+    host, pid, started = identity()
+    stamp = now()
+    with store.write() as db:
+        if resume is None:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise ResumeError(f"run {run_id!r} already exists in {store.path}: pass "
+                                  f"resume={run_id!r} to continue it, or another run_id")
+            given = dict(inputs or {})
+            check_inputs(given)
+            db.execute(
+                "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
+                "inputs_codec, fingerprints, owner_host, owner_pid, owner_start) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, flow, stamp, len(plan.steps), encode(given, serializer, "the run's inputs"),
+                 serializer, dumps(fingerprints), host, pid, started))
+            db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
+                       "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
+            return RunJournal(store, run_id, 1, given, [], 0)
+
+        row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
+                         "owner_pid, owner_start FROM runs WHERE run_id = ?", (resume,)).fetchone()
+        if row is None:
+            raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.path}")
+        stored_flow, status, blob, codec, stored_prints, o_host, o_pid, o_start = row
+        where = f"run {resume!r}"
+        stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
+        given = dict(stored_inputs if inputs is None else inputs)
+        changed_inputs = {k for k in set(given) | set(stored_inputs)
+                          if given.get(k, KeyError) != stored_inputs.get(k, KeyError)}
+        if changed_inputs and not force:
+            raise ResumeError(f"cannot resume {where} with other inputs "
+                              f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
+                              "the same inputs (or none, to reuse them), or force=True")
+        old_prints = json.loads(stored_prints)
+        changes = _changed_tasks(old_prints, fingerprints)
+        if stored_flow != flow:
+            changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
+        if any(changes.values()) and not force:
+            what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
+                             for kind, items in changes.items() if items)
+            raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
+                              "pass force=True to keep the completed tasks that did not change")
+        if status == RunStatus.RUNNING.value:
+            gone = owner_gone(o_host, o_pid, o_start) if o_host else True
+            if not gone:
+                raise ResumeError(f"cannot resume {where}: it is in progress in process {o_pid} "
+                                  f"on {o_host}" + (" (another host: cannot tell whether it "
+                                                    "lives)" if gone is None else ""))
+        rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
+                          "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
+                          "ORDER BY seq", (resume,)).fetchall()
+        kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints, changed_inputs)
+        steps = plan.index
+        restored = []
+        for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
+            if task_id not in kept:
+                continue
+            task_serializer = steps[task_id].serializer
+            task_where = f"{where}, task {task_id!r}"
+            value = decode(result, task_codec, task_serializer, task_where)
+            pairs = decode(delta, task_codec, task_serializer, task_where) if delta else []
+            restored.append(Restored(task_id, value, [tuple(p) for p in pairs], attempts,
+                                     t0, t1, duration))
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
+                         (resume,)).fetchone()[0]
+        if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
+            return RunJournal(store, resume, 0, given, restored, seq, readonly=True)
+        check_inputs(given)
+        session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
+                             "run_id = ?", (resume,)).fetchone()[0]
+        db.execute("UPDATE sessions SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
+                   "status = 'running'", (stamp, resume))
+        db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
+                   "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
+                   "total_tasks = ? WHERE run_id = ?",
+                   (host, pid, started, dumps(fingerprints),
+                    encode(given, serializer, "the run's inputs"), len(plan.steps), resume))
+        db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
+                   "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
+        stale = [t for t in steps if t not in kept]
+        db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
+                       [(resume, t) for t in stale])
+        return RunJournal(store, resume, session, given, restored, seq)
+
+

@@ -1,0 +1,79 @@
+"""The run store's schema, versioned through ``PRAGMA user_version``.
+
+Tables (all keyed by ``run_id``):
+
+- ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
+  with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
+  pid, process start time) and the number of tasks.
+- ``sessions``: one row per process that worked on the run (the first run, each resume).
+- ``tasks``: one row per task that started or was settled: status, attempts, timings, error
+  and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
+  the completion order (replayed in that order on resume).
+- ``attempts``: one row per attempt (session, start, end, status, error): the history a
+  report or a Gantt chart is drawn from.
+
+A migration is a list of statements that takes the schema from version N-1 to N; a store
+written by a newer flowdsl (a higher version) is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            flow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,
+            total_tasks INTEGER NOT NULL,
+            inputs BLOB,
+            inputs_codec TEXT NOT NULL,
+            fingerprints TEXT NOT NULL,
+            owner_host TEXT,
+            owner_pid INTEGER,
+            owner_start TEXT
+        )""",
+        "CREATE INDEX runs_by_start ON runs (started)",
+        """CREATE TABLE sessions (
+            run_id TEXT NOT NULL,
+            session INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,
+            status TEXT NOT NULL,
+            PRIMARY KEY (run_id, session)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE tasks (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started REAL,
+            ended REAL,
+            duration REAL,
+            error TEXT,
+            traceback TEXT,
+            reason TEXT,
+            result BLOB,
+            delta BLOB,
+            codec TEXT,
+            seq INTEGER,
+            PRIMARY KEY (run_id, task_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE attempts (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            session INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,
+            status TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY (run_id, task_id, session, attempt)
+        ) WITHOUT ROWID""",
+    ],
+}
