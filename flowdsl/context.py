@@ -13,7 +13,7 @@ import time
 from collections import deque
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import ContextPrunedError
 from .spec import MISSING
@@ -30,6 +30,9 @@ class _Deleted:
 
 #: Marks a deleted key in a task's delta.
 DELETED: Any = _Deleted()
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 class CurrentTask:
@@ -64,17 +67,28 @@ def current_task() -> CurrentTask | None:
 class TaskRecord:
     """What one task did to the context: its declared inputs, its delta, what it replaced."""
 
-    __slots__ = ("task_id", "reads", "delta", "duration", "status", "importance", "start_seq", "undo")
+    __slots__ = ("task_id", "reads", "delta", "duration", "status", "importance", "start_seq",
+                 "undo", "closed")
 
     def __init__(self, task_id: str, importance: int, start_seq: int) -> None:
         self.task_id = task_id
-        self.reads: Mapping[str, Any] = MappingProxyType({})
-        self.delta: dict[str, Any] = {}  # key -> new value (DELETED for a deletion)
+        self.reads: Mapping[str, Any] = _NOTHING
+        # key -> new value (DELETED for a deletion); a dict from the task's first write on
+        self.delta: Mapping[str, Any] = _NOTHING
         self.duration = 0.0
         self.status: Any = None
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
-        self.undo: list[tuple[int, str, Any]] = []  # (sequence, key, replaced value or MISSING)
+        # (sequence, key, replaced value or MISSING) per write; a list from the first write on
+        self.undo: Sequence[tuple[int, str, Any]] = ()
+        self.closed = False  # True once the task ended: later writes under it are discarded
+
+    def _wrote(self, sequence: int, key: Any, replaced: Any, new: Any) -> None:
+        if not self.undo:  # most tasks never write: their record allocates nothing for it
+            self.undo = []
+            self.delta = {}
+        self.undo.append((sequence, key, replaced))  # type: ignore[attr-defined]
+        self.delta[key] = new  # type: ignore[index]
 
     def __repr__(self) -> str:
         status = getattr(self.status, "value", self.status)
@@ -102,11 +116,10 @@ class SharedState(dict):  # type: ignore[type-arg]
         current = _current.get()
         if current is None:
             return True
-        if not current.live:
-            return False
         record = current.record
-        record.undo.append((next(self._sequence), key, dict.get(self, key, MISSING)))
-        record.delta[key] = new
+        if not current.live or record.closed:
+            return False
+        record._wrote(next(self._sequence), key, dict.get(self, key, MISSING), new)
         return True
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -189,6 +202,7 @@ class Records:
 
     def forget(self, record: TaskRecord) -> None:
         """Drop a record (evicted, or its task was cancelled in flight)."""
+        record.closed = True
         last = record.undo[-1][0] if record.undo else -1
         self.pruned[record.task_id] = last
         if last > self.pruned_seq:

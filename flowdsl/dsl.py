@@ -53,6 +53,8 @@ def _ids(value: Any, keyword: str, task: str) -> tuple[Any, ...]:
         return ()
     if isinstance(value, str) or callable(value):
         value = (value,)
+    elif isinstance(value, (set, frozenset)):  # no order of its own: make one
+        value = sorted(value, key=lambda item: item if isinstance(item, str) else repr(item))
     items = tuple(value)
     for item in items:
         if not (isinstance(item, str) or callable(item)):
@@ -65,7 +67,12 @@ def _ids(value: Any, keyword: str, task: str) -> tuple[Any, ...]:
 def _keys(value: Iterable[str] | str | None, keyword: str, task: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        items: tuple[Any, ...] = (value,)
+    elif isinstance(value, (set, frozenset)):  # no order of its own: make one, whatever the hash seed
+        items = tuple(sorted(value, key=str))
+    else:
+        items = tuple(value)
     for item in items:
         if not isinstance(item, str) or not item:
             raise DefinitionError(f"task {task!r}: {keyword} takes context keys (str), got {item!r}")

@@ -11,13 +11,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 from .compiler import compile_plan
 from .dsl import check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
-from .executors import Executor, SequentialExecutor, adrive, drive
+from .executors import Executor, SequentialExecutor
 from .metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
 from .plan import Plan
 from .result import RunResult
 from .retry import DEFAULT_WAIT
-from .runtime import Run
+from .runtime import Run, adrive, drive
 from .spec import TaskSpec
 from .status import Priority
 from .strategies import ContextPreservationStrategy, IncrementalContextStrategy

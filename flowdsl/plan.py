@@ -17,8 +17,11 @@ __all__ = ["Step", "Plan", "Binder"]
 Binder = Callable[[Any], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
+    return MappingProxyType(dict(value)) if value else _EMPTY
 
 
 @attrs.frozen(kw_only=True)

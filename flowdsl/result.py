@@ -23,7 +23,7 @@ class TaskRun:
 
     __slots__ = (
         "id", "step", "status", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "duration", "record",
+        "started_at", "ended_at", "duration",
     )
 
     def __init__(self, step: Any) -> None:
@@ -37,7 +37,6 @@ class TaskRun:
         self.started_at: float | None = None  # time.time() of the first attempt's start
         self.ended_at: float | None = None  # time.time() of the last attempt's end
         self.duration: float | None = None  # seconds, retry waits included
-        self.record: Any = None
 
     name = property(lambda self: self.step.name, doc="The task's display name.")
     priority = property(lambda self: self.step.priority, doc="Lower runs first.")

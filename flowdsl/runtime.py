@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .attempts import call_async, call_sync, check_produces
 from .context import DELETED, CurrentTask, TaskContext, TaskRecord, _current
 from .errors import SerializationError
+from .executors.base import Executor
 from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
 from .metrics import summarize
 from .spec import MISSING
@@ -24,7 +25,7 @@ from .result import RunResult, TaskRun
 from .status import RunStatus, TaskStatus
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
-__all__ = ["Run"]
+__all__ = ["Run", "drive", "adrive"]
 
 COMPLETED, FAILED, RUNNING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.RUNNING
 
@@ -121,6 +122,7 @@ class Run:
                                             "timestamp": entry.ended})
             record.status = COMPLETED
             record.duration = entry.duration or 0.0
+            record.closed = True
             if record.delta and record.importance < 6:
                 record.importance += 1
             context._records.add(record)
@@ -140,7 +142,6 @@ class Run:
     def _begin(self, step: Any, task: TaskRun) -> tuple[TaskRecord, CurrentTask, Any]:
         record = TaskRecord(step.id, step.importance, next(self._sequence))
         current = CurrentTask(step.id, self.run_id, record)
-        task.record = record
         task.status = RUNNING
         self.context._records.active[step.id] = record
         if self.journal is not None:
@@ -280,8 +281,8 @@ class Run:
                 dict.pop(state, key, None)
             else:
                 dict.__setitem__(state, key, replaced)
-        record.undo.clear()
-        record.delta.clear()
+        record.undo = ()
+        record.delta = {}
 
     def _failed(self, step: Any, task: TaskRun, record: TaskRecord, exc: BaseException,
                 t0: float, t1: float, hook_called: bool = False) -> None:
@@ -315,6 +316,7 @@ class Run:
                      t1: float) -> None:
         record.status = status
         record.duration = duration
+        record.closed = True
         if record.delta and record.importance < 6:
             record.importance += 1
         records = self.context._records
@@ -369,7 +371,6 @@ class Run:
                 record = records.active.pop(task.id, None)
                 if record is not None:
                     records.forget(record)  # its writes cannot be undone from a record
-                task.record = None
                 self._settle(task.step, task, TaskStatus.CANCELLED, reason)
             elif task.status is TaskStatus.PENDING:
                 self._settle(task.step, task, TaskStatus.CANCELLED, reason)
@@ -410,3 +411,35 @@ class Run:
             self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
                                   summary=summary))
         return result
+
+
+def _interrupted(run: Run, exc: BaseException) -> None:
+    run.interrupt(exc)
+    try:
+        exc.flowdsl_result = run.finish()  # type: ignore[attr-defined]
+    except Exception:  # the original exception matters more than a failed summary
+        pass
+
+
+def drive(executor: Executor, run: Run) -> RunResult:
+    """Execute ``run`` synchronously with ``executor``. On an interrupt (or a store failure)
+    cancel what is left, attach the `RunResult` to the exception as ``flowdsl_result`` and
+    re-raise it."""
+    executor.configure(run)
+    try:
+        executor.execute(run)
+    except BaseException as exc:
+        _interrupted(run, exc)
+        raise
+    return run.finish()
+
+
+async def adrive(executor: Executor, run: Run) -> RunResult:
+    """The async twin of `drive`."""
+    executor.configure(run)
+    try:
+        await executor.aexecute(run)
+    except BaseException as exc:
+        _interrupted(run, exc)
+        raise
+    return run.finish()

@@ -9,6 +9,7 @@ and a refused resume. An error is one line on stderr (with the traceback under
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import traceback
 from contextlib import contextmanager
@@ -84,6 +85,7 @@ def open_store(path: str, *, create: bool) -> Any:
     """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
     import flowdsl
 
+    path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
     if create:
@@ -197,13 +199,14 @@ def _print_run(console: Console, result: Any, *, quiet: bool, again: str,
             for task_id, task in result.tasks.items()))
     head = f"run {result.run_id} of flow {result.flow!r} {result.status.value}: "
     lines = render.summary_lines(result.summary)
-    console.print(head + lines[0], markup=False)
+    console.print(head + lines[0], markup=False, soft_wrap=True)
     if not quiet:
-        console.print(lines[1], markup=False)
+        console.print(lines[1], markup=False, soft_wrap=True)
     if result.status is not RunStatus.SUCCEEDED:
-        console.print(f"resume with: flowdsl run {again} --resume {result.run_id}"
-                      + ("" if store_path == DEFAULT_STORE else f" --store {store_path}"),
-                      markup=False)
+        store = "" if store_path == DEFAULT_STORE else f" --store {shlex.quote(store_path)}"
+        console.print(f"resume with: flowdsl run {shlex.quote(again)} --resume "
+                      f"{shlex.quote(result.run_id)}{store}",
+                      markup=False, soft_wrap=True)
 
 
 @main.command()
@@ -216,12 +219,12 @@ def plan(target: str) -> None:
     console = stdout_console()
     console.print(render.plan_table(compiled))
     if compiled.inputs:
-        console.print("inputs:", markup=False)
+        console.print("inputs:", markup=False, soft_wrap=True)
         for key in compiled.inputs:
             readers = ", ".join(compiled.input_readers.get(key, ()))
-            console.print(f"  {key} (read by {readers})", markup=False)
+            console.print(f"  {key} (read by {readers})", markup=False, soft_wrap=True)
     else:
-        console.print("inputs: none", markup=False)
+        console.print("inputs: none", markup=False, soft_wrap=True)
 
 
 @main.command()
@@ -244,7 +247,7 @@ def graph(target: str, fmt: str) -> None:
 def runs(store_path: str, limit: int, as_json: bool) -> None:
     """List the runs in the store, newest first."""
     with reporting():
-        if not os.path.exists(store_path):
+        if not os.path.exists(os.path.expanduser(store_path)):
             if as_json:
                 click.echo("[]")
             else:
@@ -266,7 +269,7 @@ def runs(store_path: str, limit: int, as_json: bool) -> None:
     console = stdout_console()
     console.print(render.runs_table(found))
     if more:
-        console.print(f"(the latest {limit}; --limit 0 shows all)", markup=False)
+        console.print(f"(the latest {limit}; --limit 0 shows all)", markup=False, soft_wrap=True)
 
 
 @main.command()
@@ -307,7 +310,7 @@ def bench(target: str, repeat: int, settings: tuple[str, ...], input_file: str |
     console = stdout_console()
     last = report.runs[-1]
     console.print(f"flow {flow.name!r}: {repeat} runs, {report.tasks} tasks ran per run "
-                  f"(of {last['total_tasks']})", markup=False)
+                  f"(of {last['total_tasks']})", markup=False, soft_wrap=True)
     per_task = report.handler_time / report.tasks if report.tasks else 0.0
     console.print(render.table(
         ("", "median", "min", "max"),

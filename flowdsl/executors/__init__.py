@@ -1,6 +1,6 @@
 """Executors decide which task of a `Run` starts when; the `Run` does the rest."""
 
-from .base import Executor, adrive, drive
+from .base import Executor
 from .sequential import SequentialExecutor
 
-__all__ = ["Executor", "SequentialExecutor", "drive", "adrive"]
+__all__ = ["Executor", "SequentialExecutor"]

@@ -1,14 +1,14 @@
-"""The executor interface, and the drivers that turn an interrupted run into a result."""
+"""The executor interface: which task of a run starts when. The `Run` does the rest."""
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..result import RunResult
-from ..runtime import Run
+if TYPE_CHECKING:  # the interface sits below the runtime that drives it
+    from ..runtime import Run
 
-__all__ = ["Executor", "drive", "adrive"]
+__all__ = ["Executor"]
 
 
 class Executor(abc.ABC):
@@ -21,46 +21,16 @@ class Executor(abc.ABC):
     async_sleep: Any = None
 
     @abc.abstractmethod
-    def execute(self, run: Run) -> None:
+    def execute(self, run: "Run") -> None:
         """Run a flow of sync handlers in the caller's thread."""
 
     @abc.abstractmethod
-    async def aexecute(self, run: Run) -> None:
+    async def aexecute(self, run: "Run") -> None:
         """Run a flow (with async handlers) on the running event loop."""
 
-    def _configure(self, run: Run) -> None:
+    def configure(self, run: "Run") -> None:
+        """Hand the executor's sleep functions to the run (used between retries)."""
         if self.sleep is not None:
             run.sleep = self.sleep
         if self.async_sleep is not None:
             run.async_sleep = self.async_sleep
-
-
-def _interrupted(run: Run, exc: BaseException) -> None:
-    run.interrupt(exc)
-    try:
-        exc.flowdsl_result = run.finish()  # type: ignore[attr-defined]
-    except Exception:  # the original exception matters more than a failed summary
-        pass
-
-
-def drive(executor: Executor, run: Run) -> RunResult:
-    """Execute ``run`` synchronously; on an interrupt, cancel what is left, attach the
-    `RunResult` to the exception as ``flowdsl_result`` and re-raise it."""
-    executor._configure(run)
-    try:
-        executor.execute(run)
-    except BaseException as exc:
-        _interrupted(run, exc)
-        raise
-    return run.finish()
-
-
-async def adrive(executor: Executor, run: Run) -> RunResult:
-    """The async twin of `drive`."""
-    executor._configure(run)
-    try:
-        await executor.aexecute(run)
-    except BaseException as exc:
-        _interrupted(run, exc)
-        raise
-    return run.finish()

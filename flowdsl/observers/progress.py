@@ -74,7 +74,9 @@ class ProgressObserver:
     def _started(self, event: RunStarted) -> None:
         self.close()
         with self._lock:
-            self._flow, self._total, self._done = event.flow, event.total_tasks, 0
+            # tasks restored from a run store count as done (if the event says how many)
+            self._flow, self._total = event.flow, event.total_tasks
+            self._done = getattr(event, "restored", 0) or 0
             self._running.clear()
             self._finished = False
             if not self.console.is_terminal:

@@ -1,0 +1,257 @@
+"""Guards of the package's shape (STYLE.md, "Layout and dependency direction", items 1, 7
+and 12): what ``import flowdsl`` pulls in, plans that do not change with the hash seed, and
+imports that point downward only."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import flowdsl
+
+PACKAGE = Path(flowdsl.__file__).resolve().parent
+
+
+def python(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter; return its stdout."""
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+# == what `import flowdsl` imports ===========================================================
+#: Optional, heavy or CLI-only parts: imported lazily, never by `import flowdsl`.
+NOT_AT_IMPORT = ("sqlite3", "dask", "distributed", "rich", "click", "tqdm", "hamilton",
+                 "pytest", "hypothesis", "flowdsl.store", "flowdsl.cli", "flowdsl.executors.dask")
+
+
+def test_import_flowdsl_stays_cheap() -> None:
+    out = python("""
+        import sys
+        import flowdsl
+        print("\\n".join(sorted(sys.modules)))
+    """)
+    loaded = set(out.split())
+    assert "flowdsl" in loaded
+    offending = sorted(
+        name for name in loaded
+        if any(name == heavy or name.startswith(heavy + ".") for heavy in NOT_AT_IMPORT)
+    )
+    assert offending == [], f"`import flowdsl` imports {offending}: import them lazily"
+
+
+# == plans do not depend on the hash seed ====================================================
+PLAN_SCRIPT = """
+    import random
+    from flowdsl import Flow, Priority
+
+    rng = random.Random(2024)
+    flow = Flow("seeded")
+    ids = [f"task_{rng.randrange(10**6):06d}_{i}" for i in range(300)]
+    for i, task_id in enumerate(ids):
+        deps = frozenset(rng.sample(ids[:i], k=min(i, rng.randrange(4))))  # a set: hash order
+        keys = list(dict.fromkeys(f"key_{rng.randrange(50)}" for _ in range(rng.randrange(3))))
+
+        def handler():
+            return None
+
+        flow.task(id=task_id, depends_on=deps, requires=keys,
+                  priority=rng.choice([Priority.HIGH, Priority.NORMAL]))(handler)
+    plan = flow.compile()
+    print(",".join(plan.order))
+    print(",".join(plan.inputs))
+"""
+
+
+def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
+    outputs = {seed: python(PLAN_SCRIPT, PYTHONHASHSEED=seed) for seed in ("0", "12345", "987")}
+    assert len(outputs["0"].splitlines()[0].split(",")) == 300
+    assert outputs["0"] == outputs["12345"] == outputs["987"]
+
+
+# == imports point downward only =============================================================
+# STYLE.md's picture, bottom to top:
+#   errors <- spec <- dsl, registry, retry, context, result <- plan <- compiler, events,
+#   executors/base <- runtime <- executors/*, observers/*, store/* <- flow <- cli, __init__
+# A module may import only modules of a strictly lower level. Modules the picture does not
+# name sit with their role: `status` beside `errors` (a leaf); `strategies` and `metrics`
+# (the summary arithmetic) with `context`/`result`; `binding` (the binders a plan's steps
+# hold) with `plan`; `attempts` (calling one attempt) beside `executors/base`, under
+# `runtime`; `measure` beside the façade. Within the picture's third group, `dsl` uses
+# `retry` and `result` uses `context`, hence the half steps.
+LEVELS: dict[str, float] = {
+    "errors": 0, "status": 0,
+    "spec": 1,
+    "retry": 2, "context": 2, "strategies": 2, "metrics": 2,
+    "dsl": 2.5, "result": 2.5,
+    "plan": 3, "binding": 3,
+    "compiler": 4, "events": 4, "executors.base": 4, "attempts": 4, "fingerprint": 4,
+    "runtime": 5,
+    "flow": 7, "measure": 7,
+    "__init__": 8, "__main__": 9,
+}
+#: Whole sub-packages, by prefix (new executors, observers and the run store land here).
+PACKAGE_LEVELS: dict[str, float] = {"executors": 6, "observers": 6, "store": 6, "cli": 8.5}
+
+
+def module_names() -> list[str]:
+    """Every module of the package, dotted and relative to it (``executors.base``)."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts.pop()  # a sub-package is named by its directory
+        names.append(".".join(parts))
+    return names
+
+
+def level(module: str) -> float:
+    if module in LEVELS:
+        return LEVELS[module]
+    top = module.split(".")[0]
+    if top in PACKAGE_LEVELS:
+        return PACKAGE_LEVELS[top]
+    raise KeyError(module)
+
+
+def _is_package(module: str) -> bool:
+    return module == "__init__" or (PACKAGE / module.replace(".", "/") / "__init__.py").exists()
+
+
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """True inside ``if TYPE_CHECKING:`` (type-only imports create no runtime dependency)."""
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
+            if name == "TYPE_CHECKING":
+                return True
+    return False
+
+
+def flowdsl_imports(module: str) -> set[str]:
+    """The modules of flowdsl that ``module`` imports, anywhere in its body (lazy ones too)."""
+    if module == "__init__":
+        path, package = PACKAGE / "__init__.py", []
+    elif _is_package(module):
+        path, package = PACKAGE / module.replace(".", "/") / "__init__.py", module.split(".")
+    else:
+        path, package = PACKAGE / (module.replace(".", "/") + ".py"), module.split(".")[:-1]
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    known = set(module_names())
+    found: set[str] = set()
+
+    def add(dotted: str) -> None:
+        # `flowdsl.executors.base.Executor` -> the longest prefix that is a module
+        parts = dotted.split(".")
+        while parts and ".".join(parts) not in known:
+            parts.pop()
+        found.add(".".join(parts) if parts else "__init__")
+
+    for node in ast.walk(tree):
+        if _type_checking_only(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "flowdsl" or alias.name.startswith("flowdsl."):
+                    add(alias.name[len("flowdsl."):] if "." in alias.name else "")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                if node.level - 1 > len(package):
+                    raise AssertionError(f"{module}: relative import beyond the package")
+            elif node.module == "flowdsl" or (node.module or "").startswith("flowdsl."):
+                base = []
+                node_module = node.module[len("flowdsl"):].lstrip(".")
+                target = node_module.split(".") if node_module else []
+                for alias in node.names:
+                    add(".".join([*target, alias.name]))
+                continue
+            else:
+                continue
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            for alias in node.names:  # `from . import x` may name a module
+                add(".".join([*target, alias.name]))
+    found.discard(module)
+    return found
+
+
+MODULES = module_names()
+
+
+def test_every_module_has_a_place_in_the_picture() -> None:
+    unplaced = []
+    for module in MODULES:
+        try:
+            level(module)
+        except KeyError:
+            unplaced.append(module)
+    assert unplaced == [], f"place {unplaced} in LEVELS (tests/test_layers.py) per STYLE.md"
+
+
+def test_the_import_parser_sees_known_edges() -> None:
+    # guards the guard: a parser that found nothing would pass every layering test
+    assert "compiler" in flowdsl_imports("flow")
+    assert {"errors", "spec"} <= flowdsl_imports("compiler")
+    assert "flow" in flowdsl_imports("__init__")
+    assert "runtime" in flowdsl_imports("executors.sequential")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_imports_point_downward(module: str) -> None:
+    here = level(module)
+    upward = []
+    for target in sorted(flowdsl_imports(module)):
+        if module != "__init__" and _is_package(module) and target.startswith(module + "."):
+            continue  # a sub-package's __init__ re-exports its own modules
+        if ("." in module and target.split(".")[0] == module.split(".")[0]
+                and level(target) == here):
+            continue  # siblings inside one sub-package
+        if level(target) >= here:
+            upward.append(f"flowdsl.{target} (level {level(target)})")
+    assert upward == [], (
+        f"flowdsl.{module} (level {here}) imports {upward}: against STYLE.md's direction"
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "never"),
+    [
+        ("runtime", {"flow", "compiler", "cli", "__init__"}),
+        ("plan", {"compiler", "flow", "runtime", "__init__"}),
+        ("compiler", {"runtime", "flow", "cli", "__init__"}),
+        ("dsl", {"compiler", "runtime", "flow", "__init__"}),
+    ],
+)
+def test_named_layer_rules(module: str, never: set[str]) -> None:
+    imported = {t.split(".")[0] for t in flowdsl_imports(module)} | flowdsl_imports(module)
+    assert imported.isdisjoint(never), f"flowdsl.{module} imports {sorted(imported & never)}"
+
+
+def test_errors_imports_nothing_of_flowdsl() -> None:
+    assert flowdsl_imports("errors") == set()
+
+
+def test_spec_imports_only_errors_and_status() -> None:
+    assert flowdsl_imports("spec") <= {"errors", "status"}
+
+
+def test_no_module_below_the_facade_imports_it() -> None:
+    importers = sorted(
+        m for m in MODULES
+        if m not in ("flow", "__init__", "cli") and not m.startswith("cli.")
+        and ({"flow", "__init__"} & flowdsl_imports(m))
+    )
+    assert importers == []
