@@ -23,6 +23,7 @@ class RunStarted:
     run_id: str
     flow: str
     total_tasks: int
+    restored: int = 0  # tasks brought back completed from the run store (resume)
 
 
 @attrs.frozen(kw_only=True)

@@ -37,6 +37,7 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
     """
     successful = failed = skipped = cancelled = 0
     ran = []
+    interrupted = []  # cancelled in flight: their time was inside a handler
     for task in tasks.values():
         status = task.status
         if status is COMPLETED:
@@ -50,9 +51,11 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
             skipped += 1
         elif status is CANCELLED:
             cancelled += 1
+            if task.duration is not None:
+                interrupted.append(task)
     total = len(tasks)
     total_time = sum([task.duration for task in ran])
-    in_handlers = busy_time([(task.started_at, task.ended_at) for task in ran])
+    in_handlers = busy_time([(task.started_at, task.ended_at) for task in ran + interrupted])
     summary = {
         "total_tasks": total,
         "successful_tasks": successful,

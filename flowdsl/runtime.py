@@ -85,8 +85,12 @@ class Run:
         self.store_time = 0.0
         self.restored = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
+
+    def announce(self) -> None:
+        """Tell observers the run starts (after any restore, so they can count it)."""
         if self.emit is not None:
-            self.emit(RunStarted(run_id=run_id, flow=plan.flow, total_tasks=len(plan.steps)))
+            self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
+                                 total_tasks=len(self.plan.steps), restored=self.restored))
 
     # -- resuming ---------------------------------------------------------------------------
     def restore_completed(self, entries: Iterable[Any], reason: str) -> None:
@@ -172,6 +176,7 @@ class Run:
                 self.preserve(self.context, task)
                 t0, hook_start = perf_counter(), t0
                 self.preservation_time += t0 - hook_start
+            task.started_at = self._offset + t0
             args, kwargs, record.reads = step.bind(self.context)
             if step.retries or step.timeout is not None:
                 result = call_sync(self, step, task, current, args, kwargs)
@@ -198,6 +203,7 @@ class Run:
                 self.preserve(self.context, task)
                 t0, hook_start = perf_counter(), t0
                 self.preservation_time += t0 - hook_start
+            task.started_at = self._offset + t0
             args, kwargs, record.reads = step.bind(self.context)
             result = await call_async(self, step, task, current, args, kwargs)
             if step.produces:
@@ -245,7 +251,6 @@ class Run:
         task.result = result
         duration = t1 - t0
         task.duration = duration
-        task.started_at = self._offset + t0
         ended = task.ended_at = self._offset + t1
         if self.restore is not None:
             hook_error = self._restore(task)
@@ -368,6 +373,9 @@ class Run:
         records = self.context._records
         for task in self.tasks.values():
             if task.status in (RUNNING, TaskStatus.RETRYING):
+                if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
+                    task.ended_at = time.time()
+                    task.duration = task.ended_at - task.started_at
                 record = records.active.pop(task.id, None)
                 if record is not None:
                     records.forget(record)  # its writes cannot be undone from a record
@@ -426,6 +434,7 @@ def drive(executor: Executor, run: Run) -> RunResult:
     cancel what is left, attach the `RunResult` to the exception as ``flowdsl_result`` and
     re-raise it."""
     executor.configure(run)
+    run.announce()
     try:
         executor.execute(run)
     except BaseException as exc:
@@ -437,6 +446,7 @@ def drive(executor: Executor, run: Run) -> RunResult:
 async def adrive(executor: Executor, run: Run) -> RunResult:
     """The async twin of `drive`."""
     executor.configure(run)
+    run.announce()
     try:
         await executor.aexecute(run)
     except BaseException as exc:
