@@ -31,7 +31,7 @@ from .errors import (
     UnknownDependencyError,
 )
 from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
-from .executors import Executor, SequentialExecutor
+from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .flow import Flow
 from .measure import OverheadReport, measure_overhead
 from .plan import Plan, Step
@@ -56,7 +56,7 @@ __all__ = [
     "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
-    "SequentialExecutor", "measure_overhead", "OverheadReport",
+    "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",
     "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",

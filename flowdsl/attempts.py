@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -85,6 +86,49 @@ async def _await_with_timeout(step: Any, current: CurrentTask, args: tuple, kwar
     return running.result()
 
 
+async def _in_thread(run: Any, step: Any, current: CurrentTask, args: tuple, kwargs: dict) -> Any:
+    """A sync attempt under the concurrent executor: in its thread pool, or, with a timeout,
+    in a thread of its own (so abandoning it never shrinks the pool)."""
+    loop = asyncio.get_running_loop()
+    if step.timeout is None:
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, step.handler, *args, **kwargs)
+        return await loop.run_in_executor(run.thread_pool, call)
+    future, attempt = _start_thread(step, current, args, kwargs)
+    try:
+        done, _ = await asyncio.wait({asyncio.wrap_future(future)}, timeout=step.timeout)
+    except BaseException:
+        attempt.live = False
+        raise
+    if not done:
+        attempt.live = False
+        slots = run.slots
+        if slots is not None and step.pool is not None:  # the pool's resource is still in use
+            slots.hold_pool(step.pool)
+            future.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(slots.release_pool, step.pool))
+        raise TaskTimeoutError(step.id, step.timeout)
+    return future.result()
+
+
+def _retry_sleep(run: Any, step: Any) -> Any:
+    """Sleep between retries; under the concurrent executor the attempt's slot is given back
+    for the wait and taken again after it."""
+
+    async def sleep(seconds: float) -> None:
+        slots = run.slots
+        if slots is None:
+            await run.async_sleep(seconds)
+            return
+        slots.give(step.pool)
+        try:
+            await run.async_sleep(seconds)
+        finally:
+            await slots.retake(step.pool)
+
+    return sleep
+
+
 def _retrying_kwargs(run: Any, step: Any, task: Any) -> dict[str, Any]:
     return {
         "stop": tenacity.stop_after_attempt(step.retries + 1),
@@ -118,14 +162,17 @@ def call_sync(run: Any, step: Any, task: Any, current: CurrentTask, args: tuple,
 
 async def call_async(run: Any, step: Any, task: Any, current: CurrentTask, args: tuple,
                      kwargs: dict) -> Any:
-    """Run an async handler under its policy."""
+    """Run an async handler (or, under the concurrent executor, a sync one in a thread)
+    under its policy."""
 
     async def attempt() -> Any:
         task.attempts += 1
         current.attempt = task.attempts
         task.status = TaskStatus.RUNNING
         run.attempt_started(task)
-        if step.timeout is None:
+        if not step.is_async:
+            result = await _in_thread(run, step, current, args, kwargs)
+        elif step.timeout is None:
             result = await step.handler(*args, **kwargs)
         else:
             result = await _await_with_timeout(step, current, args, kwargs)
@@ -135,5 +182,6 @@ async def call_async(run: Any, step: Any, task: Any, current: CurrentTask, args:
 
     if not step.retries:
         return await attempt()
-    retrying = tenacity.AsyncRetrying(sleep=run.async_sleep, **_retrying_kwargs(run, step, task))
+    retrying = tenacity.AsyncRetrying(sleep=_retry_sleep(run, step),
+                                      **_retrying_kwargs(run, step, task))
     return await retrying(attempt)

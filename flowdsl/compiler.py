@@ -11,7 +11,7 @@ import contextlib
 import gc
 import graphlib
 import heapq
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .binding import Input, Source, make_binder
 from .errors import (
@@ -19,6 +19,7 @@ from .errors import (
     DefinitionError,
     DuplicateTaskError,
     UnknownDependencyError,
+    did_you_mean,
 )
 from .plan import Plan, Step
 from .spec import MISSING, TaskSpec
@@ -194,13 +195,15 @@ def _gc_paused():  # type: ignore[no-untyped-def]
             gc.enable()
 
 
-def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json") -> Plan:
+def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
+                 pools: Mapping[str, int] | None = None) -> Plan:
     """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
     with _gc_paused():
-        return _compile(flow, specs, serializer)
+        return _compile(flow, specs, serializer, dict(pools or {}))
 
 
-def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str) -> Plan:
+def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
+             pools: dict[str, int]) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     by_handler: dict[int, list[str]] = {}
     for spec in specs:
@@ -209,6 +212,13 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str) -> Plan:
         by_id[spec.id] = spec
         by_handler.setdefault(id(spec.handler), []).append(spec.id)
 
+    for spec in specs:
+        if spec.pool is not None and spec.pool not in pools:
+            raise DefinitionError(
+                f"task {spec.id!r} uses pool {spec.pool!r}, which flow {flow!r} does not declare"
+                + did_you_mean(spec.pool, pools)
+                + f": Flow({flow!r}, pools={{{spec.pool!r}: N}}) or flow.pool({spec.pool!r}, N)"
+            )
     bindings = {spec.id: _bind_signature(spec, by_id, by_handler) for spec in specs}
     order = _order(specs, bindings)
     ancestry = _Ancestry(order, bindings)
@@ -246,6 +256,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str) -> Plan:
                 timeout=spec.timeout,
                 importance=base_importance(spec, len(binding.dependencies)),
                 serializer=spec.serializer or serializer,
+                pool=spec.pool,
                 bind=make_binder(task, binding.sources, declared, binding.dependencies),
             )
         )
@@ -257,5 +268,6 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str) -> Plan:
         input_readers={key: tuple(readers) for key, readers in inputs.items()},
         children={task: tuple(c) for task, c in children.items()},
         index={step.id: step for step in steps},
+        pools=pools,
         is_async=any(step.is_async for step in steps),
     )

@@ -13,7 +13,8 @@ from .errors import DefinitionError
 from .retry import as_retry, as_wait
 from .spec import MISSING, Param, TaskSpec
 
-__all__ = ["make_spec", "read_params", "is_async_callable", "check_serializer", "SERIALIZERS"]
+__all__ = ["make_spec", "read_params", "is_async_callable", "check_serializer", "check_pool_size",
+           "SERIALIZERS"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -95,6 +96,7 @@ def make_spec(
     retry_on: Any = None,
     timeout: float | None = None,
     serializer: str | None = None,
+    pool: str | None = None,
 ) -> TaskSpec:
     """Validate one task's keywords and capture them in a frozen `TaskSpec`."""
     if not callable(fn):
@@ -118,6 +120,8 @@ def make_spec(
             )
         timeout = float(timeout)
     check_serializer(serializer, f"task {task_id!r}", allow_none=True)
+    if pool is not None and (not isinstance(pool, str) or not pool):
+        raise DefinitionError(f"task {task_id!r}: pool must be a pool name (str), got {pool!r}")
     return TaskSpec(
         id=task_id,
         name=name if name is not None else task_id,
@@ -133,10 +137,19 @@ def make_spec(
         retry_on=as_retry(retry_on, task_id),
         timeout=timeout,
         serializer=serializer,
+        pool=pool,
     )
 
 
 SERIALIZERS = ("json", "pickle")
+
+
+def check_pool_size(name: Any, size: Any) -> None:
+    """Pool names are str, sizes ints >= 1."""
+    if not isinstance(name, str) or not name:
+        raise DefinitionError(f"a pool name must be a non-empty str, got {name!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise DefinitionError(f"pool {name!r}: size must be an int >= 1, got {size!r}")
 
 
 def check_serializer(value: Any, where: str, allow_none: bool = False) -> None:

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiler import compile_plan
-from .dsl import check_serializer, make_spec
+from .dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
-from .executors import Executor, SequentialExecutor
+from .executors import ConcurrentExecutor, Executor, SequentialExecutor
+from .schedule import explain
 from .metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
 from .plan import Plan
@@ -39,10 +40,14 @@ class Flow:
     see each other's tasks. The plan is compiled on first use and cached until a task is added.
     """
 
-    def __init__(self, name: str = "flow", *, serializer: str = "json") -> None:
+    def __init__(self, name: str = "flow", *, serializer: str = "json",
+                 pools: Mapping[str, int] | None = None) -> None:
         check_serializer(serializer, f"flow {name!r}")
         self.name = name
         self.serializer = serializer
+        self._pools: dict[str, int] = {}
+        for pool_name, size in (pools or {}).items():
+            self.pool(pool_name, size)
         self._specs: list[TaskSpec] = []
         self._plan: Plan | None = None
         self._metrics = FlowMetrics()
@@ -70,6 +75,7 @@ class Flow:
         retry_on: Any = None,
         timeout: float | None = None,
         serializer: str | None = None,
+        pool: str | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged. See DESIGN/README for what each keyword means."""
@@ -80,7 +86,7 @@ class Flow:
             self._register(make_spec(
                 function, id=id, name=name, depends_on=depends_on, priority=priority,
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
-                retry_on=retry_on, timeout=timeout, serializer=serializer,
+                retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
             ))
             return function
 
@@ -112,6 +118,18 @@ class Flow:
         )
         self._register(spec)
         return spec
+
+    def pool(self, name: str, size: int) -> None:
+        """Declare (or resize) a resource pool: at most ``size`` tasks with ``pool=name`` run
+        at once, whatever ``max_concurrency`` is."""
+        check_pool_size(name, size)
+        self._pools[name] = size
+        self._plan = None
+
+    @property
+    def pools(self) -> Mapping[str, int]:
+        """Declared pools: name -> size."""
+        return dict(self._pools)
 
     def _register(self, spec: TaskSpec) -> None:
         self._specs.append(spec)
@@ -156,7 +174,7 @@ class Flow:
     def compile(self) -> Plan:
         """Validate the flow and return its ordered `Plan` (cached until a task is added)."""
         if self._plan is None:
-            self._plan = compile_plan(self.name, self._specs, self.serializer)
+            self._plan = compile_plan(self.name, self._specs, self.serializer, self._pools)
         return self._plan
 
     def _prepare(
@@ -212,6 +230,7 @@ class Flow:
         )
         if journal is not None and journal.restored:
             run.restore_completed(journal.restored, "restored from the run store")
+        run.history = journal.history() if journal is not None else self._metrics.durations()
         return run
 
     def run(
@@ -225,6 +244,8 @@ class Flow:
         store: Any = None,
         resume: str | None = None,
         force: bool = False,
+        max_concurrency: int | None = None,
+        adaptive: bool = True,
     ) -> RunResult:
         """Run the flow and return its `RunResult` (check ``.status`` or call
         ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
@@ -237,11 +258,15 @@ class Flow:
         later with ``resume=run_id``: completed tasks are restored, the others run.
         ``force=True`` resumes after the flow or its inputs changed, keeping only the
         completed tasks unaffected by the change.
+
+        ``max_concurrency=N`` runs up to N ready tasks at once (async handlers on one loop,
+        sync ones in N threads); ``adaptive`` then prefers, among ready tasks of equal
+        priority, the longest expected critical path (from earlier runs' durations).
         """
+        executor = _choose_executor(executor, max_concurrency, adaptive)
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
-        executor = executor if executor is not None else SequentialExecutor()
         try:
-            if not run.plan.is_async:
+            if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
             elif _loop_running():
                 result = _in_helper_thread(lambda: asyncio.run(adrive(executor, run)))
@@ -267,10 +292,12 @@ class Flow:
         store: Any = None,
         resume: str | None = None,
         force: bool = False,
+        max_concurrency: int | None = None,
+        adaptive: bool = True,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
+        executor = _choose_executor(executor, max_concurrency, adaptive)
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
-        executor = executor if executor is not None else SequentialExecutor()
         try:
             result = await adrive(executor, run)
         except BaseException as exc:
@@ -284,10 +311,34 @@ class Flow:
         if isinstance(result, RunResult):
             self._metrics.record(result)
 
+    def explain_schedule(self, store: Any = None) -> dict[str, Any]:
+        """The expected durations and critical paths adaptive scheduling will use (from the
+        run store's history when given, else from this Flow object's earlier runs)."""
+        plan = self.compile()
+        if store is None:
+            return explain(plan, self._metrics.durations())
+        from .store import SqliteStore
+
+        if not isinstance(store, SqliteStore):
+            store = SqliteStore(store)
+        return explain(plan, store.durations(self.name))
+
     def get_execution_metrics(self) -> dict[str, Any]:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
         return self._metrics.report()
+
+
+def _choose_executor(executor: Executor | None, max_concurrency: int | None,
+                     adaptive: bool) -> Executor:
+    if executor is not None:
+        if max_concurrency is not None and getattr(executor, "max_concurrency", None) not in (
+                None, max_concurrency):
+            raise ValueError(f"max_concurrency={max_concurrency} disagrees with {executor!r}")
+        return executor
+    if max_concurrency is None or max_concurrency == 1:
+        return SequentialExecutor()
+    return ConcurrentExecutor(max_concurrency, adaptive=adaptive)
 
 
 def _loop_running() -> bool:

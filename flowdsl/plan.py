@@ -47,6 +47,7 @@ class Step:
     timeout: float | None
     importance: int  # 0..5 at compile time; +1 at run time once the task writes
     serializer: str  # how the run store encodes its result and delta
+    pool: str | None  # resource pool, or None
     bind: Binder = attrs.field(repr=False)
 
 
@@ -65,6 +66,7 @@ class Plan:
     input_readers: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     children: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
+    pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)

@@ -85,6 +85,9 @@ class Run:
         self.store_time = 0.0
         self.restored = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
+        self.slots: Any = None  # concurrency slots (concurrent executor only)
+        self.thread_pool: Any = None  # where sync handlers run under the concurrent executor
+        self.history: Mapping[str, list[float]] = {}  # task id -> recent durations
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
@@ -266,6 +269,9 @@ class Run:
                 task.result = None
                 self._failed(step, task, record, exc, t0, t1, hook_called=True)
                 return
+            except BaseException:  # the store failed: the task is not done (it stops the run)
+                task.status, task.result = RUNNING, None
+                raise
         context = self.context
         context._results[step.id] = result
         info = {"duration": duration, "attempts": task.attempts}
@@ -362,6 +368,17 @@ class Run:
             self.skip(step, task, cause)
         else:
             self.cancel(step, task, f"critical task {self.stopped_by!r} failed")
+
+    def cancel_in_flight(self, task: TaskRun, reason: str) -> None:
+        """CANCELLED while running (its async attempt was cancelled): no record is kept and
+        ``restore_context`` is not called; its later writes are discarded."""
+        if task.started_at is not None:
+            task.ended_at = time.time()
+            task.duration = task.ended_at - task.started_at
+        record = self.context._records.active.pop(task.id, None)
+        if record is not None:
+            self.context._records.forget(record)
+        self._settle(task.step, task, TaskStatus.CANCELLED, reason)
 
     def interrupt(self, exc: BaseException) -> None:
         """KeyboardInterrupt, SystemExit, CancelledError (or a runtime failure): stop now.

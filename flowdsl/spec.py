@@ -72,6 +72,7 @@ class TaskSpec:
     retry_on: retry_base
     timeout: float | None = None
     serializer: str | None = None  # "json" or "pickle" for the run store; None: the flow's
+    pool: str | None = None  # a named resource pool capping how many such tasks run at once
 
     @property
     def critical(self) -> bool:

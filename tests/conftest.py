@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
-from flowdsl import Flow, SequentialExecutor
+from flowdsl import ConcurrentExecutor, Flow, SequentialExecutor
 
 
 class FakeSleep:
@@ -30,12 +30,21 @@ def fake_sleep() -> FakeSleep:
 
 EXECUTORS = {
     "sequential": lambda sleep: SequentialExecutor(sleep=sleep, async_sleep=sleep.asleep),
+    "concurrent": lambda sleep: ConcurrentExecutor(4, sleep=sleep, async_sleep=sleep.asleep),
 }
 
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor(request: pytest.FixtureRequest, fake_sleep: FakeSleep) -> Any:
-    """Each executor under test, with retry waits recorded instead of slept."""
+    """Each executor under test, with retry waits recorded instead of slept.
+
+    Tests marked ``one_at_a_time`` assert what happens to tasks *not yet started* when a
+    critical task fails or the run is interrupted; with N > 1 such tasks may already be
+    running (DESIGN: determinism holds "unless a critical task fails"), so they run on the
+    sequential executor only; tests/test_concurrency.py covers those rules for N > 1.
+    """
+    if request.param != "sequential" and request.node.get_closest_marker("one_at_a_time"):
+        pytest.skip("asserts plan-order semantics of a critical stop or an interrupt")
     return EXECUTORS[request.param](fake_sleep)
 
 

@@ -160,6 +160,7 @@ def test_previous_results_one_entry_per_completed_task_in_completion_order(flow,
     assert stamps == sorted(stamps)
 
 
+@pytest.mark.one_at_a_time
 def test_trace_has_one_outcome_entry_per_task(flow, run_flow):
     @flow.task(priority=Priority.HIGH)
     def broken():
@@ -614,6 +615,7 @@ class Hooks(ContextPreservationStrategy):
         return False
 
 
+@pytest.mark.one_at_a_time
 def test_strategy_hooks_wrap_each_task_that_runs(flow, run_flow):
     log = []
 

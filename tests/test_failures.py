@@ -97,6 +97,7 @@ def test_failure_skips_downstream_and_independent_tasks_still_run(flow, run_flow
     assert result.results == {"ok": "ok", "independent": "independent", "needs_ok": "needs ok"}
 
 
+@pytest.mark.one_at_a_time
 def test_summary_counts_skipped_and_cancelled_apart_from_failed(flow, run_flow):
     flow.task(ok)
     flow.task(priority=Priority.HIGH)(fail)  # runs first, then ok, then the critical task
@@ -135,6 +136,7 @@ def test_skipped_reason_names_the_failed_task_not_the_skipped_parent(flow, run_f
 
 # -- a critical task fails ----------------------------------------------------------------
 
+@pytest.mark.one_at_a_time
 def test_critical_failure_skips_downstream_and_cancels_the_rest(flow, run_flow):
     @flow.task(priority=Priority.HIGH)
     def prepare():
@@ -179,6 +181,7 @@ def test_critical_failure_skips_downstream_and_cancels_the_rest(flow, run_flow):
     assert result.summary["failed_tasks"] == 1
 
 
+@pytest.mark.one_at_a_time
 def test_priority_one_or_lower_is_critical(flow, run_flow):
     @flow.task(priority=0)
     def gate():
@@ -578,6 +581,7 @@ def _interrupting_flow(name, interrupt, shape):
     return flow
 
 
+@pytest.mark.one_at_a_time
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("interrupt", INTERRUPTS, ids=lambda e: e.__name__)
 def test_interrupts_cancel_the_run_and_propagate_with_the_result(run_flow, fake_sleep, interrupt,

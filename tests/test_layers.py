@@ -96,6 +96,7 @@ LEVELS: dict[str, float] = {
     "dsl": 2.5, "result": 2.5,
     "plan": 3, "binding": 3,
     "compiler": 4, "events": 4, "executors.base": 4, "attempts": 4, "fingerprint": 4,
+    "schedule": 4, "slots": 4,
     "runtime": 5,
     "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,

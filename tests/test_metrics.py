@@ -99,6 +99,7 @@ def test_overhead_is_zero_when_no_task_ran(run_flow):
     assert summary["average_task_duration"] == 0.0
 
 
+@pytest.mark.one_at_a_time
 def test_success_rate_counts_all_planned_tasks(run_flow):
     flow = Flow("critical")
     flow.task(id="ok", priority=Priority.HIGH)(noop)

@@ -28,6 +28,10 @@ class Executor(abc.ABC):
     async def aexecute(self, run: "Run") -> None:
         """Run a flow (with async handlers) on the running event loop."""
 
+    def uses_event_loop(self, plan: Any) -> bool:
+        """Whether this executor drives ``plan`` on an event loop (else: inline, sync)."""
+        return bool(plan.is_async)
+
     def configure(self, run: "Run") -> None:
         """Hand the executor's sleep functions to the run (used between retries)."""
         if self.sleep is not None:

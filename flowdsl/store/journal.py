@@ -55,15 +55,21 @@ def _error_text(exc: BaseException) -> str:
 class RunJournal:
     """The store's side of one run (one session of it)."""
 
-    def __init__(self, store: SqliteStore, run_id: str, session: int, inputs: Mapping[str, Any],
-                 restored: list[Restored], seq: int, readonly: bool = False) -> None:
+    def __init__(self, store: SqliteStore, flow: str, run_id: str, session: int,
+                 inputs: Mapping[str, Any], restored: list[Restored], seq: int,
+                 readonly: bool = False) -> None:
         self.store = store
+        self.flow = flow
         self.run_id = run_id
         self.session = session
         self.inputs = inputs
         self.restored = restored
         self.readonly = readonly  # resuming a SUCCEEDED run writes nothing
         self._seq = seq
+
+    def history(self) -> dict[str, list[float]]:
+        """Recent durations per task of this flow, for adaptive scheduling."""
+        return self.store.durations(self.flow)
 
     def task_started(self, task: Any) -> None:
         stamp = now()
@@ -190,7 +196,7 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
                  serializer, dumps(fingerprints), host, pid, started))
             db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                        "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
-            return RunJournal(store, run_id, 1, given, [], 0)
+            return RunJournal(store, flow, run_id, 1, given, [], 0)
 
         row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
                          "owner_pid, owner_start FROM runs WHERE run_id = ?", (resume,)).fetchone()
@@ -239,7 +245,7 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
                          (resume,)).fetchone()[0]
         if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
-            return RunJournal(store, resume, 0, given, restored, seq, readonly=True)
+            return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
         check_inputs(given)
         session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
                              "run_id = ?", (resume,)).fetchone()[0]
@@ -255,6 +261,6 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
         stale = [t for t in steps if t not in kept]
         db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
                        [(resume, t) for t in stale])
-        return RunJournal(store, resume, session, given, restored, seq)
+        return RunJournal(store, flow, resume, session, given, restored, seq)
 
 

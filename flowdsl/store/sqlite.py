@@ -188,6 +188,19 @@ class SqliteStore:
             "sessions": sessions, "tasks": tasks,
         }
 
+    def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
+        """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""
+        rows = self.read(
+            "SELECT t.task_id, t.duration FROM tasks t JOIN runs r ON r.run_id = t.run_id "
+            "WHERE r.flow = ? AND t.status IN ('completed', 'failed') AND t.duration IS NOT NULL "
+            "ORDER BY t.ended DESC", (flow,))
+        history: dict[str, list[float]] = {}
+        for row in rows:
+            durations = history.setdefault(row["task_id"], [])
+            if len(durations) < last:
+                durations.append(row["duration"])
+        return {task: list(reversed(d)) for task, d in history.items()}
+
     # -- runs -------------------------------------------------------------------------------
     def open_run(self, plan: Any, **options: Any) -> Any:
         """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
