@@ -49,6 +49,10 @@ def __getattr__(name: str) -> object:
         from .store import SqliteStore
 
         return SqliteStore
+    if name == "DaskExecutor":  # needs the `dask` extra
+        from .executors.dask import DaskExecutor
+
+        return DaskExecutor
     raise AttributeError(f"module 'flowdsl' has no attribute {name!r}")
 
 
@@ -61,7 +65,7 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
-    "SqliteStore",
+    "SqliteStore", "DaskExecutor",
 ]
 
 # A library adds no sinks: flowdsl's log records are off until `logger.enable("flowdsl")`.

@@ -170,7 +170,9 @@ async def call_async(run: Any, step: Any, task: Any, current: CurrentTask, args:
         current.attempt = task.attempts
         task.status = TaskStatus.RUNNING
         run.attempt_started(task)
-        if not step.is_async:
+        if run.remote is not None:  # another machine runs it (the Dask executor)
+            result = await run.remote.attempt(run, step, current, args, kwargs)
+        elif not step.is_async:
             result = await _in_thread(run, step, current, args, kwargs)
         elif step.timeout is None:
             result = await step.handler(*args, **kwargs)

@@ -27,6 +27,9 @@ class _Deleted:
     def __repr__(self) -> str:
         return "DELETED"
 
+    def __reduce__(self) -> str:  # unpickles to the one DELETED (deltas travel to/from workers)
+        return "DELETED"
+
 
 #: Marks a deleted key in a task's delta.
 DELETED: Any = _Deleted()

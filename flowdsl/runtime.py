@@ -87,6 +87,7 @@ class Run:
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         self.slots: Any = None  # concurrency slots (concurrent executor only)
         self.thread_pool: Any = None  # where sync handlers run under the concurrent executor
+        self.remote: Any = None  # runs attempts elsewhere (the Dask executor), or None
         self.history: Mapping[str, list[float]] = {}  # task id -> recent durations
 
     def announce(self) -> None:

@@ -28,6 +28,10 @@ PENDING = TaskStatus.PENDING
 class ConcurrentExecutor(Executor):
     """Run ready tasks concurrently: ``ConcurrentExecutor(max_concurrency=4)``."""
 
+    #: Whether a critical failure cancels sync attempts in flight (a local thread cannot be
+    #: interrupted, so the run waits for them and records their outcome).
+    cancels_sync = False
+
     def __init__(self, max_concurrency: int = 4, *, adaptive: bool = True, sleep: Any = None,
                  async_sleep: Any = None) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) \
@@ -45,10 +49,17 @@ class ConcurrentExecutor(Executor):
         asyncio.run(self.aexecute(run))
 
     async def aexecute(self, run: Run) -> None:
-        plan, tasks = run.plan, run.tasks
-        slots = run.slots = Slots(self.max_concurrency, plan.pools)
         run.thread_pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="flowdsl")
-        if self.adaptive and self.max_concurrency > 1:
+        try:
+            await self.schedule(run, self.max_concurrency)
+        finally:
+            run.thread_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def schedule(self, run: Run, limit: int) -> None:
+        """Start ready tasks as slots free up, until every task has settled."""
+        plan, tasks = run.plan, run.tasks
+        slots = run.slots = Slots(limit, plan.pools)
+        if self.adaptive and limit > 1:
             paths = critical_paths(plan, expected_durations(plan, run.history))
         else:
             paths = {step.id: 0.0 for step in plan.steps}
@@ -85,7 +96,7 @@ class ConcurrentExecutor(Executor):
                     self._start(run, slots, ready, running)
                 else:
                     for job, step in running.items():  # async attempts can be cancelled
-                        if step.is_async and job not in cancelling:
+                        if (step.is_async or self.cancels_sync) and job not in cancelling:
                             job.cancel()
                             cancelling.add(job)
                     if not running:
@@ -115,8 +126,6 @@ class ConcurrentExecutor(Executor):
             if running:
                 await asyncio.wait(list(running), timeout=1.0)
             raise
-        finally:
-            run.thread_pool.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, run: Run, slots: Slots, ready: list[Any],
                running: dict[asyncio.Task[None], Any]) -> None:

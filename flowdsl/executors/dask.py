@@ -1,0 +1,242 @@
+"""The Dask executor: each attempt's handler runs on a dask.distributed worker.
+
+The driver keeps the plan, the context, the run store, retries and timeouts (it is the
+concurrent executor's scheduler); only handlers travel. Each attempt is submitted with
+``pure=False`` (a retry is a new key) and Dask's ``priority=`` set so that flowdsl's
+lower-runs-first holds. A task whose argument is an upstream task's result gets the upstream
+*future*, so the value does not travel through the driver twice. A handler that takes
+``context`` or ``task_input`` gets a copy built on the driver (declared inputs and the shared
+state at submission); its writes come back with the result and become its delta.
+
+``distributed`` is imported only when this executor is used (``pip install "flowdsl[dask]"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+from typing import Any
+
+import cloudpickle
+from distributed import Client, LocalCluster, get_worker
+
+import flowdsl
+
+from ..context import DELETED, CurrentTask, TaskContext, TaskRecord, _current
+from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
+from ..runtime import Run
+from .concurrent import ConcurrentExecutor
+
+__all__ = ["DaskExecutor"]
+
+
+class _ContextCopy:
+    """Stands for the run's context in arguments sent to a worker; rebuilt there."""
+
+    __slots__ = ("run_id", "data", "shared_state", "previous_results")
+
+    def __init__(self, context: TaskContext) -> None:
+        self.run_id = context.task_id
+        self.data = dict(context.data)
+        self.shared_state = dict(context.shared_state)
+        self.previous_results = list(context.previous_results)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.run_id, self.data, self.shared_state, self.previous_results
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.run_id, self.data, self.shared_state, self.previous_results = state
+
+    def build(self) -> TaskContext:
+        context = TaskContext(self.run_id, self.data)
+        dict.update(context.shared_state, self.shared_state)  # as found: not a write
+        context.previous_results.extend(self.previous_results)
+        return context
+
+
+def _worker_version() -> str:
+    return flowdsl.__version__
+
+
+def _rebuild(value: Any, copy: _ContextCopy | None, context: TaskContext | None) -> Any:
+    """Swap the context stand-ins of one argument for the worker's context."""
+    if copy is None:
+        return value
+    if value is copy:
+        return context
+    if type(value) is dict and value.get("context") is copy:  # the seed's task_input
+        return {**value, "context": context, "shared_state": context.shared_state,  # type: ignore[union-attr]
+                "previous_results": context.previous_results}  # type: ignore[union-attr]
+    return value
+
+
+def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attempt: int,
+                  copy: _ContextCopy | None, args: tuple, kwargs: dict) -> tuple[Any, dict]:
+    """What a worker executes for one attempt: the handler, under a record that catches its
+    writes to the context copy. Returns ``(result, delta)``."""
+    context = copy.build() if copy is not None else None
+    args = tuple(_rebuild(a, copy, context) for a in args)
+    kwargs = {k: _rebuild(v, copy, context) for k, v in kwargs.items()}
+    record = TaskRecord(task_id, 0, 0)
+    token = _current.set(CurrentTask(task_id, run_id, record, attempt))
+    try:
+        if is_async:  # on the worker's own event loop
+            loop = get_worker().loop.asyncio_loop
+            result = asyncio.run_coroutine_threadsafe(handler(*args, **kwargs), loop).result()
+        else:
+            result = handler(*args, **kwargs)
+    finally:
+        _current.reset(token)
+    delta = dict(record.delta)
+    try:
+        cloudpickle.dumps((result, delta))
+    except Exception as exc:
+        raise SerializationError(
+            f"task {task_id!r}: its result cannot be pickled to travel back from the worker: "
+            f"{exc!r}") from None
+    return result, delta
+
+
+class _DaskAttempts:
+    """Submits attempts of one run and brings their outcomes back to the driver's loop."""
+
+    def __init__(self, client: Client, run: Run) -> None:
+        self.client = client
+        self.futures: dict[str, Any] = {}  # task id -> the future of its completed attempt
+        self.result_futures: dict[str, Any] = {}  # task id -> future of its result alone
+
+    def _arguments(self, run: Run, step: Any, args: tuple, kwargs: dict
+                   ) -> tuple[_ContextCopy | None, tuple, dict]:
+        context = run.context
+        wants_context = any(
+            a is context or (type(a) is dict and a.get("context") is context)
+            for a in (*args, *kwargs.values()))
+        copy = _ContextCopy(context) if wants_context else None
+
+        def convert(value: Any) -> Any:
+            if copy is not None:
+                if value is context:
+                    return copy
+                if type(value) is dict and value.get("context") is context:
+                    return {**value, "context": copy, "shared_state": None,
+                            "previous_results": None}
+            for dep in step.dependencies:  # an upstream result: send its future instead
+                if dep in self.futures and run.context._results.get(dep) is value:
+                    return self._result_future(dep)
+            return value
+
+        return copy, tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
+
+    def _result_future(self, task_id: str) -> Any:
+        """A future of the upstream task's result alone (its attempt returned (result, delta)),
+        computed where the value lives."""
+        future = self.result_futures.get(task_id)
+        if future is None:
+            future = self.result_futures[task_id] = self.client.submit(
+                operator.getitem, self.futures[task_id], 0, key=f"{task_id}-result-{uuid.uuid4().hex}")
+        return future
+
+    async def attempt(self, run: Run, step: Any, current: CurrentTask, args: tuple,
+                      kwargs: dict) -> Any:
+        loop = asyncio.get_running_loop()
+        copy, args, kwargs = self._arguments(run, step, args, kwargs)
+        try:
+            future = self.client.submit(
+                run_on_worker, step.handler, step.is_async, step.id, run.run_id, current.attempt,
+                copy, args, kwargs, key=f"{step.id}-{uuid.uuid4().hex}", pure=False,
+                priority=-step.priority)
+        except Exception as exc:  # an argument that cannot be pickled
+            raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
+                                     f"worker: {exc!r}") from exc
+        outcome: asyncio.Future[Any] = loop.create_future()
+
+        def settle(done: Any) -> None:  # in a thread of the client's
+            try:
+                value = done.result()
+            except BaseException as exc:  # the handler's error, as raised on the worker
+                error = exc
+                loop.call_soon_threadsafe(lambda: outcome.done() or outcome.set_exception(error))
+            else:
+                loop.call_soon_threadsafe(lambda: outcome.done() or outcome.set_result(value))
+
+        future.add_done_callback(settle)
+        try:
+            if step.timeout is None:
+                result, delta = await outcome
+            else:
+                done, _ = await asyncio.wait({outcome}, timeout=step.timeout)
+                if not done:
+                    future.cancel()
+                    raise TaskTimeoutError(step.id, step.timeout)
+                result, delta = outcome.result()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        state = run.context.shared_state  # the worker's writes become the task's delta
+        for key, value in delta.items():
+            if value is DELETED:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        self.futures[step.id] = future
+        return result
+
+
+class DaskExecutor(ConcurrentExecutor):
+    """Run each attempt on a Dask cluster: ``DaskExecutor(client_or_address=None)`` takes a
+    ``distributed.Client``, a scheduler address, or nothing (a `LocalCluster` is started for
+    the run and closed after it). ``max_concurrency`` defaults to the cluster's threads."""
+
+    cancels_sync = True  # the run stops waiting; the worker thread runs on until it returns
+
+    def __init__(self, client_or_address: Any = None, *, max_concurrency: int | None = None,
+                 adaptive: bool = True, sleep: Any = None, async_sleep: Any = None) -> None:
+        super().__init__(max_concurrency or 1, adaptive=adaptive, sleep=sleep,
+                         async_sleep=async_sleep)
+        self.max_concurrency = max_concurrency  # type: ignore[assignment]
+        self.client_or_address = client_or_address
+
+    def _connect(self) -> tuple[Client, Any]:
+        target = self.client_or_address
+        if isinstance(target, Client):
+            return target, None
+        if target is None:
+            cluster = LocalCluster(dashboard_address=None)
+            return Client(cluster), cluster
+        return Client(target), None
+
+    def _check(self, client: Client, run: Run) -> None:
+        try:
+            versions = client.run(_worker_version)
+        except Exception as exc:
+            raise FlowError(f"flowdsl is not importable on the Dask workers ({exc!r}): install "
+                            f"flowdsl {flowdsl.__version__} there") from exc
+        wrong = {worker: v for worker, v in versions.items() if v != flowdsl.__version__}
+        if wrong:
+            raise FlowError(f"Dask workers run another flowdsl version than the driver "
+                            f"({flowdsl.__version__}): {wrong}")
+        for step in run.plan.steps:
+            if run.tasks[step.id].status is not run.tasks[step.id].status.PENDING:
+                continue
+            try:
+                cloudpickle.dumps(step.handler)
+            except Exception as exc:
+                raise DefinitionError(f"task {step.id!r}: its handler (with its closure) cannot "
+                                      f"be pickled to run on Dask: {exc!r}") from exc
+
+    async def aexecute(self, run: Run) -> None:
+        loop = asyncio.get_running_loop()
+        client, cluster = await loop.run_in_executor(None, self._connect)
+        try:
+            await loop.run_in_executor(None, self._check, client, run)
+            limit = self.max_concurrency or sum(client.nthreads().values()) or 1
+            run.remote = _DaskAttempts(client, run)
+            await self.schedule(run, limit)
+        finally:
+            if cluster is not None:
+                await loop.run_in_executor(None, client.close)
+                await loop.run_in_executor(None, cluster.close)
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.client_or_address!r}, max_concurrency={self.max_concurrency})"
