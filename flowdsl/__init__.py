@@ -40,7 +40,7 @@ from .spec import TaskSpec
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
 from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401 (public)
 
 
 def __getattr__(name: str) -> object:

@@ -170,6 +170,16 @@ class SharedState(dict):  # type: ignore[type-arg]
         for key in list(self):
             del self[key]
 
+    def apply(self, delta: Mapping[Any, Any]) -> None:
+        """Replay a delta (key -> new value or `DELETED`) as writes of the running task; a
+        deletion is recorded even when the key is absent here (it was written, then deleted)."""
+        for key, value in delta.items():
+            if value is DELETED:
+                if self._journal(key, DELETED):
+                    dict.pop(self, key, None)
+            else:
+                self[key] = value
+
     def copy(self) -> dict[Any, Any]:
         """A plain dict copy (not journalled)."""
         return dict(self)

@@ -14,7 +14,7 @@ from time import perf_counter
 from typing import Any, Callable, Iterable, Mapping
 
 from .attempts import call_async, call_sync, check_produces
-from .context import DELETED, CurrentTask, TaskContext, TaskRecord, _current
+from .context import CurrentTask, TaskContext, TaskRecord, _current
 from .errors import SerializationError
 from .executors.base import Executor
 from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
@@ -109,11 +109,7 @@ class Run:
             record = TaskRecord(step.id, step.importance, next(self._sequence))
             token = _current.set(CurrentTask(step.id, self.run_id, record))
             try:
-                for key, value in entry.delta:
-                    if value is DELETED:
-                        state.pop(key, None)
-                    else:
-                        state[key] = value
+                state.apply(dict(entry.delta))
             finally:
                 _current.reset(token)
             task.status = COMPLETED

@@ -28,10 +28,33 @@ def fake_sleep() -> FakeSleep:
     return FakeSleep()
 
 
+@pytest.fixture(scope="session")
+def dask_client() -> Any:
+    """A real LocalCluster with 2 worker processes, shared by the session's Dask tests."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
 EXECUTORS = {
-    "sequential": lambda sleep: SequentialExecutor(sleep=sleep, async_sleep=sleep.asleep),
-    "concurrent": lambda sleep: ConcurrentExecutor(4, sleep=sleep, async_sleep=sleep.asleep),
+    "sequential": lambda sleep, request: SequentialExecutor(sleep=sleep, async_sleep=sleep.asleep),
+    "concurrent": lambda sleep, request: ConcurrentExecutor(
+        4, sleep=sleep, async_sleep=sleep.asleep),
+    "dask": lambda sleep, request: _dask_executor(sleep, request),
 }
+
+
+def _dask_executor(sleep: FakeSleep, request: pytest.FixtureRequest) -> Any:
+    if request.node.get_closest_marker("in_process"):
+        pytest.skip("shares Python objects with its handlers: runs in this process only")
+    from flowdsl import DaskExecutor
+
+    client = request.getfixturevalue("dask_client")
+    return DaskExecutor(client, sleep=sleep, async_sleep=sleep.asleep)
 
 
 @pytest.fixture(params=sorted(EXECUTORS))
@@ -45,7 +68,7 @@ def executor(request: pytest.FixtureRequest, fake_sleep: FakeSleep) -> Any:
     """
     if request.param != "sequential" and request.node.get_closest_marker("one_at_a_time"):
         pytest.skip("asserts plan-order semantics of a critical stop or an interrupt")
-    return EXECUTORS[request.param](fake_sleep)
+    return EXECUTORS[request.param](fake_sleep, request)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def test_add_result_and_get_result_on_the_context(flow, run_flow):
     assert isinstance(entry["timestamp"], float)
 
 
+@pytest.mark.in_process
 def test_data_is_a_read_only_view_of_the_initial_mapping(flow, run_flow):
     payload = object()
     initial = {"payload": payload, "n": 1}

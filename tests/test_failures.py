@@ -216,6 +216,7 @@ def test_a_non_critical_failure_does_not_stop_the_run(flow, run_flow):
 
 # -- timeouts -----------------------------------------------------------------------------
 
+@pytest.mark.in_process
 def test_sync_timeout_raises_task_timeout_error_naming_task_and_limit(flow, run_flow):
     release = threading.Event()
 
@@ -255,6 +256,7 @@ def test_async_timeout_raises_task_timeout_error_naming_task_and_limit(flow, run
     assert "slow_async" not in result.results
 
 
+@pytest.mark.in_process
 def test_timed_out_attempt_is_retried_and_its_late_result_discarded(flow, run_flow):
     release = threading.Event()
     first_done = threading.Event()
@@ -301,6 +303,7 @@ def test_async_timed_out_attempt_is_retried(flow, run_flow):
     assert result.results["flaky_async"] == "fresh"
 
 
+@pytest.mark.in_process
 def test_timeout_not_retried_when_retry_on_excludes_it(flow, run_flow):
     release = threading.Event()
 
@@ -317,6 +320,7 @@ def test_timeout_not_retried_when_retry_on_excludes_it(flow, run_flow):
     assert isinstance(result.tasks["slow"].error, TaskTimeoutError)
 
 
+@pytest.mark.in_process
 def test_late_shared_state_writes_of_a_sync_attempt_are_discarded(flow, run_flow):
     release = threading.Event()
     wrote = threading.Event()
@@ -347,6 +351,7 @@ def test_late_shared_state_writes_of_a_sync_attempt_are_discarded(flow, run_flow
     assert result.tasks["slow"].status is TaskStatus.FAILED
 
 
+@pytest.mark.in_process
 def test_late_shared_state_writes_of_a_retried_attempt_are_discarded(flow, run_flow):
     release = threading.Event()
     wrote = threading.Event()
@@ -373,6 +378,7 @@ def test_late_shared_state_writes_of_a_retried_attempt_are_discarded(flow, run_f
     assert result.context.delta("flaky") == {"value": "fresh"}
 
 
+@pytest.mark.in_process
 def test_late_shared_state_writes_of_an_async_attempt_are_discarded(flow, run_flow):
     late_writes = []
 
@@ -398,6 +404,7 @@ def test_late_shared_state_writes_of_an_async_attempt_are_discarded(flow, run_fl
     assert result.context.delta("slow_async") == {}
 
 
+@pytest.mark.in_process
 def test_an_abandoned_sync_thread_never_delays_the_end_of_the_run(flow, run_flow):
     release = threading.Event()
     finished = threading.Event()
@@ -683,6 +690,7 @@ def test_ctrl_c_during_a_threaded_attempt_discards_its_later_writes(delay):
     assert "late" not in result.context.shared_state
 
 
+@pytest.mark.in_process
 def test_interrupt_is_not_retried_even_when_retry_on_names_it(run_flow):
     flow = Flow("interrupt-retry-on")
     calls = []

@@ -90,7 +90,7 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 # `runtime`; `measure` beside the façade. Within the picture's third group, `dsl` uses
 # `retry` and `result` uses `context`, hence the half steps.
 LEVELS: dict[str, float] = {
-    "errors": 0, "status": 0,
+    "errors": 0, "status": 0, "version": 0,
     "spec": 1,
     "retry": 2, "context": 2, "strategies": 2, "metrics": 2,
     "dsl": 2.5, "result": 2.5,

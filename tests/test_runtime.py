@@ -100,6 +100,7 @@ def test_results_of_sync_and_async_handlers_are_their_return_values(flow, run_fl
     assert result.results == {"source": 2, "double": 4, "add_one": 5, "both": (4, 5)}
 
 
+@pytest.mark.in_process
 def test_result_objects_are_the_returned_objects(flow, run_flow):
     @flow.task
     def make():
@@ -154,6 +155,7 @@ def test_raise_for_status_chains_to_the_failing_tasks_own_exception(flow, run_fl
     assert "explode" in str(error)
 
 
+@pytest.mark.one_at_a_time
 def test_raise_for_status_chains_to_the_first_failure_in_time(flow, run_flow):
     flow.task(priority=Priority.HIGH)(explode)
     flow.task(priority=Priority.LOW)(explode_later)
@@ -372,6 +374,7 @@ def test_arun_reports_failures_like_run(flow):
 
 # -- what handlers receive ----------------------------------------------------------------
 
+@pytest.mark.in_process
 def test_context_parameter_and_annotation_receive_the_live_context(flow, run_flow):
     seen = {}
 
@@ -402,6 +405,7 @@ def test_context_parameter_and_annotation_receive_the_live_context(flow, run_flo
         assert seen[key] is result.context
 
 
+@pytest.mark.in_process
 def test_task_input_dict_has_the_seed_keys(flow, run_flow):
     seen = {}
 
@@ -453,6 +457,7 @@ def test_seed_style_async_task_input_handlers_run_unchanged(flow, run_flow):
     assert result.results["validate_data"] == {"valid": 10}
 
 
+@pytest.mark.in_process
 def test_current_task_inside_handlers(flow, run_flow):
     seen = {}
 
@@ -492,6 +497,7 @@ def test_current_task_inside_handlers(flow, run_flow):
     assert seen["async_timed"] == ("async_timed_task", 1, "r1:async_timed_task")
 
 
+@pytest.mark.in_process
 def test_current_task_attempt_counts_retries_with_a_stable_key(flow, run_flow):
     seen = []
 
@@ -533,6 +539,7 @@ class Collect:
         self.events.append(event)
 
 
+@pytest.mark.in_process
 def test_observers_receive_typed_events_in_order(flow, run_flow, fake_sleep):
     attempts = []
 

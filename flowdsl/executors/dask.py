@@ -21,9 +21,8 @@ from typing import Any
 import cloudpickle
 from distributed import Client, LocalCluster, get_worker
 
-import flowdsl
-
-from ..context import DELETED, CurrentTask, TaskContext, TaskRecord, _current
+from .. import version
+from ..context import CurrentTask, TaskContext, TaskRecord, _current
 from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
 from ..runtime import Run
 from .concurrent import ConcurrentExecutor
@@ -34,29 +33,38 @@ __all__ = ["DaskExecutor"]
 class _ContextCopy:
     """Stands for the run's context in arguments sent to a worker; rebuilt there."""
 
-    __slots__ = ("run_id", "data", "shared_state", "previous_results")
+    __slots__ = ("run_id", "data", "shared_state", "previous_results", "results")
 
-    def __init__(self, context: TaskContext) -> None:
+    def __init__(self, context: TaskContext, dependencies: tuple[str, ...]) -> None:
         self.run_id = context.task_id
         self.data = dict(context.data)
         self.shared_state = dict(context.shared_state)
         self.previous_results = list(context.previous_results)
+        self.results = {dep: context._results[dep] for dep in dependencies}  # for get_result
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return self.run_id, self.data, self.shared_state, self.previous_results
+        return self.run_id, self.data, self.shared_state, self.previous_results, self.results
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.run_id, self.data, self.shared_state, self.previous_results = state
+        self.run_id, self.data, self.shared_state, self.previous_results, self.results = state
 
     def build(self) -> TaskContext:
         context = TaskContext(self.run_id, self.data)
         dict.update(context.shared_state, self.shared_state)  # as found: not a write
         context.previous_results.extend(self.previous_results)
+        context._results.update(self.results)
         return context
 
 
+class _Interrupted:
+    """Carries a KeyboardInterrupt/SystemExit raised by a handler back to the driver."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def _worker_version() -> str:
-    return flowdsl.__version__
+    return version.__version__
 
 
 def _rebuild(value: Any, copy: _ContextCopy | None, context: TaskContext | None) -> Any:
@@ -72,9 +80,10 @@ def _rebuild(value: Any, copy: _ContextCopy | None, context: TaskContext | None)
 
 
 def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attempt: int,
-                  copy: _ContextCopy | None, args: tuple, kwargs: dict) -> tuple[Any, dict]:
+                  copy: _ContextCopy | None, args: tuple, kwargs: dict
+                  ) -> tuple[Any, dict, list]:
     """What a worker executes for one attempt: the handler, under a record that catches its
-    writes to the context copy. Returns ``(result, delta)``."""
+    writes to the context copy. Returns ``(result, delta, trace entries it logged)``."""
     context = copy.build() if copy is not None else None
     args = tuple(_rebuild(a, copy, context) for a in args)
     kwargs = {k: _rebuild(v, copy, context) for k, v in kwargs.items()}
@@ -86,16 +95,19 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
             result = asyncio.run_coroutine_threadsafe(handler(*args, **kwargs), loop).result()
         else:
             result = handler(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit) as exc:  # would kill the worker: stop the run instead
+        result = _Interrupted(exc)
     finally:
         _current.reset(token)
     delta = dict(record.delta)
+    logged = context.execution_trace if context is not None else []
     try:
-        cloudpickle.dumps((result, delta))
+        cloudpickle.dumps((result, delta, logged))
     except Exception as exc:
         raise SerializationError(
             f"task {task_id!r}: its result cannot be pickled to travel back from the worker: "
             f"{exc!r}") from None
-    return result, delta
+    return result, delta, logged
 
 
 class _DaskAttempts:
@@ -112,7 +124,7 @@ class _DaskAttempts:
         wants_context = any(
             a is context or (type(a) is dict and a.get("context") is context)
             for a in (*args, *kwargs.values()))
-        copy = _ContextCopy(context) if wants_context else None
+        copy = _ContextCopy(context, step.dependencies) if wants_context else None
 
         def convert(value: Any) -> Any:
             if copy is not None:
@@ -163,22 +175,20 @@ class _DaskAttempts:
         future.add_done_callback(settle)
         try:
             if step.timeout is None:
-                result, delta = await outcome
+                result, delta, logged = await outcome
             else:
                 done, _ = await asyncio.wait({outcome}, timeout=step.timeout)
                 if not done:
                     future.cancel()
                     raise TaskTimeoutError(step.id, step.timeout)
-                result, delta = outcome.result()
+                result, delta, logged = outcome.result()
         except asyncio.CancelledError:
             future.cancel()
             raise
-        state = run.context.shared_state  # the worker's writes become the task's delta
-        for key, value in delta.items():
-            if value is DELETED:
-                state.pop(key, None)
-            else:
-                state[key] = value
+        if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker
+            raise result.error
+        run.context.shared_state.apply(delta)  # the worker's writes become the task's delta
+        run.context.execution_trace.extend(logged)  # the handler's own log_execution entries
         self.futures[step.id] = future
         return result
 
@@ -211,11 +221,11 @@ class DaskExecutor(ConcurrentExecutor):
             versions = client.run(_worker_version)
         except Exception as exc:
             raise FlowError(f"flowdsl is not importable on the Dask workers ({exc!r}): install "
-                            f"flowdsl {flowdsl.__version__} there") from exc
-        wrong = {worker: v for worker, v in versions.items() if v != flowdsl.__version__}
+                            f"flowdsl {version.__version__} there") from exc
+        wrong = {worker: v for worker, v in versions.items() if v != version.__version__}
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
-                            f"({flowdsl.__version__}): {wrong}")
+                            f"({version.__version__}): {wrong}")
         for step in run.plan.steps:
             if run.tasks[step.id].status is not run.tasks[step.id].status.PENDING:
                 continue

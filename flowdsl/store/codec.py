@@ -14,7 +14,7 @@ import json
 import pickle
 import uuid
 from decimal import Decimal
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
 from ..context import DELETED
