@@ -134,9 +134,15 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
               "JSON instead of tables.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no task table: the "
               "summary only.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run up to N ready tasks at once (default 1; on Dask: the cluster's threads).")
+@click.option("--executor", "executor_name", default="local", show_default=True,
+              metavar="local|dask|ADDRESS",
+              help="Where handlers run: this process, a LocalCluster started for the run "
+                   "('dask'), or the Dask scheduler at ADDRESS (tcp://host:8786).")
 def run(target: str, settings: tuple[str, ...], input_file: str | None, store_path: str,
         resume: str | None, force: bool, run_id: str | None, log_level: str, as_json: bool,
-        quiet: bool) -> None:
+        quiet: bool, concurrency: int | None, executor_name: str) -> None:
     """Run the flow TARGET, recording it in the run store."""
     log_level = log_level.upper()
     debug = log_level in ("TRACE", "DEBUG")
@@ -157,10 +163,12 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
             from ..observers.progress import ProgressObserver
 
             observers.append(ProgressObserver(console))
+        executor = make_executor(executor_name, concurrency)
         store = open_store(store_path, create=True)
         try:
             result = _run(flow, initial, store, observers, resume=resume, force=force,
-                          run_id=run_id or resume, debug=debug)
+                          run_id=run_id or resume, debug=debug, executor=executor,
+                          concurrency=concurrency)
             if as_json:
                 record = store.get_run(result.run_id)
                 record["summary"] = result.summary
@@ -175,9 +183,26 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
         sys.exit(FAILED)
 
 
+def make_executor(name: str, concurrency: int | None) -> Any:
+    """``local`` -> None (flow.run picks by --concurrency); ``dask`` or an address -> Dask."""
+    if name == "local":
+        return None
+    try:
+        from ..executors.dask import DaskExecutor
+    except ImportError as exc:
+        raise UsageProblem(f"--executor {name} needs Dask: pip install \"flowdsl[dask]\" "
+                           f"({exc})") from exc
+    return DaskExecutor(None if name == "dask" else name, max_concurrency=concurrency)
+
+
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
-         resume: str | None, force: bool, run_id: str | None, debug: bool) -> Any:
+         resume: str | None, force: bool, run_id: str | None, debug: bool,
+         executor: Any = None, concurrency: int | None = None) -> Any:
     options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    if executor is not None:
+        options["executor"] = executor
+    elif concurrency is not None:
+        options["max_concurrency"] = concurrency
     if resume is not None:
         options.update(resume=resume, force=force)
     try:
@@ -211,13 +236,26 @@ def _print_run(console: Console, result: Any, *, quiet: bool, again: str,
 
 @main.command()
 @target_argument
-def plan(target: str) -> None:
+@click.option("--schedule", is_flag=True, help="Also show the expected durations and critical "
+              "paths adaptive scheduling will use (history from the run store).")
+@store_option
+def plan(target: str, schedule: bool, store_path: str) -> None:
     """Show the ordered plan of TARGET and the inputs it needs."""
     with reporting():
         flow, _ = load_flow(target)
         compiled = flow.compile()
+        explained = None
+        if schedule:
+            store = open_store(store_path, create=False) if Path(store_path).exists() else None
+            explained = flow.explain_schedule(store=store)
     console = stdout_console()
     console.print(render.plan_table(compiled))
+    if explained is not None:
+        console.print(render.schedule_table(explained))
+        where = "the run store's history" if explained["history_known"] else "no history yet"
+        console.print(f"critical path ({where}): " + " -> ".join(explained["critical_path"])
+                      + f" = {explained['critical_path_length'] * 1e3:.1f} ms",
+                      markup=False, soft_wrap=True)
     if compiled.inputs:
         console.print("inputs:", markup=False, soft_wrap=True)
         for key in compiled.inputs:

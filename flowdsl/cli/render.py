@@ -105,6 +105,16 @@ def plan_table(plan: Plan) -> Table:
     )
 
 
+def schedule_table(explained: Mapping[str, Any]) -> Table:
+    """What adaptive scheduling expects per task: history size, expected duration, critical path."""
+    return table(
+        ("task", "priority", "runs seen", "expected", "critical path"),
+        ((task_id, priority(info["priority"]), len(info["history"]), duration(info["expected"]),
+          duration(info["critical_path"]))
+         for task_id, info in explained["tasks"].items()),
+    )
+
+
 def counts(by_status: Mapping[str, int] | None) -> str:
     """``{"completed": 4, "failed": 1}`` -> ``"4 completed, 1 failed"``."""
     return ", ".join(f"{n} {state}" for state, n in (by_status or {}).items() if n) or "-"
