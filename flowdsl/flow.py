@@ -210,12 +210,20 @@ class Flow:
         else:
             from .store import SqliteStore  # sqlite3 is imported only when a store is used
 
-            if not isinstance(store, SqliteStore):
+            owned = not isinstance(store, SqliteStore)
+            if owned:  # made from a path: closed when the run ends
                 store = SqliteStore(store)
-            journal = store.open_run(
-                plan, flow=self.name, serializer=self.serializer, run_id=run_id or new_run_id(),
-                inputs=initial, resume=resume, force=force, check_inputs=check_inputs,
-            )
+            try:
+                journal = store.open_run(
+                    plan, flow=self.name, serializer=self.serializer,
+                    run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
+                    check_inputs=check_inputs,
+                )
+            except BaseException:
+                if owned:
+                    store.close()
+                raise
+            journal.owns_store = owned
             initial, run_id = journal.inputs, journal.run_id
         watchers = list(observers or ())
         if logging_enabled():

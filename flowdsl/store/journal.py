@@ -65,6 +65,7 @@ class RunJournal:
         self.inputs = inputs
         self.restored = restored
         self.readonly = readonly  # resuming a SUCCEEDED run writes nothing
+        self.owns_store = False  # the store was opened for this run: close it at the end
         self._seq = seq
 
     def history(self) -> dict[str, list[float]]:
@@ -140,8 +141,14 @@ class RunJournal:
     def run_finished(self, status: RunStatus, unsaved: list[Any]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
-        if self.readonly:
-            return
+        try:
+            if not self.readonly:
+                self._finish(status, unsaved)
+        finally:
+            if self.owns_store:
+                self.store.close()
+
+    def _finish(self, status: RunStatus, unsaved: list[Any]) -> None:
         stamp = now()
         with self.store.write() as db:
             for task in unsaved:
