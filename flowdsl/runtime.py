@@ -167,17 +167,24 @@ class Run:
         if self.journal is not None and task.attempts > 1:
             self._journal(self.journal.attempt_started, task)
 
+    def _enter(self, step: Any, task: TaskRun, record: TaskRecord,
+               t0: float) -> tuple[float, tuple[Any, ...], dict[str, Any]]:
+        """The strategy's ``preserve_context``, then the handler's arguments; returns the
+        task's start time (after the hook) with them."""
+        if self.preserve is not None:
+            self.preserve(self.context, task)
+            t0, hook_start = perf_counter(), t0
+            self.preservation_time += t0 - hook_start
+        task.started_at = self._offset + t0
+        args, kwargs, record.reads = step.bind(self.context)
+        return t0, args, kwargs
+
     def run_task(self, step: Any, task: TaskRun) -> None:
         """Run one task in this thread (sync handlers; no event loop involved)."""
         record, current, token = self._begin(step, task)
         t0 = perf_counter()
         try:
-            if self.preserve is not None:
-                self.preserve(self.context, task)
-                t0, hook_start = perf_counter(), t0
-                self.preservation_time += t0 - hook_start
-            task.started_at = self._offset + t0
-            args, kwargs, record.reads = step.bind(self.context)
+            t0, args, kwargs = self._enter(step, task, record, t0)
             if step.retries or step.timeout is not None:
                 result = call_sync(self, step, task, current, args, kwargs)
             else:
@@ -195,16 +202,12 @@ class Run:
             _current.reset(token)
 
     async def arun_task(self, step: Any, task: TaskRun) -> None:
-        """Run one async task on the event loop."""
+        """Run one task on the event loop (an async handler, or under the concurrent and
+        Dask executors any handler)."""
         record, current, token = self._begin(step, task)
         t0 = perf_counter()
         try:
-            if self.preserve is not None:
-                self.preserve(self.context, task)
-                t0, hook_start = perf_counter(), t0
-                self.preservation_time += t0 - hook_start
-            task.started_at = self._offset + t0
-            args, kwargs, record.reads = step.bind(self.context)
+            t0, args, kwargs = self._enter(step, task, record, t0)
             result = await call_async(self, step, task, current, args, kwargs)
             if step.produces:
                 self._write_produced(step, result)

@@ -25,36 +25,34 @@ class SequentialExecutor(Executor):
         self.sleep = sleep
         self.async_sleep = async_sleep
 
+    @staticmethod
+    def _settled_without_running(run: Run, step: Any, task: Any) -> bool:
+        """Restored, or settled now because the run stopped or an upstream task failed."""
+        if task.status is not PENDING:  # restored from the run store
+            return True
+        if run.stopped_by is not None:
+            run.stop_pending(step, task)
+            return True
+        if run.blocked:
+            cause = run.blocking_cause(step)
+            if cause is not None:
+                run.skip(step, task, cause)
+                return True
+        return False
+
     def execute(self, run: Run) -> None:
         tasks = run.tasks
         for step in run.plan.steps:
             task = tasks[step.id]
-            if task.status is not PENDING:  # restored from the run store
-                continue
-            if run.stopped_by is not None:
-                run.stop_pending(step, task)
-                continue
-            if run.blocked:
-                cause = run.blocking_cause(step)
-                if cause is not None:
-                    run.skip(step, task, cause)
-                    continue
-            run.run_task(step, task)
+            if not self._settled_without_running(run, step, task):
+                run.run_task(step, task)
 
     async def aexecute(self, run: Run) -> None:
         tasks = run.tasks
         for step in run.plan.steps:
             task = tasks[step.id]
-            if task.status is not PENDING:  # restored from the run store
+            if self._settled_without_running(run, step, task):
                 continue
-            if run.stopped_by is not None:
-                run.stop_pending(step, task)
-                continue
-            if run.blocked:
-                cause = run.blocking_cause(step)
-                if cause is not None:
-                    run.skip(step, task, cause)
-                    continue
             if step.is_async:
                 await run.arun_task(step, task)
             else:
