@@ -188,7 +188,8 @@ class SharedState(dict):  # type: ignore[type-arg]
 class Records:
     """Task records, bounded: beyond ``limit`` the lowest importance goes first, oldest first."""
 
-    __slots__ = ("limit", "by_task", "view", "active", "_buckets", "pruned", "pruned_seq")
+    __slots__ = ("limit", "by_task", "view", "active", "_buckets", "pruned", "pruned_seq",
+                 "cancelled")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -198,6 +199,7 @@ class Records:
         self._buckets: list[deque[str]] = [deque() for _ in range(7)]  # one per importance 0..6
         self.pruned: dict[str, int] = {}  # task id -> highest write sequence it held
         self.pruned_seq = -1  # highest write sequence among pruned records
+        self.cancelled: set[str] = set()  # tasks cancelled in flight: they keep no record
 
     def add(self, record: TaskRecord) -> None:
         self.by_task[record.task_id] = record
@@ -213,11 +215,13 @@ class Records:
                     self.forget(record)
                     return
 
-    def forget(self, record: TaskRecord) -> None:
+    def forget(self, record: TaskRecord, cancelled: bool = False) -> None:
         """Drop a record (evicted, or its task was cancelled in flight)."""
         record.closed = True
         last = record.undo[-1][0] if record.undo else -1
         self.pruned[record.task_id] = last
+        if cancelled:
+            self.cancelled.add(record.task_id)
         if last > self.pruned_seq:
             self.pruned_seq = last
 
@@ -294,7 +298,7 @@ class TaskContext:
         if record is not None:
             return record
         if task_id in records.pruned:
-            raise ContextPrunedError(task_id)
+            raise ContextPrunedError(task_id, cancelled=task_id in records.cancelled)
         raise KeyError(f"task {task_id!r} has no record: it did not run in this context")
 
     def delta(self, task_id: str) -> dict[str, Any]:
@@ -308,7 +312,7 @@ class TaskContext:
         records = self._records
         if records.pruned_seq > start:
             culprit = next(t for t, seq in records.pruned.items() if seq > start)
-            raise ContextPrunedError(task_id, culprit)
+            raise ContextPrunedError(task_id, culprit, cancelled=culprit in records.cancelled)
         writes = sorted(
             (entry for rec in records.all() for entry in rec.undo if entry[0] > start),
             key=lambda entry: entry[0],

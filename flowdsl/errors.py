@@ -124,18 +124,21 @@ class RunFailedError(FlowError, RuntimeError):
 
 
 class ContextPrunedError(FlowError, KeyError):
-    """A snapshot needs a task record that the preservation strategy pruned."""
+    """A snapshot needs a task record that was pruned (or never kept: a task cancelled in
+    flight keeps no record)."""
 
-    def __init__(self, task_id: str, pruned: str | None = None) -> None:
+    def __init__(self, task_id: str, pruned: str | None = None, cancelled: bool = False) -> None:
         self.task_id = task_id
         self.pruned = pruned or task_id
-        if self.pruned == task_id:
-            msg = f"the record of task {task_id!r} was pruned (raise max_context_items to keep it)"
+        if cancelled:
+            why = "was cancelled in flight, so it keeps no record"
         else:
-            msg = (
-                f"cannot rebuild the snapshot of task {task_id!r}: the record of "
-                f"{self.pruned!r}, which wrote since, was pruned (raise max_context_items)"
-            )
+            why = "was pruned (raise max_context_items to keep it)"
+        if self.pruned == task_id:
+            msg = f"the record of task {task_id!r} {why}"
+        else:
+            msg = (f"cannot rebuild the snapshot of task {task_id!r}: task {self.pruned!r}, "
+                   f"which wrote since, {why}")
         super().__init__(msg)
 
     def __str__(self) -> str:

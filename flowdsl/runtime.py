@@ -369,6 +369,17 @@ class Run:
         else:
             self.cancel(step, task, f"critical task {self.stopped_by!r} failed")
 
+    def close_in_flight(self, task_id: str | None = None) -> None:
+        """Discard from now on the writes of one task in flight (all, without ``task_id``):
+        it is about to be cancelled, and what it writes while unwinding must not count."""
+        active = self.context._records.active
+        if task_id is None:
+            records = list(active.values())
+        else:
+            records = [active[task_id]] if task_id in active else []
+        for record in records:
+            record.closed = True
+
     def cancel_in_flight(self, task: TaskRun, reason: str) -> None:
         """CANCELLED while running (its async attempt was cancelled): no record is kept and
         ``restore_context`` is not called; its later writes are discarded."""
@@ -377,7 +388,7 @@ class Run:
             task.duration = task.ended_at - task.started_at
         record = self.context._records.active.pop(task.id, None)
         if record is not None:
-            self.context._records.forget(record)
+            self.context._records.forget(record, cancelled=True)
         self._settle(task.step, task, TaskStatus.CANCELLED, reason)
 
     def interrupt(self, exc: BaseException) -> None:
@@ -395,7 +406,7 @@ class Run:
                     task.duration = task.ended_at - task.started_at
                 record = records.active.pop(task.id, None)
                 if record is not None:
-                    records.forget(record)  # its writes cannot be undone from a record
+                    records.forget(record, cancelled=True)  # it keeps no record
                 self._settle(task.step, task, TaskStatus.CANCELLED, reason)
             elif task.status is TaskStatus.PENDING:
                 self._settle(task.step, task, TaskStatus.CANCELLED, reason)

@@ -233,6 +233,30 @@ def test_four_independent_sleeping_tasks_overlap_at_n4(is_async):
     runs = list(result.tasks.values())
     assert max(r.started_at for r in runs) < min(r.ended_at for r in runs), \
         "the four tasks' [started_at, ended_at] intervals do not all intersect"
+    # handler time is the union of the intervals, not their sum: the overhead stays >= 0
+    assert result.summary["orchestration_overhead_per_task"] >= 0.0
+
+
+def test_current_task_and_idempotency_key_are_right_in_every_concurrent_task():
+    flow = Flow("current")
+    for i in range(12):
+        if i % 2:
+            async def which(task_input, i=i):
+                await asyncio.sleep(0.001 * (i % 4))
+                current = flowdsl.current_task()
+                return current.task_id, current.idempotency_key, task_input["idempotency_key"]
+        else:
+            def which(task_input, i=i):
+                time.sleep(0.001 * (i % 4))
+                current = flowdsl.current_task()
+                return current.task_id, current.idempotency_key, task_input["idempotency_key"]
+        flow.task(id=f"t{i}")(which)
+
+    result = flow.run(max_concurrency=4, run_id="r1")
+
+    for i in range(12):
+        key = f"r1:t{i}"
+        assert result.results[f"t{i}"] == (f"t{i}", key, key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -392,6 +416,44 @@ def test_ctrl_c_under_concurrency_cancels_in_flight_and_pending():
         assert tid not in result.context.records
         assert tid not in strategy.restored
     assert "late" not in result.context.shared_state  # written after the run was cancelled
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_ctrl_c_discards_what_a_cancelled_async_attempt_writes_while_unwinding():
+    """DESIGN "Concurrency": writes made after the run was cancelled are discarded; that
+    includes what an async handler writes in its ``except CancelledError`` / ``finally``
+    once Ctrl-C has cancelled it."""
+    flow = Flow("ctrl-c-unwinding")
+    main = threading.main_thread().ident
+    started, release = threading.Event(), threading.Event()
+
+    @flow.task
+    async def sibling_async(context):
+        started.set()
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), LONG)
+        except asyncio.CancelledError:
+            context.shared_state["unwinding"] = "after the interrupt"
+            raise
+        return "late"
+
+    @flow.task
+    def interrupter():
+        assert started.wait(LONG)
+        signal.pthread_kill(main, signal.SIGINT)  # what Ctrl-C does
+        release.wait(LONG)
+
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            flow.run(max_concurrency=2)
+    finally:
+        release.set()
+
+    result = info.value.flowdsl_result
+    assert result.status is RunStatus.CANCELLED
+    assert result.tasks["sibling_async"].status is TaskStatus.CANCELLED
+    assert "unwinding" not in result.context.shared_state, \
+        "a write made after the run was cancelled was kept"
 
 
 # ---------------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class ConcurrentExecutor(Executor):
                 else:
                     for job, step in running.items():  # async attempts can be cancelled
                         if (step.is_async or self.cancels_sync) and job not in cancelling:
+                            run.close_in_flight(step.id)
                             job.cancel()
                             cancelling.add(job)
                     if not running:
@@ -121,6 +122,7 @@ class ConcurrentExecutor(Executor):
                     if tasks[step.id].status is PENDING:
                         run.stop_pending(step, tasks[step.id])
         except BaseException:
+            run.close_in_flight()  # what they write while unwinding is discarded
             for job in running:
                 job.cancel()
             if running:
