@@ -7,11 +7,12 @@ Each case is a benchmark group: the plain loop (same handlers, a dict of results
 (flowdsl median - plain loop median) / tasks.
 """
 
+import gc
 from functools import lru_cache
 
 import pytest
 
-from shapes import chain, check_run, self_reported
+from shapes import chain, check_run, gc_activity, self_reported
 
 # (mode, tasks); mode: "sync", "async" or "produces" (sync, produces=[f"k{i}"])
 CASES = [("sync", 20), ("sync", 1000), ("sync", 10000),
@@ -64,4 +65,25 @@ def test_flowdsl(benchmark, record, mode, n):
     benchmark.group = case_name(mode, n)
     run_benchmark(benchmark, lambda: flow.run(shape.initial), n)
     record(case_name(mode, n), "flowdsl", n, baseline=shape.plain_loop(),
-           **self_reported(flow, shape.initial))
+           **self_reported(flow, shape.initial), **gc_activity(flow, shape.initial))
+
+
+@pytest.mark.parametrize("n", [1000, 10000], ids=["sync-1000", "sync-10000"])
+def test_flowdsl_gc_disabled(benchmark, record, n):
+    """Diagnostic: the same runs with the garbage collector off while a run lasts, to
+    show how much of the cost per task is Python's cyclic GC walking what the run
+    keeps (records, trace and previous_results entries), which grows with the flow."""
+    shape = shape_for("sync", n)
+    flow = shape.build_flow()
+    check_run(flow.run(shape.initial), shape)
+
+    def run_without_gc():
+        gc.disable()
+        try:
+            return flow.run(shape.initial)
+        finally:
+            gc.enable()
+
+    benchmark.group = case_name("sync", n)
+    run_benchmark(benchmark, run_without_gc, n)
+    record(case_name("sync", n), "flowdsl (gc disabled)", n, baseline=shape.plain_loop())

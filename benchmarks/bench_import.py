@@ -30,17 +30,19 @@ def importtime_after_deps(repeat: int = 7):
     totals, slowest = [], []
     for _ in range(repeat):
         err = python("-X", "importtime", "-c", f"{DEPS}; import flowdsl").stderr
-        rows = []
+        rows = []  # (self µs, cumulative µs, module name indented by nesting level)
         for line in err.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
-            self_us, cumulative_us, name = (part.strip() for part in line[12:].split("|", 2))
-            rows.append((int(self_us), int(cumulative_us), name))
-        start = max(i for i, row in enumerate(rows) if row[2] == "graphlib") + 1
-        mine = rows[start:]
-        totals.append(next(c for s, c, name in mine if name == "flowdsl") / 1e3)
-        slowest = sorted(mine, reverse=True)[:8]
-    return statistics.median(totals), [f"{name} {s / 1e3:.1f} ms" for s, c, name in slowest]
+            self_us, cumulative_us, name = line[12:].split("|", 2)
+            rows.append((int(self_us), int(cumulative_us), name[1:].rstrip()))
+        end = max(i for i, row in enumerate(rows) if row[2] == "flowdsl")
+        start = end   # flowdsl's own imports: the indented lines printed just before it
+        while start > 0 and rows[start - 1][2].startswith(" "):
+            start -= 1
+        totals.append(rows[end][1] / 1e3)
+        slowest = sorted(rows[start:end + 1], reverse=True)[:8]
+    return statistics.median(totals), [f"{name.strip()} {s / 1e3:.1f} ms" for s, c, name in slowest]
 
 
 def test_import_dependencies(benchmark, record):

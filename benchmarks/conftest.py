@@ -18,6 +18,7 @@ shared 2-core machine are too noisy for a pass/fail test.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ FLAT_FACTOR = 1.5
 COMPILE_TARGET_MS = 100.0
 IMPORT_TARGET_MS = 20.0
 
+#: order of the cases in the final table (by prefix; a stable sort keeps sizes in order)
+CASE_ORDER = ("chain-", "produces-chain-", "async-chain-", "context-", "wide-", "lattice-",
+              "compile-", "import", "accuracy-")
+
 
 @dataclass
 class Entry:
@@ -43,6 +48,8 @@ class Entry:
     tasks: int | None
     median: float                  # seconds per run (or per call)
     extra: dict[str, Any] = field(default_factory=dict)
+    min: float | None = None       # fastest round: less sensitive to other load on the machine
+    mean: float | None = None      # amortizes rare costs (a full GC pass every few runs)
 
     @property
     def us_per_task(self) -> float | None:
@@ -54,7 +61,6 @@ class Results:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], Entry] = {}
-        self.notes: list[str] = []
 
     def add(self, entry: Entry) -> Entry:
         self.entries[(entry.case, entry.impl)] = entry
@@ -63,11 +69,15 @@ class Results:
     def get(self, case: str, impl: str) -> Entry | None:
         return self.entries.get((case, impl))
 
-    def overhead_us(self, case: str, impl: str = "flowdsl") -> float | None:
+    def overhead_us(self, case: str, impl: str = "flowdsl", stat: str = "median") -> float | None:
+        """(flowdsl - plain loop) / tasks in µs, from the medians (or the minima)."""
         entry, base = self.get(case, impl), self.get(case, PLAIN)
         if entry is None or base is None or not entry.tasks:
             return None
-        return (entry.median - base.median) / entry.tasks * 1e6
+        mine, theirs = getattr(entry, stat), getattr(base, stat)
+        if mine is None or theirs is None:
+            return None
+        return (mine - theirs) / entry.tasks * 1e6
 
 
 RESULTS_KEY = pytest.StashKey[Results]()
@@ -75,6 +85,14 @@ RESULTS_KEY = pytest.StashKey[Results]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = Results()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_first():
+    """Start every benchmark from a collected heap, so that garbage left by earlier
+    benchmarks does not make the garbage collector's passes slower in this one."""
+    gc.collect()
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -103,11 +121,11 @@ def quick_median(fn: Callable[[], Any], repeat: int = 7, min_time: float = 0.02)
     return statistics.median(samples)
 
 
-def benchmark_median(benchmark) -> float | None:
-    """The median of a benchmark that has run, or None (e.g. ``--benchmark-disable``)."""
+def benchmark_stat(benchmark, name: str = "median") -> float | None:
+    """A statistic of a benchmark that has run, or None (e.g. ``--benchmark-disable``)."""
     stats = getattr(benchmark, "stats", None)
     inner = getattr(stats, "stats", None)
-    return getattr(inner, "median", None)
+    return getattr(inner, name, None)
 
 
 @pytest.fixture
@@ -122,21 +140,27 @@ def record(benchmark, results: Results):
     def _record(case: str, impl: str, tasks: int | None = None,
                 baseline: Callable[[], Any] | None = None, **extra: Any) -> Entry | None:
         benchmark.extra_info.update({"case": case, "impl": impl, "tasks": tasks, **extra})
-        median = benchmark_median(benchmark)
+        median = benchmark_stat(benchmark, "median")
         if median is None:
             return None
-        entry = results.add(Entry(case, impl, tasks, median, dict(extra)))
+        entry = results.add(Entry(case, impl, tasks, median, dict(extra),
+                                  min=benchmark_stat(benchmark, "min"),
+                                  mean=benchmark_stat(benchmark, "mean")))
         if impl in (PLAIN, GRAPHLIB) or not tasks:
             return entry
         if results.get(case, PLAIN) is None and baseline is not None:
-            results.add(Entry(case, PLAIN, tasks, quick_median(baseline),
-                              {"note": "timed inline: its benchmark was deselected"}))
+            quick = quick_median(baseline)
+            results.add(Entry(case, PLAIN, tasks, quick,
+                              {"note": "timed inline: its benchmark was deselected"}, min=quick, mean=quick))
         base = results.get(case, PLAIN)
         if base is not None:
             overhead = (median - base.median) / tasks
             benchmark.extra_info["plain_loop_median_s"] = base.median
             benchmark.extra_info["overhead_per_task_us"] = round(overhead * 1e6, 3)
             benchmark.extra_info["ratio_vs_plain_loop"] = round(median / base.median, 2)
+            if entry.min is not None and base.min is not None:
+                benchmark.extra_info["overhead_per_task_us_from_minima"] = round(
+                    (entry.min - base.min) / tasks * 1e6, 3)
         return entry
 
     return _record
@@ -154,7 +178,7 @@ def summary_lines(results: Results) -> list[str]:
     if not results.entries:
         return []
     lines = []
-    header = (f"{'case':<24} {'implementation':<24} {'tasks':>6} {'median ms':>10} "
+    header = (f"{'case':<24} {'implementation':<28} {'tasks':>6} {'median ms':>10} "
               f"{'µs/task':>9} {'overhead µs/task':>17} {'x plain':>8} {'self-rep. µs/task':>18}")
     lines.append(header)
     lines.append("-" * len(header))
@@ -162,6 +186,8 @@ def summary_lines(results: Results) -> list[str]:
     for case, _ in results.entries:
         if case not in cases:
             cases.append(case)
+    cases.sort(key=lambda c: next((i for i, prefix in enumerate(CASE_ORDER) if c.startswith(prefix)),
+                                  len(CASE_ORDER)))
     for case in cases:
         base = results.get(case, PLAIN)
         rows = [e for (c, _), e in results.entries.items() if c == case]
@@ -174,7 +200,7 @@ def summary_lines(results: Results) -> list[str]:
                 ratio = e.median / base.median
             self_reported = e.extra.get("self_reported_overhead_us")
             lines.append(
-                f"{case:<24} {e.impl:<24} {e.tasks or '':>6} {e.median * 1e3:>10.3f} "
+                f"{case:<24} {e.impl:<28} {e.tasks or '':>6} {e.median * 1e3:>10.3f} "
                 f"{_fmt(e.us_per_task):>9} {_fmt(overhead):>17} {_fmt(ratio):>8} "
                 f"{_fmt(self_reported):>18}")
     lines.append("")
@@ -182,7 +208,10 @@ def summary_lines(results: Results) -> list[str]:
                  " self-rep. = flowdsl.measure_overhead(...).median (summary's"
                  " orchestration_overhead_per_task)")
     lines.extend(target_lines(results))
-    lines.extend(results.notes)
+    lines.append("")
+    lines.append(f"Objects tracked by the garbage collector in this process: {len(gc.get_objects()):,}"
+                 " (a full collection walks them all: the cost per task of what a run keeps"
+                 " grows with the heap)")
     return lines
 
 
@@ -197,10 +226,16 @@ def target_lines(results: Results) -> list[str]:
         shown = "not measured" if value is None else f"{value:.2f} {unit}"
         lines.append(f"  [{verdict(ok)}] {label}: {shown} (limit {limit:g} {unit}){extra}")
 
+    def from_minima(case: str, impl: str = "flowdsl") -> str:
+        value = results.overhead_us(case, impl, stat="min")
+        return "" if value is None else f"; from the minima: {value:.2f} µs"
+
     base_1k = results.overhead_us("chain-1000")
-    check("chain of 1,000 no-op tasks, overhead per task", base_1k, OVERHEAD_TARGET_US, "µs")
+    check("chain of 1,000 no-op tasks, overhead per task", base_1k, OVERHEAD_TARGET_US, "µs",
+          from_minima("chain-1000"))
     check("produces-chain of 1,000 tasks, overhead per task",
-          results.overhead_us("produces-chain-1000"), OVERHEAD_TARGET_US, "µs")
+          results.overhead_us("produces-chain-1000"), OVERHEAD_TARGET_US, "µs",
+          from_minima("produces-chain-1000"))
     for case, label in (("chain-10000", "chain of 10,000 tasks"),
                         ("context-100000-keys", "chain of 1,000 with a 100,000-key context")):
         value = results.overhead_us(case)
@@ -211,7 +246,11 @@ def target_lines(results: Results) -> list[str]:
         check(f"{label}: {value:.2f} µs/task, ratio to the 1,000 chain's {base_1k:.2f} µs",
               ratio, FLAT_FACTOR, "x",
               f"; absolute {value:.2f} µs vs {FLAT_FACTOR * OVERHEAD_TARGET_US:g} µs"
-              f" ({verdict(value <= FLAT_FACTOR * OVERHEAD_TARGET_US).strip()})")
+              f" ({verdict(value <= FLAT_FACTOR * OVERHEAD_TARGET_US).strip()})"
+              + _minima_ratio(results, case))
+        if case == "chain-10000":
+            for n in (1000, 10000):
+                lines.extend(_gc_diagnostic(results, n))
     cold = results.get("compile-10000", "flowdsl cold compile")
     check("compile 10,000 tasks / ~50,000 edges (cold)",
           None if cold is None else cold.median * 1e3, COMPILE_TARGET_MS, "ms")
@@ -223,6 +262,9 @@ def target_lines(results: Results) -> list[str]:
     check("import flowdsl minus import of its dependencies",
           None if imp is None or deps is None else (imp.median - deps.median) * 1e3,
           IMPORT_TARGET_MS, "ms", extra)
+    if imp is not None and imp.extra.get("slowest_own_imports"):
+        lines.append("         slowest modules imported for flowdsl (self time): "
+                     + ", ".join(imp.extra["slowest_own_imports"][:5]))
     for n in (25, 1000):
         e = results.get(f"accuracy-{n}", "flowdsl")
         value = None if e is None else e.extra.get("accuracy")
@@ -235,6 +277,30 @@ def target_lines(results: Results) -> list[str]:
     return lines
 
 
+def _gc_diagnostic(results: Results, n: int) -> list[str]:
+    """What Python's garbage collector does to the chain of ``n`` tasks."""
+    entry = results.get(f"chain-{n}", "flowdsl")
+    no_gc = results.overhead_us(f"chain-{n}", "flowdsl (gc disabled)")
+    parts = []
+    if entry is not None and "gc_full_passes_per_run" in entry.extra:
+        parts.append(f"{entry.extra['gc_full_passes_per_run']:.1f} full GC passes per run,"
+                     f" {entry.extra['gc_ms_per_run']:.1f} ms per run in GC")
+    mean = results.overhead_us(f"chain-{n}", stat="mean")
+    if mean is not None:
+        parts.append(f"overhead from the mean {mean:.2f} µs/task")
+    if no_gc is not None:
+        parts.append(f"with the GC off during runs {no_gc:.2f} µs/task")
+    return [f"         diagnostic, chain of {n:,}: " + "; ".join(parts)] if parts else []
+
+
+def _minima_ratio(results: Results, case: str) -> str:
+    mine, base = results.overhead_us(case, stat="min"), results.overhead_us("chain-1000", stat="min")
+    if mine is None or not base or base <= 0:
+        return ""
+    return f"; from the minima: {mine:.2f} µs, {mine / base:.2f} x"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS_KEY, None)
     lines = summary_lines(results) if results is not None else []

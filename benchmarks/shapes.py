@@ -363,3 +363,30 @@ def self_reported(flow, initial, repeat: int = 5) -> dict[str, float]:
         "handler_time_ms": round(m.handler_time * 1e3, 3),
         "tasks_per_run": m.tasks,
     }
+
+
+def gc_activity(flow, initial, runs: int = 10) -> dict[str, float]:
+    """How often Python's cyclic garbage collector runs a full (generation 2) pass
+    during ``flow.run(initial)``, and the milliseconds per run spent in all passes."""
+    import gc
+    import time
+
+    passes = {0: 0, 1: 0, 2: 0}
+    spent = [0.0]
+    started: list[float] = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            spent[0] += time.perf_counter() - started.pop()
+            passes[info["generation"]] += 1
+
+    gc.collect()
+    gc.callbacks.append(callback)
+    try:
+        for _ in range(runs):
+            flow.run(initial)
+    finally:
+        gc.callbacks.remove(callback)
+    return {"gc_full_passes_per_run": passes[2] / runs, "gc_ms_per_run": round(spent[0] / runs * 1e3, 3)}
