@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+from time import perf_counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
@@ -188,6 +189,7 @@ class Flow:
         force: bool = False,
     ) -> Run:
         plan = self.compile()
+        started = perf_counter()  # the run's wall clock: opening the store counts
         if initial is not None and not isinstance(initial, Mapping):
             raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
@@ -224,6 +226,7 @@ class Flow:
                     store.close()
                 raise
             journal.owns_store = owned
+            journal.open_time = perf_counter() - started
             initial, run_id = journal.inputs, journal.run_id
         watchers = list(observers or ())
         if logging_enabled():
@@ -235,10 +238,12 @@ class Flow:
             strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
             observers=watchers,
             journal=journal,
+            started=started,
         )
         if journal is not None and journal.restored:
             run.restore_completed(journal.restored, "restored from the run store")
-        run.history = journal.history() if journal is not None else self._metrics.durations()
+        # read only by adaptive scheduling (N > 1), so only then computed
+        run.history_source = journal.history if journal is not None else self._metrics.durations
         return run
 
     def run(

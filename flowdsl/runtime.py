@@ -62,8 +62,9 @@ class Run:
         strategy: ContextPreservationStrategy,
         observers: Iterable[Any] = (),
         journal: Any = None,
+        started: float | None = None,
     ) -> None:
-        self.started = perf_counter()
+        self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
@@ -82,13 +83,14 @@ class Run:
         self._offset = time.time() - self.started  # perf_counter -> epoch seconds
         self._sequence = self.context.shared_state._sequence
         self.journal = journal  # the run store's journal, or None
-        self.store_time = 0.0
+        self.store_time = getattr(journal, "open_time", 0.0)
         self.restored = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         self.slots: Any = None  # concurrency slots (concurrent executor only)
         self.thread_pool: Any = None  # where sync handlers run under the concurrent executor
         self.remote: Any = None  # runs attempts elsewhere (the Dask executor), or None
-        self.history: Mapping[str, list[float]] = {}  # task id -> recent durations
+        #: ``() -> {task id: recent durations}``, for adaptive scheduling
+        self.history_source: Callable[[], Mapping[str, list[float]]] = dict
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
@@ -170,13 +172,14 @@ class Run:
     def _enter(self, step: Any, task: TaskRun, record: TaskRecord,
                t0: float) -> tuple[float, tuple[Any, ...], dict[str, Any]]:
         """The strategy's ``preserve_context``, then the handler's arguments; returns the
-        task's start time (after the hook) with them."""
+        first attempt's start time with them (binding is orchestration, not handler time)."""
         if self.preserve is not None:
             self.preserve(self.context, task)
             t0, hook_start = perf_counter(), t0
             self.preservation_time += t0 - hook_start
-        task.started_at = self._offset + t0
         args, kwargs, record.reads = step.bind(self.context)
+        t0 = perf_counter()
+        task.started_at = self._offset + t0
         return t0, args, kwargs
 
     def run_task(self, step: Any, task: TaskRun) -> None:
@@ -192,12 +195,13 @@ class Run:
                 result = step.handler(*args, **kwargs)
                 if step.produces:
                     check_produces(step, result)
+            t1 = perf_counter()  # the last attempt ended
             if step.produces:
                 self._write_produced(step, result)
         except Exception as exc:
             self._failed(step, task, record, exc, t0, perf_counter())
         else:
-            self._completed(step, task, record, result, t0, perf_counter())
+            self._completed(step, task, record, result, t0, t1)
         finally:
             _current.reset(token)
 
@@ -209,12 +213,13 @@ class Run:
         try:
             t0, args, kwargs = self._enter(step, task, record, t0)
             result = await call_async(self, step, task, current, args, kwargs)
+            t1 = perf_counter()  # the last attempt ended
             if step.produces:
                 self._write_produced(step, result)
         except Exception as exc:
             self._failed(step, task, record, exc, t0, perf_counter())
         else:
-            self._completed(step, task, record, result, t0, perf_counter())
+            self._completed(step, task, record, result, t0, t1)
         finally:
             _current.reset(token)
 

@@ -60,7 +60,7 @@ class ConcurrentExecutor(Executor):
         plan, tasks = run.plan, run.tasks
         slots = run.slots = Slots(limit, plan.pools)
         if self.adaptive and limit > 1:
-            paths = critical_paths(plan, expected_durations(plan, run.history))
+            paths = critical_paths(plan, expected_durations(plan, run.history_source()))
         else:
             paths = {step.id: 0.0 for step in plan.steps}
         rank = {step.id: (step.priority, -paths[step.id], step.position) for step in plan.steps}

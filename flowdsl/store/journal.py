@@ -66,6 +66,7 @@ class RunJournal:
         self.restored = restored
         self.readonly = readonly  # resuming a SUCCEEDED run writes nothing
         self.owns_store = False  # the store was opened for this run: close it at the end
+        self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
 
     def history(self) -> dict[str, list[float]]:
