@@ -40,7 +40,7 @@ from .spec import TaskSpec
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
 from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
-from .version import __version__  # noqa: F401 (public)
+from .version import __version__
 
 
 def __getattr__(name: str) -> object:
@@ -57,7 +57,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "__version__", "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",

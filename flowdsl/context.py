@@ -230,6 +230,36 @@ class Records:
         yield from list(self.active.values())
 
 
+class _Entries:
+    """A list of dict entries whose runtime-made ones are built only when first read.
+
+    The runtime adds the task run itself (no allocation per task); ``entries()`` turns each
+    into its dict (through the named method) on first read, and from then on adds dicts.
+    """
+
+    __slots__ = ("_log", "_made", "_method")
+
+    def __init__(self, method: str) -> None:
+        self._log: list[Any] | None = []  # dicts and not-yet-built task runs
+        self._made: list[dict[str, Any]] = []
+        self._method = method
+
+    def add(self, item: Any) -> None:
+        """A dict entry, or an object whose ``<method>()`` makes it."""
+        if self._log is not None:
+            self._log.append(item)
+        else:
+            self._made.append(item if type(item) is dict else getattr(item, self._method)())
+
+    def entries(self) -> list[dict[str, Any]]:
+        if self._log is not None:
+            method = self._method
+            self._made = [item if type(item) is dict else getattr(item, method)()
+                          for item in self._log]
+            self._log = None
+        return self._made
+
+
 class TaskContext:
     """The context of one run, with the seed program's fields and methods.
 
@@ -239,8 +269,8 @@ class TaskContext:
     """
 
     __slots__ = (
-        "task_id", "data", "metadata", "previous_results", "shared_state",
-        "execution_trace", "_results", "_records",
+        "task_id", "data", "metadata", "shared_state", "_results", "_records",
+        "_previous", "_trace",
     )
 
     def __init__(
@@ -254,11 +284,23 @@ class TaskContext:
         self.task_id = task_id
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
-        self.previous_results: list[dict[str, Any]] = []
         self.shared_state = SharedState()
-        self.execution_trace: list[dict[str, Any]] = []
+        self._previous = _Entries("previous_entry")
+        self._trace = _Entries("trace_entry")
         self._results: dict[str, Any] = {}
         self._records = Records(max_records)
+
+    @property
+    def previous_results(self) -> list[dict[str, Any]]:
+        """One entry per completed task, in completion order: ``task_id``, ``result``,
+        ``metadata``, ``timestamp``."""
+        return self._previous.entries()
+
+    @property
+    def execution_trace(self) -> list[dict[str, Any]]:
+        """One entry per task outcome, per retry, and per ``log_execution``: ``task_id``,
+        ``action``, ``details``, ``timestamp``."""
+        return self._trace.entries()
 
     @property
     def records(self) -> Mapping[str, TaskRecord]:
@@ -274,7 +316,7 @@ class TaskContext:
     def add_result(self, task_id: str, result: Any, metadata: dict[str, Any] | None = None) -> None:
         """Record ``task_id``'s result and append it to ``previous_results``."""
         self._results[task_id] = result
-        self.previous_results.append(
+        self._previous.add(
             {"task_id": task_id, "result": result, "metadata": metadata or {}, "timestamp": time.time()}
         )
 
@@ -288,7 +330,7 @@ class TaskContext:
 
     def log_execution(self, task_id: str, action: str, details: dict[str, Any] | None = None) -> None:
         """Append an entry of your own to ``execution_trace``."""
-        self.execution_trace.append(
+        self._trace.add(
             {"task_id": task_id, "action": action, "details": details or {}, "timestamp": time.time()}
         )
 

@@ -49,6 +49,30 @@ class TaskRun:
     end_time = property(lambda self: self.ended_at, doc="Alias of ended_at.")
     retry_count = property(lambda self: max(self.attempts - 1, 0), doc="Attempts after the first.")
 
+    def previous_entry(self) -> dict[str, Any]:
+        """This completed task's ``context.previous_results`` entry."""
+        metadata = {"restored": True} if self.reason else {
+            "duration": self.duration, "attempts": self.attempts}
+        return {"task_id": self.id, "result": self.result, "metadata": metadata,
+                "timestamp": self.ended_at}
+
+    def trace_entry(self) -> dict[str, Any]:
+        """This task's outcome entry of ``context.execution_trace``."""
+        status = self.status
+        if status is TaskStatus.COMPLETED:
+            action = "task_completed"
+            details: dict[str, Any] = {"restored": True} if self.reason else {
+                "duration": self.duration, "attempts": self.attempts}
+        elif status is TaskStatus.FAILED:
+            action = "task_failed"
+            details = {"error": self.error_message, "attempts": self.attempts,
+                       "duration": self.duration}
+        else:
+            action = "task_skipped" if status is TaskStatus.SKIPPED else "task_cancelled"
+            details = {"reason": self.reason}
+        return {"task_id": self.id, "action": action, "details": details,
+                "timestamp": self.ended_at}
+
     @property
     def error_message(self) -> str | None:
         """``str(error)``, as the seed program reported it."""

@@ -120,12 +120,8 @@ class Run:
             task.attempts = entry.attempts
             task.started_at, task.ended_at, task.duration = entry.started, entry.ended, entry.duration
             context._results[step.id] = entry.result
-            context.previous_results.append({"task_id": step.id, "result": entry.result,
-                                             "metadata": {"restored": True},
-                                             "timestamp": entry.ended})
-            context.execution_trace.append({"task_id": step.id, "action": "task_completed",
-                                            "details": {"restored": True},
-                                            "timestamp": entry.ended})
+            context._previous.add(task)
+            context._trace.add(task)
             record.status = COMPLETED
             record.duration = entry.duration or 0.0
             record.closed = True
@@ -235,7 +231,7 @@ class Run:
         task.status = TaskStatus.RETRYING
         if self.journal is not None:
             self._journal(self.journal.attempt_failed, task, error)
-        self.context.execution_trace.append({
+        self.context._trace.add({
             "task_id": step.id,
             "action": "task_retry",
             "details": {"attempt": state.attempt_number, "error": _error_text(error), "wait": wait},
@@ -259,7 +255,7 @@ class Run:
         task.result = result
         duration = t1 - t0
         task.duration = duration
-        ended = task.ended_at = self._offset + t1
+        task.ended_at = self._offset + t1
         if self.restore is not None:
             hook_error = self._restore(task)
             if hook_error is not None:  # a strategy that fails fails the task
@@ -279,11 +275,8 @@ class Run:
                 raise
         context = self.context
         context._results[step.id] = result
-        info = {"duration": duration, "attempts": task.attempts}
-        context.previous_results.append(
-            {"task_id": step.id, "result": result, "metadata": info, "timestamp": ended})
-        context.execution_trace.append(
-            {"task_id": step.id, "action": "task_completed", "details": info, "timestamp": ended})
+        context._previous.add(task)  # made into entries only if read
+        context._trace.add(task)
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=COMPLETED,
@@ -309,13 +302,8 @@ class Run:
         duration = t1 - t0
         task.duration = duration
         task.started_at = self._offset + t0
-        ended = task.ended_at = self._offset + t1
-        self.context.execution_trace.append({
-            "task_id": step.id,
-            "action": "task_failed",
-            "details": {"error": _error_text(exc), "attempts": task.attempts, "duration": duration},
-            "timestamp": ended,
-        })
+        task.ended_at = self._offset + t1
+        self.context._trace.add(task)
         if self.journal is not None:
             self._journal(self.journal.task_failed, task, exc)
         if self.first_error is None:
@@ -348,11 +336,9 @@ class Run:
                 self._journal(self.journal.task_settled, task)
             else:
                 self._unsaved.append(task)
-        action = "task_skipped" if status is TaskStatus.SKIPPED else "task_cancelled"
-        self.context.execution_trace.append({
-            "task_id": step.id, "action": action, "details": {"reason": reason},
-            "timestamp": time.time(),
-        })
+        if task.ended_at is None:
+            task.ended_at = time.time()  # when it was settled
+        self.context._trace.add(task)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=status,
                                    attempts=task.attempts, duration=0.0, reason=reason))

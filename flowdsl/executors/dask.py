@@ -51,7 +51,8 @@ class _ContextCopy:
     def build(self) -> TaskContext:
         context = TaskContext(self.run_id, self.data)
         dict.update(context.shared_state, self.shared_state)  # as found: not a write
-        context.previous_results.extend(self.previous_results)
+        for entry in self.previous_results:
+            context._previous.add(entry)
         context._results.update(self.results)
         return context
 
@@ -188,7 +189,8 @@ class _DaskAttempts:
         if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker
             raise result.error
         run.context.shared_state.apply(delta)  # the worker's writes become the task's delta
-        run.context.execution_trace.extend(logged)  # the handler's own log_execution entries
+        for entry in logged:  # the handler's own log_execution entries
+            run.context._trace.add(entry)
         self.futures[step.id] = future
         return result
 
