@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Tuple
 
 import attrs
 
@@ -23,14 +23,10 @@ NO_READS: Mapping[str, Any] = MappingProxyType({})
 _NO_KWARGS: dict[str, Any] = {}
 
 
-@attrs.frozen
-class Source:
-    """Where one parameter's value comes from: ``kind`` is result, context, task_input or key."""
-
-    kind: str
-    name: str  # the parameter's name
-    ref: str = ""  # the upstream task id (result) or the context key (key)
-    keyword: bool = False  # keyword-only parameter
+#: Where one parameter's value comes from: ``(kind, parameter name, keyword-only)``, with
+#: kind "result" (the upstream task named like the parameter), "key" (the context key named
+#: like it), "context" or "task_input". Plain tuples: a compile makes one per parameter.
+Source = Tuple[str, str, bool]
 
 
 @attrs.frozen
@@ -63,29 +59,28 @@ def make_binder(
     sources = tuple(sources)
     inputs = tuple(inputs)
     no_kwargs = _NO_KWARGS
-    if not inputs and all(s.kind == "result" and not s.keyword for s in sources):
+    if not inputs and all(kind == "result" and not keyword for kind, _, keyword in sources):
         if not sources:
             no_args: tuple[Any, ...] = ()
             return lambda context: (no_args, no_kwargs, NO_READS)
         if len(sources) == 1:
-            upstream = sources[0].ref
+            upstream = sources[0][1]
             return lambda context: ((context._results[upstream],), no_kwargs, NO_READS)
-        get_results = itemgetter(*(s.ref for s in sources))
+        get_results = itemgetter(*(name for _, name, _ in sources))
         return lambda context: (get_results(context._results), no_kwargs, NO_READS)
 
     dependencies = tuple(dependencies)
-    keyword = any(s.keyword for s in sources)
+    any_keyword = any(keyword for _, _, keyword in sources)
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
         reads = {inp.key: _resolve(context, inp, task_id) for inp in inputs}
         results = context._results
         values = []
-        for source in sources:
-            kind = source.kind
+        for kind, name, _ in sources:
             if kind == "result":
-                values.append(results[source.ref])
+                values.append(results[name])
             elif kind == "key":
-                values.append(reads[source.ref])
+                values.append(reads[name])
             elif kind == "context":
                 values.append(context)
             else:  # task_input: the seed program's single dict
@@ -99,10 +94,10 @@ def make_binder(
                     task_input[f"{dep}_result"] = results[dep]
                 task_input["idempotency_key"] = f"{context.task_id}:{task_id}"
                 values.append(task_input)
-        if not keyword:
+        if not any_keyword:
             return tuple(values), no_kwargs, reads or NO_READS
-        args = tuple(v for v, s in zip(values, sources) if not s.keyword)
-        kwargs = {s.name: v for v, s in zip(values, sources) if s.keyword}
+        args = tuple(v for v, (_, _, keyword) in zip(values, sources) if not keyword)
+        kwargs = {name: v for v, (_, name, keyword) in zip(values, sources) if keyword}
         return args, kwargs, reads or NO_READS
 
     return bind

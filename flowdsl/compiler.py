@@ -11,6 +11,7 @@ import contextlib
 import gc
 import graphlib
 import heapq
+import inspect
 from typing import Any, Mapping, Sequence
 
 from .binding import Input, Source, make_binder
@@ -57,6 +58,10 @@ def _resolve_dependency(item: Any, spec: TaskSpec, ids: dict[str, TaskSpec],
     )
 
 
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+
+
 class _Binding:
     """What one task's signature and keywords resolve to (before producers are known)."""
 
@@ -64,38 +69,43 @@ class _Binding:
 
     def __init__(self) -> None:
         self.dependencies: list[str] = []
-        self.sources: list[Source] = []
+        self.sources: list[Source] = []  # (kind, parameter name, keyword-only) per parameter
         self.inputs: dict[str, Any] = {}  # key -> default (MISSING: none)
 
 
 def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
                     by_handler: dict[int, list[str]]) -> _Binding:
     binding = _Binding()
+    dependencies, sources = binding.dependencies, binding.sources
     for param in spec.params:
-        if param.variadic:
-            star = "*" if param.kind.name == "VAR_POSITIONAL" else "**"
+        name, kind = param.name, param.kind
+        if kind in _VARIADIC:
+            star = "*" if kind is inspect.Parameter.VAR_POSITIONAL else "**"
             raise DefinitionError(
-                f"task {spec.id!r}: parameter {star}{param.name} cannot be bound; "
+                f"task {spec.id!r}: parameter {star}{name} cannot be bound; "
                 "name each input as its own parameter"
             )
-        keyword = param.keyword_only
-        if param.name in ids:
-            binding.dependencies.append(param.name)
-            binding.sources.append(Source("result", param.name, param.name, keyword))
-        elif param.wants_context or param.name == "context":
-            binding.sources.append(Source("context", param.name, "", keyword))
-        elif param.name == "task_input":
-            binding.sources.append(Source("task_input", param.name, "", keyword))
+        keyword = kind is _KEYWORD_ONLY
+        if name in ids:
+            dependencies.append(name)
+            sources.append(("result", name, keyword))
+        elif param.wants_context or name == "context":
+            sources.append(("context", name, keyword))
+        elif name == "task_input":
+            sources.append(("task_input", name, keyword))
         else:
-            binding.sources.append(Source("key", param.name, param.name, keyword))
-            binding.inputs[param.name] = param.default
+            sources.append(("key", name, keyword))
+            binding.inputs[name] = param.default
     for key in spec.requires:
         binding.inputs[key] = MISSING  # a `requires` key has no default
     for item in spec.depends_on:
-        binding.dependencies.append(
+        dependencies.append(
             item if isinstance(item, str) and item in ids
             else _resolve_dependency(item, spec, ids, by_handler))
-    binding.dependencies = list(dict.fromkeys(binding.dependencies))
+    if spec.depends_on:
+        binding.dependencies = list(dict.fromkeys(dependencies))
+    elif len(set(dependencies)) != len(dependencies):  # pragma: no cover - names are unique
+        binding.dependencies = list(dict.fromkeys(dependencies))
     return binding
 
 
