@@ -48,7 +48,7 @@ def as_retry(value: Any, task: str) -> retry_base:
     """Exception type(s) or a tenacity retry predicate -> a tenacity retry predicate.
 
     Whatever the user passes, interrupts (KeyboardInterrupt, SystemExit, CancelledError)
-    are never retried.
+    and `SerializationError` are never retried.
     """
     from .errors import DefinitionError
 
@@ -65,4 +65,6 @@ def as_retry(value: Any, task: str) -> retry_base:
             f"task {task!r}: retry_on must be exception types or a tenacity retry predicate, "
             f"got {value!r}"
         )
-    return tenacity.retry_if_not_exception_type(never_retried) & user
+    from .errors import SerializationError  # a value that cannot be stored will not improve
+
+    return tenacity.retry_if_not_exception_type((*never_retried, SerializationError)) & user

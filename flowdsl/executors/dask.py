@@ -14,7 +14,6 @@ state at submission); its writes come back with the result and become its delta.
 from __future__ import annotations
 
 import asyncio
-import operator
 import uuid
 from typing import Any
 
@@ -81,13 +80,16 @@ def _rebuild(value: Any, copy: _ContextCopy | None, context: TaskContext | None)
 
 
 def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attempt: int,
-                  copy: _ContextCopy | None, args: tuple, kwargs: dict
-                  ) -> tuple[Any, dict, list]:
+                  copy: _ContextCopy | None, args: tuple, kwargs: dict,
+                  upstream: frozenset[Any] = frozenset()) -> tuple[Any, dict, list]:
     """What a worker executes for one attempt: the handler, under a record that catches its
-    writes to the context copy. Returns ``(result, delta, trace entries it logged)``."""
+    writes to the context copy. Returns ``(result, delta, trace entries it logged)``.
+
+    ``upstream`` names the arguments (positions and keywords) that Dask filled with an
+    upstream attempt's outcome: their value is its result, the outcome's first item."""
     context = copy.build() if copy is not None else None
-    args = tuple(_rebuild(a, copy, context) for a in args)
-    kwargs = {k: _rebuild(v, copy, context) for k, v in kwargs.items()}
+    args = tuple(a[0] if i in upstream else _rebuild(a, copy, context) for i, a in enumerate(args))
+    kwargs = {k: v[0] if k in upstream else _rebuild(v, copy, context) for k, v in kwargs.items()}
     record = TaskRecord(task_id, 0, 0)
     token = _current.set(CurrentTask(task_id, run_id, record, attempt))
     try:
@@ -117,47 +119,43 @@ class _DaskAttempts:
     def __init__(self, client: Client, run: Run) -> None:
         self.client = client
         self.futures: dict[str, Any] = {}  # task id -> the future of its completed attempt
-        self.result_futures: dict[str, Any] = {}  # task id -> future of its result alone
 
     def _arguments(self, run: Run, step: Any, args: tuple, kwargs: dict
-                   ) -> tuple[_ContextCopy | None, tuple, dict]:
+                   ) -> tuple[_ContextCopy | None, tuple, dict, frozenset[Any]]:
         context = run.context
         wants_context = any(
             a is context or (type(a) is dict and a.get("context") is context)
             for a in (*args, *kwargs.values()))
         copy = _ContextCopy(context, step.dependencies) if wants_context else None
+        upstream: set[Any] = set()
 
-        def convert(value: Any) -> Any:
+        def convert(where: Any, value: Any) -> Any:
             if copy is not None:
                 if value is context:
                     return copy
                 if type(value) is dict and value.get("context") is context:
                     return {**value, "context": copy, "shared_state": None,
                             "previous_results": None}
-            for dep in step.dependencies:  # an upstream result: send its future instead
-                if dep in self.futures and run.context._results.get(dep) is value:
-                    return self._result_future(dep)
+            for dep in step.dependencies:  # an upstream result: send its attempt's future
+                future = self.futures.get(dep)
+                if (future is not None and run.context._results.get(dep) is value
+                        and future.status == "finished"):  # still held by a worker
+                    upstream.add(where)
+                    return future
             return value
 
-        return copy, tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
-
-    def _result_future(self, task_id: str) -> Any:
-        """A future of the upstream task's result alone (its attempt returned (result, delta)),
-        computed where the value lives."""
-        future = self.result_futures.get(task_id)
-        if future is None:
-            future = self.result_futures[task_id] = self.client.submit(
-                operator.getitem, self.futures[task_id], 0, key=f"{task_id}-result-{uuid.uuid4().hex}")
-        return future
+        args = tuple(convert(i, a) for i, a in enumerate(args))
+        kwargs = {k: convert(k, v) for k, v in kwargs.items()}
+        return copy, args, kwargs, frozenset(upstream)
 
     async def attempt(self, run: Run, step: Any, current: CurrentTask, args: tuple,
                       kwargs: dict) -> Any:
         loop = asyncio.get_running_loop()
-        copy, args, kwargs = self._arguments(run, step, args, kwargs)
+        copy, args, kwargs, upstream = self._arguments(run, step, args, kwargs)
         try:
             future = self.client.submit(
                 run_on_worker, step.handler, step.is_async, step.id, run.run_id, current.attempt,
-                copy, args, kwargs, key=f"{step.id}-{uuid.uuid4().hex}", pure=False,
+                copy, args, kwargs, upstream, key=f"{step.id}-{uuid.uuid4().hex}", pure=False,
                 priority=-step.priority)
         except Exception as exc:  # an argument that cannot be pickled
             raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
@@ -165,13 +163,19 @@ class _DaskAttempts:
         outcome: asyncio.Future[Any] = loop.create_future()
 
         def settle(done: Any) -> None:  # in a thread of the client's
+            if outcome.done() or loop.is_closed():  # timed out or cancelled: nobody waits
+                return
             try:
                 value = done.result()
             except BaseException as exc:  # the handler's error, as raised on the worker
                 error = exc
-                loop.call_soon_threadsafe(lambda: outcome.done() or outcome.set_exception(error))
+                deliver = lambda: outcome.done() or outcome.set_exception(error)  # noqa: E731
             else:
-                loop.call_soon_threadsafe(lambda: outcome.done() or outcome.set_result(value))
+                deliver = lambda: outcome.done() or outcome.set_result(value)  # noqa: E731
+            try:
+                loop.call_soon_threadsafe(deliver)
+            except RuntimeError:  # the run's loop closed meanwhile
+                pass
 
         future.add_done_callback(settle)
         try:
@@ -180,10 +184,12 @@ class _DaskAttempts:
             else:
                 done, _ = await asyncio.wait({outcome}, timeout=step.timeout)
                 if not done:
+                    outcome.cancel()
                     future.cancel()
                     raise TaskTimeoutError(step.id, step.timeout)
                 result, delta, logged = outcome.result()
         except asyncio.CancelledError:
+            outcome.cancel()
             future.cancel()
             raise
         if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker

@@ -60,7 +60,7 @@ class SqliteStore:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._enable_wal(conn)
             if mode.lower() != "wal":
                 raise StoreError(f"run store {self.path}: SQLite refused WAL mode ({mode}); "
                                  "put the store on a local disk")
@@ -69,6 +69,18 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"run store {self.path}: {exc}") from exc
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch a new file to WAL. Two processes creating the file at once can get
+        "database is locked" here without SQLite's busy handler, so retry until busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]

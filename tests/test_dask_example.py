@@ -1,0 +1,31 @@
+"""examples/dask_pipeline.py runs as a user would run it (it starts a LocalCluster)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "examples" / "dask_pipeline.py"
+TASKS = ["load_data", "validate_data", "transform_data", "analyze_data", "generate_report"]
+
+
+def test_dask_pipeline_example_exits_0_and_reports_each_task_and_its_worker():
+    completed = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, capture_output=True,
+                               text=True, timeout=180)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "succeeded on Dask" in out, out
+    for task_id in TASKS:
+        line = next((l for l in out.splitlines() if l.startswith(task_id + " ")), None)
+        assert line is not None, f"no line for {task_id}:\n{out}"
+        assert "completed" in line
+        assert re.search(r"tcp://[\d.]+:\d+$", line), line  # the worker that ran it
+    assert "logged on a worker, seen on the driver" in out
+    assert "Report: quality score" in out
+    assert "Traceback" not in completed.stderr
