@@ -56,8 +56,6 @@ def make_binder(
     dependencies: Sequence[str],
 ) -> Any:
     """Build the binder of one step."""
-    sources = tuple(sources)
-    inputs = tuple(inputs)
     no_kwargs = _NO_KWARGS
     if not inputs and all(kind == "result" and not keyword for kind, _, keyword in sources):
         if not sources:
@@ -69,6 +67,8 @@ def make_binder(
         get_results = itemgetter(*(name for _, name, _ in sources))
         return lambda context: (get_results(context._results), no_kwargs, NO_READS)
 
+    sources = tuple(sources)
+    inputs = tuple(inputs)
     dependencies = tuple(dependencies)
     any_keyword = any(keyword for _, _, keyword in sources)
 

@@ -239,11 +239,13 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
     children: dict[str, list[str]] = {task: [] for task in order}
     for position, task in enumerate(order):
         spec, binding, chosen = by_id[task], bindings[task], producer_of[task]
-        declared = [Input(key, chosen.get(key), default) for key, default in binding.inputs.items()]
+        dependencies = tuple(binding.dependencies)
+        declared = [Input(key, chosen.get(key), default)
+                    for key, default in binding.inputs.items()] if binding.inputs else ()
         for inp in declared:
             if inp.producer is None and inp.default is MISSING:
                 inputs.setdefault(inp.key, []).append(task)
-        for dep in binding.dependencies:
+        for dep in dependencies:
             children[dep].append(task)
         steps.append(
             Step(
@@ -254,8 +256,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 handler=spec.handler,
                 is_async=spec.is_async,
                 priority=spec.priority,
-                critical=spec.critical,
-                dependencies=tuple(binding.dependencies),
+                critical=spec.priority <= 1,
+                dependencies=dependencies,
                 requires=spec.requires,
                 produces=spec.produces,
                 inputs=tuple(binding.inputs),
@@ -264,10 +266,10 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 retry_wait=spec.retry_wait,
                 retry_on=spec.retry_on,
                 timeout=spec.timeout,
-                importance=base_importance(spec, len(binding.dependencies)),
+                importance=base_importance(spec, len(dependencies)),
                 serializer=spec.serializer or serializer,
                 pool=spec.pool,
-                bind=make_binder(task, binding.sources, declared, binding.dependencies),
+                bind=make_binder(task, binding.sources, declared, dependencies),
             )
         )
     return Plan(
