@@ -21,10 +21,11 @@ import asyncio
 import gc
 import statistics
 import time
-from pathlib import Path
 from time import perf_counter
 
 import pytest
+
+from report import write_section
 
 from flowdsl import Flow, RunStatus
 
@@ -170,6 +171,8 @@ def test_overhead_wide_async(benchmark, n):
     call = timed(("wide", n), lambda: flow.run(max_concurrency=n))
     benchmark.pedantic(call, rounds=WIDE_ROUNDS, iterations=1, warmup_rounds=1)
     check(call.last)
+    if benchmark.disabled:  # --benchmark-disable: a smoke run, nothing to report
+        return
     TIMES[("wide", n)] = TIMES[("wide", n)][1:]  # drop the warm-up round
     gc.collect()
     gc.disable()  # diagnostic: a full GC pass over a 10,000-task run costs tens of ms
@@ -331,19 +334,8 @@ def report_lines() -> list[str]:
 class _Report:
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
-        lines = report_lines()
-        if not lines:
-            return
-        terminalreporter.section("flowdsl: concurrency (issue 5)")
-        for line in lines:
-            terminalreporter.write_line(line)
-        out = Path(str(config.rootpath)) / ".benchmarks" / "flowdsl-concurrency.txt"
-        try:
-            out.parent.mkdir(exist_ok=True)
-            out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            terminalreporter.write_line(f"(also written to {out})")
-        except OSError:
-            pass
+        write_section(terminalreporter, config, "flowdsl: concurrency (issue 5)",
+                      report_lines(), "flowdsl-concurrency.txt")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -22,10 +22,10 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from report import write_section
 
 PLAIN = "plain loop"
 GRAPHLIB = "graphlib"
@@ -304,15 +304,5 @@ def _minima_ratio(results: Results, case: str) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS_KEY, None)
     lines = summary_lines(results) if results is not None else []
-    if not lines:
-        return
-    terminalreporter.section("flowdsl: overhead per task vs baselines (medians)")
-    for line in lines:
-        terminalreporter.write_line(line)
-    out = Path(str(config.rootpath)) / ".benchmarks" / "flowdsl-summary.txt"
-    try:
-        out.parent.mkdir(exist_ok=True)
-        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        terminalreporter.write_line(f"(also written to {out})")
-    except OSError:
-        pass
+    write_section(terminalreporter, config, "flowdsl: overhead per task vs baselines (medians)",
+                  lines, "flowdsl-summary.txt")
