@@ -118,16 +118,18 @@ def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str
         sorter.prepare()
     except graphlib.CycleError as exc:
         raise CycleError(exc.args[1]) from None  # each member feeds the next
-    rank = {spec.id: (spec.priority, position) for position, spec in enumerate(specs)}
-    heap = [(rank[task], task) for task in sorter.get_ready()]
+    # heap entries (priority, declaration index, id): the lowest priority value, then the
+    # earliest declared, among the tasks whose dependencies are done
+    rank = {spec.id: (spec.priority, position, spec.id) for position, spec in enumerate(specs)}
+    heap = [rank[task] for task in sorter.get_ready()]
     heapq.heapify(heap)
     order: list[str] = []
     while heap:
-        _, task = heapq.heappop(heap)
+        task = heapq.heappop(heap)[2]
         order.append(task)
         sorter.done(task)
         for ready in sorter.get_ready():
-            heapq.heappush(heap, (rank[ready], ready))
+            heapq.heappush(heap, rank[ready])
     return order
 
 
