@@ -54,10 +54,14 @@ def make_binder(
     sources: Sequence[Source],
     inputs: Sequence[Input],
     dependencies: Sequence[str],
+    results_only: bool | None = None,
 ) -> Any:
-    """Build the binder of one step."""
+    """Build the binder of one step (``results_only``: every parameter is a positional
+    upstream result, when the caller already knows it)."""
     no_kwargs = _NO_KWARGS
-    if not inputs and all(kind == "result" and not keyword for kind, _, keyword in sources):
+    if results_only is None:
+        results_only = all(kind == "result" and not keyword for kind, _, keyword in sources)
+    if not inputs and results_only:
         if not sources:
             no_args: tuple[Any, ...] = ()
             return lambda context: (no_args, no_kwargs, NO_READS)

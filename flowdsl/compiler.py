@@ -12,6 +12,7 @@ import gc
 import graphlib
 import heapq
 import inspect
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from .binding import Input, Source, make_binder
@@ -23,6 +24,8 @@ from .errors import (
     did_you_mean,
 )
 from .plan import Plan, Step
+
+_NO_PRODUCERS: Mapping[str, str] = MappingProxyType({})
 from .spec import MISSING, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
@@ -46,6 +49,9 @@ def _resolve_dependency(item: Any, spec: TaskSpec, ids: dict[str, TaskSpec],
         if item not in ids:
             raise UnknownDependencyError(spec.id, item, ids)
         return item
+    if not by_handler:  # built on the first dependency given as a function
+        for other in ids.values():
+            by_handler.setdefault(id(other.handler), []).append(other.id)
     owners = by_handler.get(id(item), [])
     if len(owners) == 1:
         return owners[0]
@@ -65,12 +71,13 @@ _KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 class _Binding:
     """What one task's signature and keywords resolve to (before producers are known)."""
 
-    __slots__ = ("dependencies", "sources", "inputs")
+    __slots__ = ("dependencies", "sources", "inputs", "results_only")
 
     def __init__(self) -> None:
         self.dependencies: list[str] = []
         self.sources: list[Source] = []  # (kind, parameter name, keyword-only) per parameter
         self.inputs: dict[str, Any] = {}  # key -> default (MISSING: none)
+        self.results_only = True  # every parameter is a positional upstream result
 
 
 def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
@@ -89,7 +96,11 @@ def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
         if name in ids:
             dependencies.append(name)
             sources.append(("result", name, keyword))
-        elif param.wants_context or name == "context":
+            if keyword:
+                binding.results_only = False
+            continue
+        binding.results_only = False
+        if param.wants_context or name == "context":
             sources.append(("context", name, keyword))
         elif name == "task_input":
             sources.append(("task_input", name, keyword))
@@ -102,9 +113,7 @@ def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
         dependencies.append(
             item if isinstance(item, str) and item in ids
             else _resolve_dependency(item, spec, ids, by_handler))
-    if spec.depends_on:
-        binding.dependencies = list(dict.fromkeys(dependencies))
-    elif len(set(dependencies)) != len(dependencies):  # pragma: no cover - names are unique
+    if spec.depends_on:  # may repeat a parameter's dependency (parameter names are unique)
         binding.dependencies = list(dict.fromkeys(dependencies))
     return binding
 
@@ -139,13 +148,13 @@ class _Ancestry:
     def __init__(self, order: list[str], bindings: dict[str, _Binding]) -> None:
         self._order = order
         self._bindings = bindings
-        self.position = {task: i for i, task in enumerate(order)}
+        self.position: dict[str, int] = {}
         self._bits: dict[str, int] | None = None
 
     def is_ancestor(self, upstream: str, task: str) -> bool:
         if self._bits is None:
             bits: dict[str, int] = {}
-            position = self.position
+            position = self.position = {node: i for i, node in enumerate(self._order)}
             for node in self._order:
                 acc = 0
                 for dep in self._bindings[node].dependencies:
@@ -217,12 +226,10 @@ def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
              pools: dict[str, int]) -> Plan:
     by_id: dict[str, TaskSpec] = {}
-    by_handler: dict[int, list[str]] = {}
     for spec in specs:
         if spec.id in by_id:
             raise DuplicateTaskError(spec.id)
         by_id[spec.id] = spec
-        by_handler.setdefault(id(spec.handler), []).append(spec.id)
 
     for spec in specs:
         if spec.pool is not None and spec.pool not in pools:
@@ -231,6 +238,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 + did_you_mean(spec.pool, pools)
                 + f": Flow({flow!r}, pools={{{spec.pool!r}: N}}) or flow.pool({spec.pool!r}, N)"
             )
+    by_handler: dict[int, list[str]] = {}  # handler -> task ids, filled only when needed
     bindings = {spec.id: _bind_signature(spec, by_id, by_handler) for spec in specs}
     order = _order(specs, bindings)
     ancestry = _Ancestry(order, bindings)
@@ -263,7 +271,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 requires=spec.requires,
                 produces=spec.produces,
                 inputs=tuple(binding.inputs),
-                producers=chosen,
+                producers=MappingProxyType(chosen) if chosen else _NO_PRODUCERS,
                 retries=spec.retries,
                 retry_wait=spec.retry_wait,
                 retry_on=spec.retry_on,
@@ -271,7 +279,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 importance=base_importance(spec, len(dependencies)),
                 serializer=spec.serializer or serializer,
                 pool=spec.pool,
-                bind=make_binder(task, binding.sources, declared, dependencies),
+                bind=make_binder(task, binding.sources, declared, dependencies,
+                                 binding.results_only),
             )
         )
     return Plan(
