@@ -6,7 +6,6 @@ these types only describe what flowdsl itself refused or observed.
 
 from __future__ import annotations
 
-import difflib
 from typing import Iterable, Sequence
 
 __all__ = [
@@ -29,6 +28,8 @@ __all__ = [
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` when a close match exists, else ``""``."""
+    import difflib  # only when an error is being reported
+
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

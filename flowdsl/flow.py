@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import threading
 from time import perf_counter
 from datetime import datetime, timezone
@@ -31,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def new_run_id() -> str:
     """A run id that sorts by start time: UTC timestamp to the microsecond, then 6 hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
 
 
 class Flow:

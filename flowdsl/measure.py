@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import Any, Mapping
 
 import attrs
@@ -34,6 +33,8 @@ def measure_overhead(flow: Any, initial: Mapping[str, Any] | None = None, *, rep
     """Run ``flow`` ``repeat`` times and report its orchestration overhead per task."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat!r}")
+    from statistics import median  # (statistics is slow to import: only when measuring)
+
     summaries = []
     for _ in range(repeat):
         result = flow.run(initial, **run_options)
@@ -41,10 +42,10 @@ def measure_overhead(flow: Any, initial: Mapping[str, Any] | None = None, *, rep
     overheads = [s["orchestration_overhead_per_task"] for s in summaries]
     in_handlers = [s["wall_time"] - s["orchestration_overhead_per_task"] * _ran(s) for s in summaries]
     return OverheadReport(
-        median=statistics.median(overheads),
+        median=median(overheads),
         min=min(overheads),
         max=max(overheads),
-        handler_time=statistics.median(in_handlers),
+        handler_time=median(in_handlers),
         tasks=_ran(summaries[-1]),
         runs=tuple(summaries),
     )

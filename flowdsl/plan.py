@@ -21,7 +21,10 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value)) if value else _EMPTY
+    """A read-only view; a dict handed over (the compiler's own, fresh) is not copied."""
+    if not value:
+        return _EMPTY
+    return MappingProxyType(value if type(value) is dict else dict(value))
 
 
 class Step(NamedTuple):

@@ -8,16 +8,17 @@ duration plus the longest chain of expected durations below it.
 
 from __future__ import annotations
 
-import statistics
 from typing import Any, Mapping
 
 __all__ = ["expected_durations", "critical_paths", "explain"]
 
 
 def expected_durations(plan: Any, history: Mapping[str, list[float]]) -> dict[str, float]:
-    known = {step.id: statistics.median(history[step.id][-10:])
+    from statistics import median  # (slow to import: only for adaptive scheduling)
+
+    known = {step.id: median(history[step.id][-10:])
              for step in plan.steps if history.get(step.id)}
-    fallback = statistics.median(known.values()) if known else 0.0
+    fallback = median(known.values()) if known else 0.0
     return {step.id: known.get(step.id, fallback) for step in plan.steps}
 
 
