@@ -185,9 +185,14 @@ def _bind_producers(order: list[str], by_id: dict[str, TaskSpec], bindings: dict
                     "(or the reverse) so the value is well defined"
                 )
     bound: dict[str, dict[str, str]] = {}
+    if not producers:  # no task produces a key: every input is looked up
+        return bound
     for task in order:
+        inputs = bindings[task].inputs
+        if not inputs:
+            continue
         chosen: dict[str, str] = {}
-        for key in bindings[task].inputs:
+        for key in inputs:
             candidates = [p for p in producers.get(key, ()) if p != task]
             if not candidates:
                 continue
@@ -248,7 +253,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
     inputs: dict[str, list[str]] = {}
     children: dict[str, list[str]] = {task: [] for task in order}
     for position, task in enumerate(order):
-        spec, binding, chosen = by_id[task], bindings[task], producer_of[task]
+        spec, binding = by_id[task], bindings[task]
+        chosen = producer_of.get(task, _NO_PRODUCERS)
         dependencies = tuple(binding.dependencies)
         declared = [Input(key, chosen.get(key), default)
                     for key, default in binding.inputs.items()] if binding.inputs else ()
@@ -271,7 +277,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 requires=spec.requires,
                 produces=spec.produces,
                 inputs=tuple(binding.inputs),
-                producers=MappingProxyType(chosen) if chosen else _NO_PRODUCERS,
+                producers=MappingProxyType(chosen) if chosen else _NO_PRODUCERS,  # type: ignore[arg-type]
                 retries=spec.retries,
                 retry_wait=spec.retry_wait,
                 retry_on=spec.retry_on,
