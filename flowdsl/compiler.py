@@ -26,7 +26,7 @@ from .errors import (
 from .plan import Plan, Step
 
 _NO_PRODUCERS: Mapping[str, str] = MappingProxyType({})
-from .spec import MISSING, TaskSpec
+from .spec import MISSING, Param, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -83,8 +83,15 @@ class _Binding:
 def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
                     by_handler: dict[int, list[str]]) -> _Binding:
     binding = _Binding()
-    dependencies, sources = binding.dependencies, binding.sources
-    for param in spec.params:
+    names = spec.plain_names
+    if names is not None and all(name in ids for name in names):  # only upstream results
+        binding.dependencies = dependencies = list(names)
+        binding.sources = [("result", name, False) for name in names]
+        params: tuple[Param, ...] = ()
+    else:
+        dependencies, params = binding.dependencies, spec.params
+    sources = binding.sources
+    for param in params:
         name, kind = param.name, param.kind
         if kind in _VARIADIC:
             star = "*" if kind is inspect.Parameter.VAR_POSITIONAL else "**"

@@ -122,12 +122,13 @@ def make_spec(
     check_serializer(serializer, f"task {task_id!r}", allow_none=True)
     if pool is not None and (not isinstance(pool, str) or not pool):
         raise DefinitionError(f"task {task_id!r}: pool must be a pool name (str), got {pool!r}")
+    params = read_params(fn, task_id)
     return TaskSpec(
         id=task_id,
         name=name if name is not None else task_id,
         handler=fn,
         is_async=is_async_callable(fn),
-        params=read_params(fn, task_id),
+        params=params,
         depends_on=_ids(depends_on, "depends_on", task_id),
         priority=int(priority),
         requires=_keys(requires, "requires", task_id),
@@ -138,7 +139,19 @@ def make_spec(
         timeout=timeout,
         serializer=serializer,
         pool=pool,
+        plain_names=_plain_names(params),
     )
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _plain_names(params: tuple[Param, ...]) -> tuple[str, ...] | None:
+    for param in params:
+        if (param.kind not in _POSITIONAL or param.wants_context
+                or param.name in ("context", "task_input")):
+            return None
+    return tuple(param.name for param in params)
 
 
 SERIALIZERS = ("json", "pickle")

@@ -75,6 +75,9 @@ class TaskSpec:
     retry_on: retry_base
     timeout: float | None = None
     serializer: str | None = None  # "json" or "pickle" for the run store; None: the flow's
+    #: the parameter names when every parameter is plain (positional, not the
+    #: context or task_input): the compiler's fast path when they all name tasks
+    plain_names: tuple[str, ...] | None = None
     pool: str | None = None  # a named resource pool capping how many such tasks run at once
 
     @property
