@@ -9,17 +9,16 @@ dictionary look-ups.
 from __future__ import annotations
 
 from operator import itemgetter
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence, Tuple
 
 import attrs
 
 from .errors import MissingInputError
-from .spec import MISSING
+from .spec import EMPTY, MISSING
 
 __all__ = ["Source", "Input", "make_binder", "NO_READS"]
 
-NO_READS: Mapping[str, Any] = MappingProxyType({})
+NO_READS = EMPTY
 _NO_KWARGS: dict[str, Any] = {}
 
 

@@ -25,8 +25,7 @@ from .errors import (
 )
 from .plan import Plan, Step
 
-_NO_PRODUCERS: Mapping[str, str] = MappingProxyType({})
-from .spec import MISSING, Param, TaskSpec
+from .spec import EMPTY, MISSING, Param, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -261,7 +260,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
     children: dict[str, list[str]] = {task: [] for task in order}
     for position, task in enumerate(order):
         spec, binding = by_id[task], bindings[task]
-        chosen = producer_of.get(task, _NO_PRODUCERS)
+        chosen = producer_of.get(task, EMPTY)
         dependencies = tuple(binding.dependencies)
         declared = [Input(key, chosen.get(key), default)
                     for key, default in binding.inputs.items()] if binding.inputs else ()
@@ -284,7 +283,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 requires=spec.requires,
                 produces=spec.produces,
                 inputs=tuple(binding.inputs),
-                producers=MappingProxyType(chosen) if chosen else _NO_PRODUCERS,  # type: ignore[arg-type]
+                producers=MappingProxyType(chosen) if chosen else EMPTY,  # type: ignore[arg-type]
                 retries=spec.retries,
                 retry_wait=spec.retry_wait,
                 retry_on=spec.retry_on,

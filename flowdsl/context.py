@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import ContextPrunedError
-from .spec import MISSING
+from .spec import EMPTY, MISSING
 
 __all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
 
@@ -35,7 +35,6 @@ class _Deleted:
 DELETED: Any = _Deleted()
 
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 class CurrentTask:
@@ -75,9 +74,9 @@ class TaskRecord:
 
     def __init__(self, task_id: str, importance: int, start_seq: int) -> None:
         self.task_id = task_id
-        self.reads: Mapping[str, Any] = _NOTHING
+        self.reads: Mapping[str, Any] = EMPTY
         # key -> new value (DELETED for a deletion); a dict from the task's first write on
-        self.delta: Mapping[str, Any] = _NOTHING
+        self.delta: Mapping[str, Any] = EMPTY
         self.duration = 0.0
         self.status: Any = None
         self.importance = importance

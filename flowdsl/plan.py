@@ -9,7 +9,7 @@ import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
-from .spec import TaskSpec
+from .spec import EMPTY, TaskSpec
 
 __all__ = ["Step", "Plan", "Binder"]
 
@@ -17,13 +17,12 @@ __all__ = ["Step", "Plan", "Binder"]
 Binder = Callable[[Any], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
     """A read-only view; a dict handed over (the compiler's own, fresh) is not copied."""
     if not value:
-        return _EMPTY
+        return EMPTY
     return MappingProxyType(value if type(value) is dict else dict(value))
 
 

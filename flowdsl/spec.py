@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
-__all__ = ["MISSING", "Param", "TaskSpec"]
+__all__ = ["MISSING", "EMPTY", "Param", "TaskSpec"]
 
 
 class _Missing:
@@ -26,6 +27,9 @@ class _Missing:
 
 MISSING: Any = _Missing()
 
+#: The one empty read-only mapping (no reads, no delta yet, no producers).
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
 
 @attrs.frozen(kw_only=True)
 class Param:
@@ -35,14 +39,6 @@ class Param:
     kind: inspect._ParameterKind
     default: Any = MISSING
     wants_context: bool = False  # annotated TaskContext (also as a string)
-
-    @property
-    def variadic(self) -> bool:
-        return self.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
-    @property
-    def keyword_only(self) -> bool:
-        return self.kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def _tuple_of_str(value: Any) -> tuple[str, ...]:
