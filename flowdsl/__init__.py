@@ -14,7 +14,7 @@
 
 from loguru import logger as _logger
 
-from .context import DELETED, CurrentTask, TaskContext, TaskRecord, current_task
+from .running.context import DELETED, CurrentTask, TaskContext, TaskRecord, current_task
 from .errors import (
     ContextPrunedError,
     CycleError,
@@ -30,15 +30,15 @@ from .errors import (
     TaskTimeoutError,
     UnknownDependencyError,
 )
-from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from .running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .flow import Flow
 from .measure import OverheadReport, measure_overhead
-from .plan import Plan, Step
-from .result import RunResult, TaskRun
-from .spec import TaskSpec
+from .compiling.plan import Plan, Step
+from .running.result import RunResult, TaskRun
+from .declaring.spec import TaskSpec
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
-from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
+from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
 from .version import __version__
 

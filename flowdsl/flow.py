@@ -9,20 +9,20 @@ from time import perf_counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
-from .compiler import compile_plan
-from .dsl import check_pool_size, check_serializer, make_spec
+from .compiling.compiler import compile_plan
+from .declaring.dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
-from .schedule import explain
-from .metrics import FlowMetrics
+from .executors.schedule import explain
+from .running.metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
-from .plan import Plan
-from .result import RunResult
-from .retry import DEFAULT_WAIT
-from .runtime import Run, adrive, drive
-from .spec import TaskSpec
+from .compiling.plan import Plan
+from .running.result import RunResult
+from .declaring.retry import DEFAULT_WAIT
+from .running.runtime import Run, adrive, drive
+from .declaring.spec import TaskSpec
 from .status import Priority
-from .strategies import ContextPreservationStrategy, IncrementalContextStrategy
+from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
 __all__ = ["Flow", "new_run_id"]
 

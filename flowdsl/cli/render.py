@@ -14,7 +14,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ..plan import Plan
+from ..compiling.plan import Plan
 from ..status import Priority
 
 __all__ = [

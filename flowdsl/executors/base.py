@@ -6,7 +6,7 @@ import abc
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the interface sits below the runtime that drives it
-    from ..runtime import Run
+    from ..running.runtime import Run
 
 __all__ = ["Executor"]
 

@@ -14,9 +14,9 @@ import heapq
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..runtime import Run
-from ..schedule import critical_paths, expected_durations
-from ..slots import Slots
+from ..running.runtime import Run
+from .schedule import critical_paths, expected_durations
+from .slots import Slots
 from ..status import TaskStatus
 from .base import Executor
 

@@ -21,9 +21,9 @@ import cloudpickle
 from distributed import Client, LocalCluster, get_worker
 
 from .. import version
-from ..context import CurrentTask, TaskContext, TaskRecord, _current
+from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
 from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
-from ..runtime import Run
+from ..running.runtime import Run
 from .concurrent import ConcurrentExecutor
 
 __all__ = ["DaskExecutor"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..runtime import Run
+from ..running.runtime import Run
 from ..status import TaskStatus
 from .base import Executor
 

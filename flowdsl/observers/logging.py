@@ -10,7 +10,7 @@ from typing import Any
 
 from loguru import logger
 
-from ..events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from ..status import TaskStatus
 
 __all__ = ["LoggingObserver", "logging_enabled"]

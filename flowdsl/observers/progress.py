@@ -27,7 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 
 __all__ = ["ProgressObserver"]
 

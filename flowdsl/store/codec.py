@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
-from ..context import DELETED
+from ..running.context import DELETED
 from ..errors import SerializationError, StoreError
 
 __all__ = ["encode", "decode", "describe"]

@@ -12,7 +12,7 @@ import traceback
 from typing import Any, Callable, Mapping
 
 from ..errors import ResumeError
-from ..fingerprint import plan_fingerprints
+from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
 from .owner import identity, owner_gone

@@ -15,14 +15,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .attempts import call_async, call_sync, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
-from .errors import SerializationError
-from .executors.base import Executor
+from ..errors import SerializationError
+from ..executors.base import Executor
 from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
 from .metrics import summarize
-from .spec import MISSING
-from .plan import Plan
+from ..declaring.spec import MISSING
+from ..compiling.plan import Plan
 from .result import RunResult, TaskRun
-from .status import RunStatus, TaskStatus
+from ..status import RunStatus, TaskStatus
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
 __all__ = ["Run", "drive", "adrive"]

@@ -9,7 +9,7 @@ import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
-from .spec import EMPTY, TaskSpec
+from ..declaring.spec import EMPTY, TaskSpec
 
 __all__ = ["Step", "Plan", "Binder"]
 

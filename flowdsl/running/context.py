@@ -15,8 +15,8 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .errors import ContextPrunedError
-from .spec import EMPTY, MISSING
+from ..errors import ContextPrunedError
+from ..declaring.spec import EMPTY, MISSING
 
 __all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from .binding import Input, Source, make_binder
-from .errors import (
+from ..errors import (
     CycleError,
     DefinitionError,
     DuplicateTaskError,
@@ -25,7 +25,7 @@ from .errors import (
 )
 from .plan import Plan, Step
 
-from .spec import EMPTY, MISSING, Param, TaskSpec
+from ..declaring.spec import EMPTY, MISSING, Param, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
 

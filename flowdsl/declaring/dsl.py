@@ -9,7 +9,7 @@ import inspect
 import math
 from typing import Any, Callable, Iterable
 
-from .errors import DefinitionError
+from ..errors import DefinitionError
 from .retry import as_retry, as_wait
 from .spec import MISSING, Param, TaskSpec
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import attrs
 
-from .status import RunStatus, TaskStatus
+from ..status import RunStatus, TaskStatus
 
 __all__ = [
     "Event", "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",

@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 
 from .context import TaskContext
-from .errors import RunFailedError
-from .status import RunStatus, TaskStatus
+from ..errors import RunFailedError
+from ..status import RunStatus, TaskStatus
 
 __all__ = ["TaskRun", "RunResult"]
 

@@ -25,7 +25,7 @@ never_retried = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
 def as_wait(value: Any, task: str) -> wait_base:
     """Seconds (int/float) or any tenacity wait strategy -> a tenacity wait strategy."""
-    from .errors import DefinitionError
+    from ..errors import DefinitionError
 
     if value is None:
         return DEFAULT_WAIT
@@ -50,7 +50,7 @@ def as_retry(value: Any, task: str) -> retry_base:
     Whatever the user passes, interrupts (KeyboardInterrupt, SystemExit, CancelledError)
     and `SerializationError` are never retried.
     """
-    from .errors import DefinitionError
+    from ..errors import DefinitionError
 
     if value is None:
         user: retry_base = tenacity.retry_if_exception_type(Exception)
@@ -65,6 +65,6 @@ def as_retry(value: Any, task: str) -> retry_base:
             f"task {task!r}: retry_on must be exception types or a tenacity retry predicate, "
             f"got {value!r}"
         )
-    from .errors import SerializationError  # a value that cannot be stored will not improve
+    from ..errors import SerializationError  # a value that cannot be stored will not improve
 
     return tenacity.retry_if_not_exception_type((*never_retried, SerializationError)) & user

@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence, Tuple
 
 import attrs
 
-from .errors import MissingInputError
-from .spec import EMPTY, MISSING
+from ..errors import MissingInputError
+from ..declaring.spec import EMPTY, MISSING
 
 __all__ = ["Source", "Input", "make_binder", "NO_READS"]
 

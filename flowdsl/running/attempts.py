@@ -18,8 +18,8 @@ from typing import Any
 import tenacity
 
 from .context import CurrentTask, _current
-from .errors import MissingOutputError, TaskTimeoutError
-from .status import TaskStatus
+from ..errors import MissingOutputError, TaskTimeoutError
+from ..status import TaskStatus
 
 __all__ = ["check_produces", "call_sync", "call_async"]
 

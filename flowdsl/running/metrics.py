@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Iterable, Mapping
 
-from .status import TaskStatus
+from ..status import TaskStatus
 
 __all__ = ["busy_time", "summarize", "FlowMetrics"]
 

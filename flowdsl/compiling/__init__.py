@@ -1,0 +1,1 @@
+"""From a registry to a frozen plan: validation, ordering, argument binders."""

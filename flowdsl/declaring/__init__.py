@@ -1,0 +1,1 @@
+"""What a decorator captures: task specs, the `@task` keywords, retry policies."""
