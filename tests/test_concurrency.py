@@ -701,7 +701,7 @@ def test_explain_schedule_before_any_run_has_no_history():
     plan = flow.compile()
     info = flow.explain_schedule()
     assert info["history_known"] is False
-    for tid, entry in info["tasks"].items():
+    for entry in info["tasks"].values():
         assert entry["history"] == []
         assert entry["expected"] == 0.0
         assert entry["critical_path"] == 0.0

@@ -22,7 +22,7 @@ def test_dask_pipeline_example_exits_0_and_reports_each_task_and_its_worker():
     out = completed.stdout
     assert "succeeded on Dask" in out, out
     for task_id in TASKS:
-        line = next((l for l in out.splitlines() if l.startswith(task_id + " ")), None)
+        line = next((text for text in out.splitlines() if text.startswith(task_id + " ")), None)
         assert line is not None, f"no line for {task_id}:\n{out}"
         assert "completed" in line
         assert re.search(r"tcp://[\d.]+:\d+$", line), line  # the worker that ran it

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import flowdsl
 from flowdsl import (
     DELETED,
     Flow,
@@ -172,6 +171,7 @@ def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
     flags = {"fail": True}
     flow = build_pipeline([], flags)
     first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01")
+    assert first.status.value == "failed"
     flags["fail"] = False
     resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01")  # same inputs: fine
     assert resumed.run_id == "etl-2024-06-01"

@@ -20,13 +20,12 @@ import time
 import uuid
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import flowdsl
 from flowdsl import (
     Flow,
     ResumeError,

@@ -39,7 +39,7 @@ class Input:
 
 def _resolve(context: Any, inp: Input, task_id: str) -> Any:
     if inp.producer is not None:
-        return context._results[inp.producer][inp.key]
+        return context.results[inp.producer][inp.key]
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
         value = context.data.get(inp.key, inp.default)
@@ -66,9 +66,9 @@ def make_binder(
             return lambda context: (no_args, no_kwargs, NO_READS)
         if len(sources) == 1:
             upstream = sources[0][1]
-            return lambda context: ((context._results[upstream],), no_kwargs, NO_READS)
+            return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
         get_results = itemgetter(*(name for _, name, _ in sources))
-        return lambda context: (get_results(context._results), no_kwargs, NO_READS)
+        return lambda context: (get_results(context.results), no_kwargs, NO_READS)
 
     sources = tuple(sources)
     inputs = tuple(inputs)
@@ -77,7 +77,7 @@ def make_binder(
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
         reads = {inp.key: _resolve(context, inp, task_id) for inp in inputs}
-        results = context._results
+        results = context.results
         values = []
         for kind, name, _ in sources:
             if kind == "result":

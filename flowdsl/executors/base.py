@@ -13,7 +13,7 @@ from ..running.runtime import Run
 __all__ = ["Executor", "Sleep", "AsyncSleep", "drive", "adrive"]
 
 #: ``sleep(seconds)`` between retries of sync attempts (tests inject a fake).
-Sleep = Callable[[float], object]
+Sleep = Callable[[float], None]
 #: ``await async_sleep(seconds)`` between retries of attempts driven from the event loop.
 AsyncSleep = Callable[[float], Awaitable[object]]
 

@@ -65,7 +65,7 @@ class LocalAttempts:
                 slots.hold_pool(pool)
                 future.add_done_callback(
                     lambda _: loop.call_soon_threadsafe(slots.release_pool, pool))
-            raise TaskTimeoutError(step.id, step.timeout)
+            raise TaskTimeoutError(step.id, step.timeout or 0.0)
         return future.result()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -10,25 +10,34 @@ from .context import TaskContext
 from ..errors import RunFailedError
 from ..status import RunStatus, TaskStatus
 
+if TYPE_CHECKING:  # a task run points to its step (the plan sits above the results)
+    from ..compiling.plan import Step
+
 __all__ = ["TaskRun", "RunResult"]
 
 _PENDING = TaskStatus.PENDING
 
 
 class TaskRun:
-    """One task of one run. It carries the seed program's `Task` attribute names too
-    (``id``, ``name``, ``priority``, ``dependencies``, ``context_requirements``,
-    ``output_context_keys``, ``status``, ``result``, ``start_time``, ``end_time``), so a
-    `ContextPreservationStrategy` written for the seed receives what it expects."""
+    """One task of one run, and the runtime's unit of work: the attempts of (task, element
+    index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
+    `TaskRun` per element (``index`` 0, 1, ...), each run, retried, timed out, slotted,
+    cached or settled as a unit of its own, and report them as its ``elements``.
+
+    It carries the seed program's `Task` attribute names too (``id``, ``name``, ``priority``,
+    ``dependencies``, ``context_requirements``, ``output_context_keys``, ``status``,
+    ``result``, ``start_time``, ``end_time``), so a `ContextPreservationStrategy` written for
+    the seed receives what it expects."""
 
     __slots__ = (
-        "id", "step", "status", "result", "error", "attempts", "reason",
+        "id", "step", "index", "status", "result", "error", "attempts", "reason",
         "started_at", "ended_at", "duration",
     )
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Step, index: int | None = None) -> None:
         self.id: str = step.id
         self.step = step
+        self.index = index
         self.status = _PENDING
         self.result: Any = None
         self.error: BaseException | None = None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ResumeError
 from ..running.journal import Restored
+from ..running.result import TaskRun
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
@@ -26,7 +27,7 @@ __all__ = ["open_run", "RunJournal", "Restored"]
 
 def fingerprints_of(plan: Any) -> dict[str, str]:
     """The plan's task fingerprints, computed once per plan."""
-    cached = plan.derived.get("fingerprints")
+    cached: dict[str, str] | None = plan.derived.get("fingerprints")
     if cached is None:
         cached = plan.derived["fingerprints"] = plan_fingerprints(
             plan, {step.id: step.serializer for step in plan.steps})
@@ -58,7 +59,7 @@ class RunJournal:
         """Recent durations per task of this flow, for adaptive scheduling."""
         return self.store.durations(self.flow)
 
-    def task_started(self, task: Any) -> None:
+    def task_started(self, task: TaskRun) -> None:
         stamp = now()
         with self.store.write() as db:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
@@ -67,7 +68,7 @@ class RunJournal:
                        "started, status) VALUES (?, ?, ?, 1, ?, 'running')",
                        (self.run_id, task.id, self.session, stamp))
 
-    def attempt_started(self, task: Any) -> None:
+    def attempt_started(self, task: TaskRun) -> None:
         with self.store.write() as db:
             db.execute("UPDATE tasks SET status = 'running', attempts = ? WHERE run_id = ? "
                        "AND task_id = ?", (task.attempts, self.run_id, task.id))
@@ -75,18 +76,18 @@ class RunJournal:
                        "started, status) VALUES (?, ?, ?, ?, ?, 'running')",
                        (self.run_id, task.id, self.session, task.attempts, now()))
 
-    def attempt_failed(self, task: Any, error: BaseException) -> None:
+    def attempt_failed(self, task: TaskRun, error: BaseException) -> None:
         with self.store.write() as db:
             db.execute("UPDATE tasks SET status = 'retrying' WHERE run_id = ? AND task_id = ?",
                        (self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def _end_attempt(self, db: Any, task: Any, status: str, error: str | None) -> None:
+    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None) -> None:
         db.execute("UPDATE attempts SET ended = ?, status = ?, error = ? WHERE run_id = ? AND "
                    "task_id = ? AND session = ? AND attempt = ?",
                    (now(), status, error, self.run_id, task.id, self.session, task.attempts))
 
-    def task_completed(self, task: Any, result: Any, delta: Mapping[Any, Any]) -> None:
+    def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
         where = f"task {task.id!r}"
@@ -102,7 +103,7 @@ class RunJournal:
                         delta_blob, serializer, self._seq, self.run_id, task.id))
             self._end_attempt(db, task, "completed", None)
 
-    def task_failed(self, task: Any, error: BaseException) -> None:
+    def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         with self.store.write() as db:
             db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
@@ -112,19 +113,19 @@ class RunJournal:
                         _error_text(error), text, self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def task_settled(self, task: Any) -> None:
+    def task_settled(self, task: TaskRun) -> None:
         """SKIPPED or CANCELLED before it started."""
         with self.store.write() as db:
             self._settle(db, task)
 
-    def _settle(self, db: Any, task: Any) -> None:
+    def _settle(self, db: Any, task: TaskRun) -> None:
         db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, reason) "
                    "VALUES (?, ?, ?, ?, ?)",
                    (self.run_id, task.id, task.status.value, task.attempts, task.reason))
         if task.attempts:  # cancelled in flight
             self._end_attempt(db, task, "cancelled", task.reason)
 
-    def run_finished(self, status: RunStatus, unsaved: list[Any]) -> None:
+    def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
         try:
@@ -134,7 +135,7 @@ class RunJournal:
             if self.owns_store:
                 self.store.close()
 
-    def _finish(self, status: RunStatus, unsaved: list[Any]) -> None:
+    def _finish(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         stamp = now()
         with self.store.write() as db:
             for task in unsaved:
