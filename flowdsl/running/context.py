@@ -128,8 +128,14 @@ class SharedState(dict):  # type: ignore[type-arg]
         return True
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if self._journal(key, value):
-            dict.__setitem__(self, key, value)
+        # `_journal` inlined: the one write every `produces` key makes
+        current = _current.get()
+        if current is not None:
+            record = current.record
+            if not current.live or record.closed:
+                return
+            record.wrote(next(self.sequence), key, dict.get(self, key, MISSING), value)
+        dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
         if key not in self:

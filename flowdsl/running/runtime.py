@@ -34,7 +34,8 @@ from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active
 
 __all__ = ["Run", "RESTORED"]
 
-COMPLETED, FAILED, RUNNING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.RUNNING
+PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
+                                       TaskStatus.FAILED)
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
 
@@ -84,7 +85,7 @@ class Run:
         #: The units of work, in plan order: one per task (a mapped task will add its
         #: elements' as it starts).
         self.units = [TaskRun(step) for step in plan.steps]
-        self.tasks: dict[str, TaskRun] = {task.id: task for task in self.units}
+        self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
         self.emit = _emitter(observers)
         self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
@@ -199,8 +200,10 @@ class Run:
                 if step.produces:
                     check_produces(step, result)
             t1 = perf_counter()  # the last attempt ended
-            if step.produces:
-                self._write_produced(step, result)
+            if step.produces:  # (`_write_produced`, inlined on the sync path)
+                state = self.context.shared_state
+                for key in step.produces:
+                    state[key] = result[key]
         except Exception as exc:
             self._failed(unit, record, exc, t0, perf_counter())
         else:
@@ -434,7 +437,7 @@ class Run:
     def settled_before_start(self, unit: TaskRun) -> bool:
         """Whether ``unit`` is settled without running: restored earlier, or settled now
         because the run stopped or a task upstream failed."""
-        if unit.status is not TaskStatus.PENDING:  # restored from the run store
+        if unit.status is not PENDING:  # restored from the run store
             return True
         if self.stopped_by is not None:
             self.stop_pending(unit)
@@ -480,7 +483,7 @@ class Run:
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
                 self._settle(task, TaskStatus.CANCELLED, reason)
-            elif task.status is TaskStatus.PENDING:
+            elif task.status is PENDING:
                 self._settle(task, TaskStatus.CANCELLED, reason)
 
     # -- the end --------------------------------------------------------------------------
