@@ -74,6 +74,7 @@ PLAN_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
     outputs = {seed: python(PLAN_SCRIPT, PYTHONHASHSEED=seed) for seed in ("0", "12345", "987")}
     assert len(outputs["0"].splitlines()[0].split(",")) == 300

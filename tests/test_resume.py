@@ -471,6 +471,7 @@ def load_module(path: Path, name: str):
     return module
 
 
+@pytest.mark.slow
 def test_fingerprints_are_identical_across_processes_and_hash_seeds(tmp_path):
     flow_file = tmp_path / "fpflow.py"
     flow_file.write_text(FINGERPRINT_FLOW)
@@ -706,6 +707,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     dead = start_owner(owned, "contested", "exit")
     assert dead.wait(timeout=30) == 3  # left RUNNING by a dead owner
