@@ -156,3 +156,8 @@ class ResumeError(FlowError, RuntimeError):
 
 class StoreError(FlowError, RuntimeError):
     """The run store failed or holds something it cannot decode."""
+
+
+def error_text(exc: BaseException) -> str:
+    """``"TypeName: message"``: how an error is shown in the trace and the run store."""
+    return f"{type(exc).__name__}: {exc}"

@@ -15,6 +15,7 @@ import attrs
 
 from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
+from .plan import Binder
 
 __all__ = ["Source", "Input", "make_binder", "NO_READS"]
 
@@ -53,13 +54,11 @@ def make_binder(
     sources: Sequence[Source],
     inputs: Sequence[Input],
     dependencies: Sequence[str],
-    results_only: bool | None = None,
-) -> Any:
+    results_only: bool,
+) -> Binder:
     """Build the binder of one step (``results_only``: every parameter is a positional
-    upstream result, when the caller already knows it)."""
+    upstream result, as the compiler found while binding)."""
     no_kwargs = _NO_KWARGS
-    if results_only is None:
-        results_only = all(kind == "result" and not keyword for kind, _, keyword in sources)
     if not inputs and results_only:
         if not sources:
             no_args: tuple[Any, ...] = ()

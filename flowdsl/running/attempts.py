@@ -28,7 +28,7 @@ from ..errors import MissingOutputError, TaskTimeoutError
 from .context import CurrentTask, _current
 
 __all__ = [
-    "Args", "Kwargs", "Submit", "Means", "check_produces", "start_thread", "call_in_thread",
+    "Args", "Kwargs", "Submit", "Wait", "Means", "check_produces", "start_thread", "call_in_thread",
     "await_with_timeout", "submit_on_loop", "wait_on_loop", "local_means",
 ]
 

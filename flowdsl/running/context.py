@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 
 from ..errors import ContextPrunedError
 from ..declaring.spec import EMPTY, MISSING
+from ..status import TaskStatus
 
 __all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
 
@@ -80,7 +81,7 @@ class TaskRecord:
         # key -> new value (DELETED for a deletion); a dict from the task's first write on
         self.delta: Mapping[str, Any] = EMPTY
         self.duration = 0.0
-        self.status: Any = None
+        self.status: TaskStatus | None = None
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
         # (sequence, key, replaced value or MISSING) per write; a list from the first write on

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .context import TaskContext
 from ..errors import RunFailedError
 from ..status import RunStatus, TaskStatus
@@ -97,19 +95,24 @@ class TaskRun:
         )
 
 
-@attrs.define(kw_only=True, repr=False)
 class RunResult:
     """The outcome of one run: statuses, results, the context and the summary."""
 
-    flow: str
-    run_id: str
-    status: RunStatus
-    results: dict[str, Any]
-    tasks: dict[str, TaskRun]
-    context: TaskContext
-    summary: dict[str, Any]
-    error: BaseException | None = None  # the task error that happened first in time
-    failed_task: str | None = None
+    __slots__ = ("flow", "run_id", "status", "results", "tasks", "context", "summary", "error",
+                 "failed_task")
+
+    def __init__(self, *, flow: str, run_id: str, status: RunStatus, results: dict[str, Any],
+                 tasks: dict[str, TaskRun], context: TaskContext, summary: dict[str, Any],
+                 error: BaseException | None = None, failed_task: str | None = None) -> None:
+        self.flow = flow
+        self.run_id = run_id
+        self.status = status
+        self.results = results
+        self.tasks = tasks
+        self.context = context
+        self.summary = summary
+        self.error = error  # the task error that happened first in time
+        self.failed_task = failed_task
 
     @property
     def ok(self) -> bool:

@@ -12,7 +12,6 @@ bars: it calls a `Journal` and emits typed events.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
 from typing import Any
@@ -21,12 +20,12 @@ import tenacity
 
 from ..compiling.plan import Plan, Step
 from ..declaring.spec import MISSING
-from ..errors import SerializationError
+from ..errors import SerializationError, error_text
 from ..status import RunStatus, TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
-from .events import (Event, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
-                     TaskStarted, as_callback)
+from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
+                     TaskStarted, emitter)
 from .journal import Journal, Restored
 from .metrics import summarize
 from .result import RunResult, TaskRun
@@ -39,31 +38,14 @@ PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, T
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
 
-Emit = Callable[[Event], None]
-
-
-def _emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
-    callbacks = [as_callback(o) for o in observers]
-    if not callbacks:
-        return None
-
-    def emit(event: Event) -> None:
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception as exc:  # an observer cannot change the run
-                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
-                              stacklevel=2)
-
-    return emit
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 class Run:
-    """One execution of a plan: its context, its units and task runs, its bookkeeping."""
+    """One execution of a plan: its context, its units of work, its bookkeeping.
+
+    A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
+    RETRYING between attempts (`_retry`) -> COMPLETED (`_completed`) or FAILED (`_failed`);
+    PENDING -> SKIPPED or CANCELLED, and RUNNING -> CANCELLED (`_settle`); COMPLETED from the
+    store on resume (`restore_completed`).
+    """
 
     def __init__(
         self,
@@ -87,7 +69,7 @@ class Run:
         self.units = [TaskRun(step) for step in plan.steps]
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
-        self.emit = _emitter(observers)
+        self.emit = emitter(observers)
         self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
@@ -298,7 +280,7 @@ class Run:
         task.status = TaskStatus.RETRYING
         if self.journal is not None:
             self._journal(self.journal.attempt_failed, task, error)
-        details: dict[str, Any] = {"attempt": state.attempt_number, "error": _error_text(error),
+        details: dict[str, Any] = {"attempt": state.attempt_number, "error": error_text(error),
                                    "wait": wait}
         if unit.index is not None:
             details["index"] = unit.index
@@ -520,12 +502,3 @@ class Run:
             self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
                                   summary=summary))
         return result
-
-    def abort(self, exc: BaseException) -> None:
-        """The run stops on ``exc``: cancel what is left and attach the `RunResult` to it as
-        ``exc.flowdsl_result`` (the caller re-raises it)."""
-        self.interrupt(exc)
-        try:
-            exc.flowdsl_result = self.finish()  # type: ignore[attr-defined]
-        except Exception:  # the original exception matters more than a failed summary
-            pass
