@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-import threading
 from time import perf_counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
 from .declaring.dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .executors.base import adrive, drive
+from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
@@ -308,10 +306,10 @@ class Flow:
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
-            elif _loop_running():
-                result = _in_helper_thread(lambda: _run_on_new_loop(adrive(executor, run)))
+            elif loop_running():
+                result = in_helper_thread(lambda: run_on_new_loop(adrive(executor, run)))
             else:
-                result = _run_on_new_loop(adrive(executor, run))
+                result = run_on_new_loop(adrive(executor, run))
         except BaseException as exc:
             # asyncio.run turns Ctrl-C into a fresh KeyboardInterrupt: carry the result over
             if getattr(exc, "flowdsl_result", None) is None and run.final is not None:
@@ -398,52 +396,3 @@ def _choose_executor(executor: Executor | None, max_concurrency: int | None,
     if max_concurrency is None or max_concurrency == 1:
         return SequentialExecutor()
     return ConcurrentExecutor(max_concurrency, adaptive=adaptive)
-
-
-def _run_on_new_loop(main: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """``asyncio.run(main)``, but a `CancelledError` raised by the run (a handler's) reaches
-    the caller as it was raised: Python 3.10 replaces it with a bare one (its message lost)
-    when it leaves the run's asyncio task."""
-    if sys.version_info >= (3, 11):
-        return asyncio.run(main)
-    raised: list[BaseException] = []
-
-    async def guarded() -> RunResult | None:
-        try:
-            return await main
-        except asyncio.CancelledError as exc:
-            raised.append(exc)
-            return None
-
-    result = asyncio.run(guarded())
-    if raised:
-        raise raised[0]
-    assert result is not None
-    return result
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _in_helper_thread(work: Callable[[], RunResult]) -> RunResult:
-    """Run ``work`` in a helper thread (a private event loop) and hand back its outcome."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = work()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    helper = threading.Thread(target=target, name="flowdsl-run-loop", daemon=True)
-    helper.start()
-    helper.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: RunResult = outcome["result"]
-    return result
