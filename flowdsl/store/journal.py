@@ -16,11 +16,11 @@ from ..running.journal import Restored
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
-from .owner import identity, owner_gone
+from .owner import identity
 from .schema import dumps, now
 
 if TYPE_CHECKING:  # the store calls open_run with itself
-    from .sqlite import SqliteStore
+    from .base import Claim, SqlStore
 
 __all__ = ["open_run", "RunJournal", "Restored"]
 
@@ -40,9 +40,9 @@ def _error_text(exc: BaseException) -> str:
 class RunJournal:
     """The store's side of one run (one session of it)."""
 
-    def __init__(self, store: SqliteStore, flow: str, run_id: str, session: int,
+    def __init__(self, store: SqlStore, flow: str, run_id: str, session: int,
                  inputs: Mapping[str, Any], restored: list[Restored], seq: int,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, claim: Claim | None = None) -> None:
         self.store = store
         self.flow = flow
         self.run_id = run_id
@@ -53,6 +53,7 @@ class RunJournal:
         self.owns_store = False  # the store was opened for this run: close it at the end
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
+        self.claim = claim  # this session's hold on the run (a lease on PostgreSQL)
 
     def history(self) -> dict[str, list[float]]:
         """Recent durations per task of this flow, for adaptive scheduling."""
@@ -60,7 +61,7 @@ class RunJournal:
 
     def task_started(self, task: Any) -> None:
         stamp = now()
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
                        "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, stamp))
             db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
@@ -68,7 +69,7 @@ class RunJournal:
                        (self.run_id, task.id, self.session, stamp))
 
     def attempt_started(self, task: Any) -> None:
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'running', attempts = ? WHERE run_id = ? "
                        "AND task_id = ?", (task.attempts, self.run_id, task.id))
             db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
@@ -76,7 +77,7 @@ class RunJournal:
                        (self.run_id, task.id, self.session, task.attempts, now()))
 
     def attempt_failed(self, task: Any, error: BaseException) -> None:
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'retrying' WHERE run_id = ? AND task_id = ?",
                        (self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
@@ -90,11 +91,12 @@ class RunJournal:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
         where = f"task {task.id!r}"
-        blob = encode(result, serializer, where)
-        delta_blob = encode([[key, value] for key, value in delta.items()], serializer, where,
-                            "its shared-state writes") if delta else None
+        blob = self.store.blob(encode(result, serializer, where))
+        delta_blob = self.store.blob(encode(
+            [[key, value] for key, value in delta.items()], serializer, where,
+            "its shared-state writes")) if delta else None
         self._seq += 1
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
                        "ended = ?, duration = ?, result = ?, delta = ?, codec = ?, seq = ?, "
                        "error = NULL, traceback = NULL WHERE run_id = ? AND task_id = ?",
@@ -104,7 +106,7 @@ class RunJournal:
 
     def task_failed(self, task: Any, error: BaseException) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
                        "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
                        "AND task_id = ?",
@@ -114,7 +116,7 @@ class RunJournal:
 
     def task_settled(self, task: Any) -> None:
         """SKIPPED or CANCELLED before it started."""
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             self._settle(db, task)
 
     def _settle(self, db: Any, task: Any) -> None:
@@ -131,12 +133,13 @@ class RunJournal:
             if not self.readonly:
                 self._finish(status, unsaved)
         finally:
+            self.store.detach(self.claim)
             if self.owns_store:
                 self.store.close()
 
     def _finish(self, status: RunStatus, unsaved: list[Any]) -> None:
         stamp = now()
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             for task in unsaved:
                 self._settle(db, task)
             db.execute("UPDATE runs SET status = ?, ended = ?, owner_host = NULL, "
@@ -144,6 +147,8 @@ class RunJournal:
                        (status.value, stamp, self.run_id))
             db.execute("UPDATE sessions SET ended = ?, status = ? WHERE run_id = ? AND "
                        "session = ?", (stamp, status.value, self.run_id, self.session))
+            if self.claim is not None:
+                self.store.release(db, self.claim)
 
 
 def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
@@ -167,7 +172,7 @@ def _kept_tasks(plan: Any, completed: set[str], old: Mapping[str, str], new: Map
     return kept
 
 
-def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_id: str,
+def open_run(store: SqlStore, plan: Any, *, flow: str, serializer: str, run_id: str,
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
@@ -177,7 +182,7 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
     with store.write() as db:
         if resume is None:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                raise ResumeError(f"run {run_id!r} already exists in {store.path}: pass "
+                raise ResumeError(f"run {run_id!r} already exists in {store.label}: pass "
                                   f"resume={run_id!r} to continue it, or another run_id")
             given = dict(inputs or {})
             check_inputs(given)
@@ -185,16 +190,19 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
                 "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
                 "inputs_codec, fingerprints, owner_host, owner_pid, owner_start) "
                 "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, flow, stamp, len(plan.steps), encode(given, serializer, "the run's inputs"),
+                (run_id, flow, stamp, len(plan.steps),
+                 store.blob(encode(given, serializer, "the run's inputs")),
                  serializer, dumps(fingerprints), host, pid, started))
             db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                        "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
-            return RunJournal(store, flow, run_id, 1, given, [], 0)
+            return RunJournal(store, flow, run_id, 1, given, [], 0,
+                              claim=store.claim(db, run_id, 1))
 
         row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
-                         "owner_pid, owner_start FROM runs WHERE run_id = ?", (resume,)).fetchone()
+                         "owner_pid, owner_start FROM runs WHERE run_id = ?" + store.for_update,
+                         (resume,)).fetchone()
         if row is None:
-            raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.path}")
+            raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
         stored_flow, status, blob, codec, stored_prints, o_host, o_pid, o_start = row
         where = f"run {resume!r}"
         stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
@@ -215,11 +223,7 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
             raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
                               "pass force=True to keep the completed tasks that did not change")
         if status == RunStatus.RUNNING.value:
-            gone = owner_gone(o_host, o_pid, o_start) if o_host else True
-            if not gone:
-                raise ResumeError(f"cannot resume {where}: it is in progress in process {o_pid} "
-                                  f"on {o_host}" + (" (another host: cannot tell whether it "
-                                                    "lives)" if gone is None else ""))
+            store.check_owner(db, where, resume, o_host, o_pid, o_start)
         rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
                           "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
                           "ORDER BY seq", (resume,)).fetchall()
@@ -248,12 +252,14 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
                    "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
                    "total_tasks = ? WHERE run_id = ?",
                    (host, pid, started, dumps(fingerprints),
-                    encode(given, serializer, "the run's inputs"), len(plan.steps), resume))
+                    store.blob(encode(given, serializer, "the run's inputs")), len(plan.steps),
+                    resume))
         db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                    "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
         stale = [t for t in steps if t not in kept]
         db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
                        [(resume, t) for t in stale])
-        return RunJournal(store, flow, resume, session, given, restored, seq)
+        return RunJournal(store, flow, resume, session, given, restored, seq,
+                          claim=store.claim(db, resume, session))
 
 
