@@ -68,6 +68,13 @@ class Cluster:
         self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.root / "log"),
                   "-o", options)
 
+    def running(self) -> bool:
+        return self._run("pg_ctl", "status", "-D", str(self.data), check=False).returncode == 0
+
+    def start_if_stopped(self) -> None:
+        if not self.running():
+            self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data), check=False)
 
