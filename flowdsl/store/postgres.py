@@ -325,7 +325,8 @@ class PostgresStore(SqlStore):
                 try:
                     with conn.cursor(row_factory=dict_row) as cursor:
                         cursor.execute(translate(sql), params)
-                        return cursor.fetchall()
+                        rows: list[dict[str, Any]] = cursor.fetchall()
+                        return rows
                 except psycopg.Error as exc:
                     if attempt == 1 and self._is_broken(conn, exc):
                         self._drop()

@@ -10,7 +10,6 @@ shared memory).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from ..status import RunStatus
 from .base import Claim, SqlStore
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
