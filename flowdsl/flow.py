@@ -253,11 +253,11 @@ class Flow:
                       run_id: str | None, resume: str | None, force: bool) -> RunJournal:
         """Start (or resume) the run in the store; a store made from a path is closed when
         the run ends."""
-        from .store import SqliteStore  # sqlite3 is imported only when a store is used
+        from .store import SqlStore, open_store  # sqlite3 is imported only when a store is used
 
-        owned = not isinstance(store, SqliteStore)
-        if owned:
-            store = SqliteStore(store)
+        owned = not isinstance(store, SqlStore)
+        if owned:  # a path, or a postgresql:// DSN
+            store = open_store(store)
         try:
             journal: RunJournal = store.open_run(
                 plan, flow=self.name, serializer=self.serializer,
@@ -355,10 +355,9 @@ class Flow:
         plan = self.compile()
         if store is None:
             return explain(plan, self._metrics.durations())
-        from .store import SqliteStore
+        from .store import open_store
 
-        if not isinstance(store, SqliteStore):
-            store = SqliteStore(store)
+        store = open_store(store)
         return explain(plan, store.durations(self.name))
 
     def get_execution_metrics(self) -> dict[str, Any]:

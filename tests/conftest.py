@@ -102,3 +102,40 @@ def run_flow(executor: Any) -> Callable[..., Any]:
 def flow(request: pytest.FixtureRequest) -> Flow:
     """A fresh flow per test, named after it."""
     return Flow(request.node.name)
+
+
+# -- run stores: SQLite and a throw-away PostgreSQL server (tests/pg.py) ---------------------
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A PostgreSQL server for the session, started from Debian's `postgresql` package."""
+    pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
+    from tests.pg import Cluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does it)")
+    cluster = Cluster(bindir)
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_schema(pg_cluster: Any) -> str:
+    """A fresh, empty schema of the session's server (one per test)."""
+    return str(pg_cluster.new_schema())
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Any, pg_schema: str) -> str:
+    """A DSN whose tables live in a schema of this test's own."""
+    return str(pg_cluster.dsn(pg_schema))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Where a durable test keeps its runs: an SQLite file, then a PostgreSQL DSN."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return str(request.getfixturevalue("pg_dsn"))

@@ -28,7 +28,7 @@ from flowdsl import (
     TaskStatus,
     current_task,
 )
-from flowdsl.store import SqliteStore
+from flowdsl.store import SqliteStore, open_store
 from flowdsl.store.journal import fingerprints_of
 
 RESTORED = "restored from the run store"
@@ -102,8 +102,8 @@ def uninterrupted():
     return result
 
 
-def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(store_url):
+    path = store_url
     calls: list = []
     flags = {"fail": True}
     flow = build_pipeline(calls, flags)
@@ -166,8 +166,8 @@ def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(tmp_p
     assert summary["average_task_duration"] == pytest.approx(sum(ran) / 2)
 
 
-def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(store_url):
+    path = store_url
     flags = {"fail": True}
     flow = build_pipeline([], flags)
     first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01")
@@ -176,7 +176,7 @@ def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
     resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01")  # same inputs: fine
     assert resumed.run_id == "etl-2024-06-01"
 
-    store = SqliteStore(path)
+    store = open_store(path)
     assert [r["run_id"] for r in store.runs()] == ["etl-2024-06-01"]
     record = store.get_run("etl-2024-06-01")
     assert record["status"] == "succeeded"
@@ -601,12 +601,12 @@ RUNNER = textwrap.dedent('''
 
 
 @pytest.fixture
-def owned(tmp_path):
+def owned(tmp_path, store_url):
     flow_file = tmp_path / "owned_flow.py"
     flow_file.write_text(OWNED_FLOW)
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
-    paths = {"flow": flow_file, "runner": runner, "store": tmp_path / "runs.db",
+    paths = {"flow": flow_file, "runner": runner, "store": store_url,
              "log": tmp_path / "log.txt", "control": tmp_path / "control"}
     paths["log"].touch()
     return paths
@@ -658,7 +658,7 @@ def test_run_left_running_by_a_dead_process_is_taken_over_by_resume(owned, death
                     assert time.monotonic() < deadline, proc_state(proc.pid)
                     time.sleep(0.005)
 
-        store = SqliteStore(owned["store"])
+        store = open_store(owned["store"])
         record = store.get_run("orphan")
         assert record["status"] == "running"  # the dead owner could not say otherwise
         assert record["tasks"]["first"]["status"] == "completed"
@@ -698,7 +698,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         owned["control"].write_text("go")  # let the owner finish
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        record = SqliteStore(owned["store"]).get_run("busy")
+        record = open_store(owned["store"]).get_run("busy")
         assert record["status"] == "succeeded"
         assert len(record["sessions"]) == 1  # the refused resume added none
     finally:
@@ -741,6 +741,6 @@ def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     assert [pid for name, pid in lines if name == "middle-start"] == [dead.pid, winner.pid]
     assert [name for name, _ in lines].count("first") == 1
     assert [name for name, _ in lines].count("last") == 1
-    record = SqliteStore(owned["store"]).get_run("contested")
+    record = open_store(owned["store"]).get_run("contested")
     assert record["status"] == "succeeded"
     assert [s["pid"] for s in record["sessions"]] == [dead.pid, winner.pid]

@@ -36,7 +36,7 @@ from flowdsl import (
     TaskContext,
     TaskStatus,
 )
-from flowdsl.store import SqliteStore
+from flowdsl.store import SqliteStore, open_store
 from flowdsl.store.schema import SCHEMA_VERSION
 
 # A picklable type JSON cannot hold (module level, so pickle finds it by name).
@@ -462,8 +462,8 @@ EXTRAS = {
 }
 
 
-def test_values_round_trip_equal_and_same_type(tmp_path):
-    path = tmp_path / "runs.db"
+def test_values_round_trip_equal_and_same_type(store_url):
+    path = store_url
     calls, fail = [], {"on": True}
     flow = Flow("extras")
 
@@ -499,7 +499,7 @@ def test_values_round_trip_equal_and_same_type(tmp_path):
     assert same(resumed.context.shared_state["extras"], EXTRAS)
     assert same(resumed.context.shared_state[7], (1, 2))
     # the history shows the decoded value too (JSON is safe to decode)
-    shown = SqliteStore(path).get_run(first.run_id)["tasks"]["make"]["result"]
+    shown = open_store(path).get_run(first.run_id)["tasks"]["make"]["result"]
     assert same(shown, EXTRAS)
 
 

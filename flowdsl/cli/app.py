@@ -91,10 +91,25 @@ def setup_logging(level: str) -> None:
     logger.enable("flowdsl")
 
 
+def is_dsn(path: str) -> bool:
+    """A ``postgresql://`` / ``postgres://`` DSN rather than an SQLite file's path."""
+    return path.startswith(("postgresql://", "postgres://"))
+
+
+def store_exists(path: str) -> bool:
+    """Is there a store to read? (A PostgreSQL server is asked when opened.)"""
+    return is_dsn(path) or os.path.exists(os.path.expanduser(path))
+
+
 def open_store(path: str, *, create: bool) -> Any:
-    """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
+    """A `flowdsl.SqliteStore` on ``path`` (``create=False`` refuses a missing file), or a
+    `flowdsl.PostgresStore` for a ``postgresql://`` / ``postgres://`` DSN."""
     from flowdsl.store import SqliteStore
 
+    if is_dsn(path):
+        from flowdsl.store.postgres import PostgresStore  # needs the `postgres` extra
+
+        return PostgresStore(path)
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
@@ -121,8 +136,9 @@ set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE
 input_option = click.option("--input", "input_file", metavar="FILE.json",
                             help="A JSON object of inputs (--set entries override it).")
 store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", show_envvar=True,
-                            default=DEFAULT_STORE, show_default=True, metavar="PATH",
-                            help="The SQLite run store.")
+                            default=DEFAULT_STORE, show_default=True, metavar="PATH|DSN",
+                            help="The run store: an SQLite file, or a PostgreSQL DSN "
+                                 "(postgresql://user@host/db).")
 
 
 @main.command()
@@ -256,7 +272,7 @@ def plan(target: str, schedule: bool, store_path: str) -> None:
         compiled = flow.compile()
         explained = None
         if schedule:
-            store = open_store(store_path, create=False) if Path(store_path).exists() else None
+            store = open_store(store_path, create=False) if store_exists(store_path) else None
             explained = flow.explain_schedule(store=store)
     console = stdout_console()
     console.print(render.plan_table(compiled))
@@ -295,7 +311,7 @@ def graph(target: str, fmt: str) -> None:
 def runs(store_path: str, limit: int, as_json: bool) -> None:
     """List the runs in the store, newest first."""
     with reporting():
-        if not os.path.exists(os.path.expanduser(store_path)):
+        if not store_exists(store_path):
             if as_json:
                 click.echo("[]")
             else:
