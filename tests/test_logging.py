@@ -44,7 +44,7 @@ def _flow():
 
 
 def test_flowdsl_logs_nothing_by_default(captured, run_flow):
-    result = run_flow(_flow())
+    result = run_flow(_flow(), raise_on_failure=False)
 
     assert result.tasks["first"].status.value == "completed"
     assert flowdsl_records(captured) == []
@@ -53,7 +53,7 @@ def test_flowdsl_logs_nothing_by_default(captured, run_flow):
 def test_enabled_logger_records_carry_run_and_task_ids(captured, run_flow):
     logger.enable("flowdsl")
 
-    result = run_flow(_flow(), run_id="logged-run")
+    result = run_flow(_flow(), run_id="logged-run", raise_on_failure=False)
 
     records = flowdsl_records(captured)
     assert records
@@ -71,10 +71,10 @@ def test_enabled_logger_records_carry_run_and_task_ids(captured, run_flow):
 
 def test_disabling_again_stops_the_records(captured, run_flow):
     logger.enable("flowdsl")
-    run_flow(_flow())
+    run_flow(_flow(), raise_on_failure=False)
     logger.disable("flowdsl")
     captured.clear()
 
-    run_flow(_flow())
+    run_flow(_flow(), raise_on_failure=False)
 
     assert flowdsl_records(captured) == []
