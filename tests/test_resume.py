@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import flowdsl
 from flowdsl import (
     DELETED,
     Flow,
@@ -119,7 +118,7 @@ def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(tmp_p
     # a new process would build the flow again: do the same, with fresh counters
     calls2: list = []
     flow2 = build_pipeline(calls2, {"fail": False, "clean_attempts": 99})
-    resumed = flow2.run(store=path, resume=first.run_id, raise_on_failure=False)  # inputs reused from the store
+    resumed = flow2.run(store=path, resume=first.run_id)  # inputs reused from the store
 
     assert resumed.status is RunStatus.SUCCEEDED
     assert resumed.run_id == first.run_id
@@ -172,8 +171,9 @@ def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
     flags = {"fail": True}
     flow = build_pipeline([], flags)
     first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01", raise_on_failure=False)
+    assert first.status.value == "failed"
     flags["fail"] = False
-    resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01", raise_on_failure=False)  # same inputs: fine
+    resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01")  # same inputs: fine
     assert resumed.run_id == "etl-2024-06-01"
 
     store = SqliteStore(path)
@@ -307,7 +307,7 @@ def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change
     assert first.results == {"read_x": 2, "after_x": 3, "read_y": 6, "after_y": 7}
     flags["fail"] = False
     calls.clear()
-    resumed = flow.run({"x": 1, "y": 5, "z": 0}, store=path, resume=first.run_id, force=True, raise_on_failure=False)
+    resumed = flow.run({"x": 1, "y": 5, "z": 0}, store=path, resume=first.run_id, force=True)
     assert resumed.status is RunStatus.SUCCEEDED
     # x unchanged: read_x and its descendant kept; y changed: read_y and after_y re-run
     assert sorted(calls) == ["after_y", "gate", "read_y"]
@@ -316,7 +316,7 @@ def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change
     assert resumed.tasks["after_y"].reason != RESTORED
     assert resumed.results == {"read_x": 2, "after_x": 3, "read_y": 15, "after_y": 16,
                                "gate": "open"}
-    assert resumed.results == build_inputs_flow([], flags).run({"x": 1, "y": 5, "z": 0}, raise_on_failure=False).results
+    assert resumed.results == build_inputs_flow([], flags).run({"x": 1, "y": 5, "z": 0}).results
     # the new inputs are the run's inputs now
     assert SqliteStore(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 5, "z": 0}
 
@@ -408,7 +408,7 @@ def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(
 
     # the store now holds the new definition: resuming with it again is not a change
     calls.clear()
-    again = build_defined(calls, {"fail": False}, 2).run(store=path, resume=first.run_id, raise_on_failure=False)
+    again = build_defined(calls, {"fail": False}, 2).run(store=path, resume=first.run_id)
     assert calls == [] and again.results == resumed.results
 
 
@@ -471,6 +471,7 @@ def load_module(path: Path, name: str):
     return module
 
 
+@pytest.mark.slow
 def test_fingerprints_are_identical_across_processes_and_hash_seeds(tmp_path):
     flow_file = tmp_path / "fpflow.py"
     flow_file.write_text(FINGERPRINT_FLOW)
@@ -706,6 +707,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     dead = start_owner(owned, "contested", "exit")
     assert dead.wait(timeout=30) == 3  # left RUNNING by a dead owner

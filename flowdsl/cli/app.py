@@ -73,7 +73,10 @@ def setup_logging(level: str) -> None:
 
     logger.remove()
     # looked up per message: while the progress bar is up, sys.stderr is its proxy
-    logger.add(lambda message: sys.stderr.write(message), level=level,
+    def write(message: str) -> None:
+        sys.stderr.write(message)
+
+    logger.add(write, level=level,
                colorize=sys.stderr.isatty(),
                format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
                       "{extra[run_id]} <level>{message}</level>")
@@ -83,14 +86,14 @@ def setup_logging(level: str) -> None:
 
 def open_store(path: str, *, create: bool) -> Any:
     """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
-    import flowdsl
+    from flowdsl.store import SqliteStore
 
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
     if create:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return flowdsl.SqliteStore(path)
+    return SqliteStore(path)
 
 
 # -- the commands -----------------------------------------------------------------------------

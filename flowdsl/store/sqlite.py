@@ -10,7 +10,6 @@ shared memory).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from ..status import RunStatus
 from .codec import describe
 from .journal import open_run
-from .schema import MIGRATIONS, SCHEMA_VERSION, dumps, now
+from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
 
