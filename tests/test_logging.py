@@ -78,3 +78,20 @@ def test_disabling_again_stops_the_records(captured, run_flow):
     run_flow(_flow(), raise_on_failure=False)
 
     assert flowdsl_records(captured) == []
+
+
+def test_error_text_in_log_lines_is_type_and_message(captured, run_flow, flow):
+    @flow.task(retries=1, retry_wait=0)
+    def read():
+        open("/nonexistent/flowdsl-input.csv")
+
+    logger.enable("flowdsl")
+    run_flow(flow, raise_on_failure=False)
+
+    messages = [r["message"] for r in flowdsl_records(captured)
+                if r["extra"].get("task_id") == "read" and r["level"].name in ("WARNING", "ERROR")]
+    text = ("FileNotFoundError: [Errno 2] No such file or directory: "
+            "'/nonexistent/flowdsl-input.csv'")
+    assert len(messages) == 2  # the retry and the failure
+    assert all(text in message for message in messages), messages
+    assert not any("FileNotFoundError(" in message for message in messages)
