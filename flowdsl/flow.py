@@ -22,7 +22,8 @@ from .declaring.retry import DEFAULT_WAIT
 from .running.events import Event, Observer
 from .running.runtime import Run
 from .declaring.spec import TaskSpec
-from .status import Priority
+from .running.context import TaskContext
+from .status import Priority, RunStatus
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
 if TYPE_CHECKING:  # the store loads lazily (sqlite3)
@@ -284,9 +285,16 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        raise_on_failure: bool = True,
     ) -> RunResult:
-        """Run the flow and return its `RunResult` (check ``.status`` or call
-        ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
+        """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
+        before any task.
+
+        A run that ends FAILED raises `RunFailedError` once it has finished (every
+        independent task ran; with a store, everything is journalled): its message names
+        each failed task and its error, it is chained to the first task error, and its
+        ``.result`` is the whole `RunResult`. ``raise_on_failure=False`` returns the FAILED
+        result instead (check ``.status``, or call ``.raise_for_status()`` later).
 
         A flow of sync handlers runs inline in this thread, with no event loop. A flow with
         async handlers gets one event loop for the run (a private one in a helper thread when
@@ -317,6 +325,8 @@ class Flow:
             self._record_interrupted(exc)
             raise
         self._metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
         return result
 
     async def arun(
@@ -332,8 +342,10 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        raise_on_failure: bool = True,
     ) -> RunResult:
-        """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
+        """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
+        a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
         executor = _choose_executor(executor, max_concurrency, adaptive)
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
         try:
@@ -342,7 +354,31 @@ class Flow:
             self._record_interrupted(exc)
             raise
         self._metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
         return result
+
+    async def execute_sequence(self, initial_context: Mapping[str, Any] | None = None,
+                               sequence_id: str | None = None, **options: Any) -> TaskContext:
+        """The seed program's entry point: run the flow (``await``) and return its
+        `TaskContext`. A failed run does not raise (the seed's didn't): read the outcome in
+        ``context.metadata["execution_summary"]`` or ``context.execution_trace``.
+
+        ``sequence_id`` is the run id; ``options`` are `arun`'s keywords. The context's
+        metadata gets the seed's ``sequence_id``, ``start_time``, ``end_time`` (ISO text) and
+        ``execution_summary`` (the run's summary, with its ``status``).
+        """
+        start = datetime.now()
+        options["raise_on_failure"] = False
+        result = await self.arun(initial_context, run_id=sequence_id, **options)
+        context = result.context
+        context.metadata.update({
+            "sequence_id": result.run_id,
+            "start_time": start.isoformat(),
+            "end_time": datetime.now().isoformat(),
+            "execution_summary": {**result.summary, "status": result.status.value},
+        })
+        return context
 
     def _record_interrupted(self, exc: BaseException) -> None:
         result = getattr(exc, "flowdsl_result", None)

@@ -224,7 +224,8 @@ def make_executor(name: str, concurrency: int | None) -> Any:
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
          resume: str | None, force: bool, run_id: str | None, debug: bool,
          executor: Any = None, concurrency: int | None = None) -> Any:
-    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
+                               "raise_on_failure": False}  # a failed run is shown, exit 1
     if executor is not None:
         options["executor"] = executor
     elif concurrency is not None:
