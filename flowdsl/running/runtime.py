@@ -80,7 +80,7 @@ class Run:
         self.preservation_time = 0.0
         self.sleep: Callable[[float], Any] = time.sleep
         self.async_sleep: Callable[[float], Any] = asyncio.sleep
-        self._offset = time.time() - self.started  # perf_counter -> epoch seconds
+        self._offset = time.time() - perf_counter()  # perf_counter -> epoch seconds, now
         self._sequence = self.context.shared_state._sequence
         self.journal = journal  # the run store's journal, or None
         self.store_time = getattr(journal, "open_time", 0.0)
@@ -262,6 +262,7 @@ class Run:
                 task.result = None
                 self._failed(step, task, record, hook_error, t0, t1, hook_called=True)
                 return
+        arrived: BaseException | None = None  # an interrupt that came once it was committed
         if self.journal is not None:
             try:
                 self._journal(self.journal.task_completed, task, result, record.delta)
@@ -270,9 +271,11 @@ class Run:
                 task.result = None
                 self._failed(step, task, record, exc, t0, t1, hook_called=True)
                 return
-            except BaseException:  # the store failed: the task is not done (it stops the run)
-                task.status, task.result = RUNNING, None
-                raise
+            except BaseException as exc:
+                if not getattr(exc, "flowdsl_committed", False):
+                    task.status, task.result = RUNNING, None  # not done: it stops the run
+                    raise
+                arrived = exc  # recorded completed: finish it here, then stop
         context = self.context
         context._results[step.id] = result
         context._previous.add(task)  # made into entries only if read
@@ -281,6 +284,8 @@ class Run:
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration))
+        if arrived is not None:
+            raise arrived
 
     def _undo_writes(self, record: TaskRecord) -> None:
         """Put back what the task's writes replaced (newest first), outside any journal."""
@@ -376,7 +381,7 @@ class Run:
         ``restore_context`` is not called; its later writes are discarded."""
         if task.started_at is not None:
             task.ended_at = time.time()
-            task.duration = task.ended_at - task.started_at
+            task.duration = max(0.0, task.ended_at - task.started_at)
         record = self.context._records.active.pop(task.id, None)
         if record is not None:
             self.context._records.forget(record, cancelled=True)
@@ -394,7 +399,7 @@ class Run:
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
                     task.ended_at = time.time()
-                    task.duration = task.ended_at - task.started_at
+                    task.duration = max(0.0, task.ended_at - task.started_at)
                 record = records.active.pop(task.id, None)
                 if record is not None:
                     records.forget(record, cancelled=True)  # it keeps no record

@@ -11,7 +11,7 @@ import json
 import traceback
 from typing import Any, Callable, Mapping
 
-from ..errors import ResumeError
+from ..errors import ResumeError, StoreError
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
@@ -133,11 +133,22 @@ class RunJournal:
             self._settle(db, task)
 
     def _settle(self, db: Any, task: Any) -> None:
-        db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, reason) "
-                   "VALUES (?, ?, ?, ?, ?)",
-                   (self.run_id, task.id, task.status.value, task.attempts, task.reason))
+        # never over a completed row: an interrupt that came right after a completion's
+        # COMMIT must not turn it into a cancel (the task would run again on resume)
+        db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, reason, started, "
+                   "ended, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, "
+                   "attempts = excluded.attempts, reason = excluded.reason, "
+                   "started = excluded.started, ended = excluded.ended, "
+                   "duration = excluded.duration WHERE tasks.status != 'completed'",
+                   (self.run_id, task.id, task.status.value, task.attempts, task.reason,
+                    task.started_at, task.ended_at if task.started_at is not None else None,
+                    task.duration))
         if task.attempts:  # cancelled in flight
-            self._end_attempt(db, task, "cancelled", task.reason)
+            db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
+                       "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
+                       "status = 'running'", (now(), task.reason, self.run_id, task.id,
+                                              self.session, task.attempts))
 
     def run_finished(self, status: RunStatus, unsaved: list[Any]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
@@ -146,6 +157,7 @@ class RunJournal:
             if not self.readonly:
                 self._finish(status, unsaved)
         finally:
+            self.store.live_runs.discard(self.run_id)
             if self.owns_store:
                 self.store.close()
 
@@ -182,10 +194,41 @@ def _kept_tasks(plan: Any, completed: set[str], old: Mapping[str, str], new: Map
     return kept
 
 
+def _check_owner(store: SqliteStore, where: str, run_id: str,
+                 owner: tuple[str, int, str], force: bool) -> None:
+    """Refuse to resume a run whose owner process lives (or, on another host, may live,
+    unless ``force``). This very process owns it only while this store object runs it: a
+    run left ``running`` by a run of this process that could not write its end is free."""
+    host, pid, started = owner
+    if owner == identity():
+        gone: bool | None = run_id not in store.live_runs
+    else:
+        gone = owner_gone(host, pid, started)
+    if gone or (gone is None and force):
+        return
+    if gone is None:
+        raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} on "
+                          f"host {host!r} (another host: flowdsl cannot tell whether that "
+                          "process lives); if it is gone (a restarted container), pass "
+                          "force=True (--force) to take the run over")
+    raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} on host "
+                      f"{host!r}")
+
+
 def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_id: str,
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
+    journal = _open_run(store, plan, flow=flow, serializer=serializer, run_id=run_id,
+                        inputs=inputs, resume=resume, force=force, check_inputs=check_inputs)
+    if not journal.readonly:
+        store.live_runs.add(journal.run_id)
+    return journal
+
+
+def _open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_id: str,
+              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
+              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     fingerprints = fingerprints_of(plan)
     host, pid, started = identity()
     stamp = now()
@@ -220,7 +263,13 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
             raise ResumeError(f"cannot resume {where} with other inputs "
                               f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
                               "the same inputs (or none, to reuse them), or force=True")
-        old_prints = json.loads(stored_prints)
+        try:
+            old_prints = json.loads(stored_prints)
+            if not isinstance(old_prints, dict):
+                raise ValueError(f"a JSON object was expected, not {type(old_prints).__name__}")
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"run store {store.path}: {where} has malformed task "
+                             f"fingerprints: {type(exc).__name__}: {exc}") from exc
         changes = _changed_tasks(old_prints, fingerprints)
         if stored_flow != flow:
             changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
@@ -229,12 +278,8 @@ def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_i
                              for kind, items in changes.items() if items)
             raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
                               "pass force=True to keep the completed tasks that did not change")
-        if status == RunStatus.RUNNING.value:
-            gone = owner_gone(o_host, o_pid, o_start) if o_host else True
-            if not gone:
-                raise ResumeError(f"cannot resume {where}: it is in progress in process {o_pid} "
-                                  f"on {o_host}" + (" (another host: cannot tell whether it "
-                                                    "lives)" if gone is None else ""))
+        if status == RunStatus.RUNNING.value and o_host:
+            _check_owner(store, where, resume, (o_host, o_pid, o_start), force)
         rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
                           "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
                           "ORDER BY seq", (resume,)).fetchall()

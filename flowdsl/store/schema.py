@@ -77,3 +77,9 @@ MIGRATIONS: dict[int, list[str]] = {
         ) WITHOUT ROWID""",
     ],
 }
+
+FLOWDSL_TABLES = frozenset(
+    statement.split("(", 1)[0].split()[-1]
+    for statements in MIGRATIONS.values() for statement in statements
+    if statement.lstrip().upper().startswith("CREATE TABLE"))
+"""The tables a run store holds; a database with others is another application's."""
