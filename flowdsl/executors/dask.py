@@ -234,9 +234,11 @@ class DaskExecutor(ConcurrentExecutor):
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
                             f"({version.__version__}): {wrong}")
-        for step in run.plan.steps:
-            if run.tasks[step.id].status is not run.tasks[step.id].status.PENDING:
-                continue
+
+    def check_plan(self, plan: Any) -> None:
+        """Every handler (with its closure) must pickle: checked before the run is opened
+        (so a refused flow leaves no run in the store's history)."""
+        for step in plan.steps:
             try:
                 cloudpickle.dumps(step.handler)
             except Exception as exc:

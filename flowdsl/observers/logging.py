@@ -50,18 +50,23 @@ class LoggingObserver:
             self.log.bind(task_id=event.task_id).debug("task {!r} started", event.task_id)
         elif isinstance(event, TaskRetrying):
             self.log.bind(task_id=event.task_id).warning(
-                "task {!r} attempt {} failed ({!r}); retrying in {:.3g} s",
-                event.task_id, event.attempt, event.error, event.wait)
+                "task {!r} attempt {} failed ({}); retrying in {:.3g} s",
+                event.task_id, event.attempt, _error_text(event.error), event.wait)
         elif isinstance(event, TaskFinished):
             log = self.log.bind(task_id=event.task_id)
             if event.status is TaskStatus.COMPLETED:
                 log.info("task {!r} completed in {:.6f} s ({} attempt(s))", event.task_id,
                          event.duration, event.attempts)
             elif event.status is TaskStatus.FAILED:
-                log.error("task {!r} failed after {} attempt(s): {!r}", event.task_id,
-                          event.attempts, event.error)
+                log.error("task {!r} failed after {} attempt(s): {}", event.task_id,
+                          event.attempts, _error_text(event.error))
             else:
                 log.warning("task {!r} {}: {}", event.task_id, event.status.value, event.reason)
         elif isinstance(event, RunFinished):
             self.log.info("run {} {}: {}/{} tasks succeeded", event.run_id, event.status.value,
                           event.summary["successful_tasks"], event.summary["total_tasks"])
+
+
+def _error_text(error: BaseException | None) -> str:
+    """``FileNotFoundError: [Errno 2] No such file or directory: 'x.csv'``, as everywhere."""
+    return "-" if error is None else f"{type(error).__name__}: {error}"

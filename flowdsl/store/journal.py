@@ -48,6 +48,10 @@ def fingerprints_of(plan: Any) -> dict[str, str]:
     return cached
 
 
+def _order(plan: Any) -> str:
+    return json.dumps(list(plan.order))
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -241,10 +245,10 @@ def _open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_
             check_inputs(given)
             db.execute(
                 "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
-                "inputs_codec, fingerprints, owner_host, owner_pid, owner_start) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, flow, stamp, len(plan.steps), encode(given, serializer, "the run's inputs"),
-                 serializer, dumps(fingerprints), host, pid, started))
+                 serializer, dumps(fingerprints), host, pid, started, _order(plan)))
             db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                        "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
             return RunJournal(store, flow, run_id, 1, given, [], 0)
@@ -306,9 +310,10 @@ def _open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_
                    "status = 'running'", (stamp, resume))
         db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                    "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-                   "total_tasks = ? WHERE run_id = ?",
+                   "total_tasks = ?, plan_order = ? WHERE run_id = ?",
                    (host, pid, started, dumps(fingerprints),
-                    encode(given, serializer, "the run's inputs"), len(plan.steps), resume))
+                    encode(given, serializer, "the run's inputs"), len(plan.steps),
+                    _order(plan), resume))
         db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                    "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
         stale = [t for t in steps if t not in kept]

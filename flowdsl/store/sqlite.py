@@ -282,7 +282,8 @@ class SqliteStore:
         listing = []
         for run in runs:
             per_status = counts.get(run["run_id"], {})
-            pending = run["total_tasks"] - sum(per_status.values())
+            total = run["total_tasks"]
+            pending = total - sum(per_status.values()) if isinstance(total, int) else 0
             if pending > 0:
                 per_status = {**per_status, "pending": pending}
             listing.append({
@@ -293,23 +294,36 @@ class SqliteStore:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One run's record: inputs, sessions and each task's status, attempts, duration,
-        error, traceback and result (pickled values are described, never loaded)."""
+        reason, error, traceback and result (pickled values are described, never loaded),
+        tasks in plan order. Malformed content is a `StoreError` naming the run."""
         rows = self.read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise KeyError(f"no run {run_id!r} in {self.path}")
         run = rows[0]
+        try:
+            return self._record(run)
+        except (TypeError, ValueError, AttributeError) as exc:  # UnicodeDecodeError included
+            raise self._fail(f"run {run_id!r} holds malformed content: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    def _record(self, run: dict[str, Any]) -> dict[str, Any]:
+        run_id = run["run_id"]
         sessions = self.read(
             "SELECT pid, host, started, ended, status FROM sessions WHERE run_id = ? "
             "ORDER BY session", (run_id,))
+        rows = self.read(
+            "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
+            "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), started",
+            (run_id,))
+        order = json.loads(run["plan_order"]) if run.get("plan_order") else []
+        position = {task_id: n for n, task_id in enumerate(order)}
+        rows.sort(key=lambda r: position.get(r["task_id"], len(position)))  # stable
         tasks = {}
-        for row in self.read(
-                "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
-                "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), started",
-                (run_id,)):
+        for row in rows:
             tasks[row["task_id"]] = {
                 "status": row["status"], "attempts": row["attempts"],
-                "duration": row["duration"], "error": row["error"],
-                "traceback": row["traceback"], "reason": row["reason"],
+                "duration": row["duration"], "reason": row["reason"], "error": row["error"],
+                "traceback": row["traceback"],
                 "result": describe(row["result"], row["codec"] or "json"),
             }
         return {
