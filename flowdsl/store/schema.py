@@ -18,6 +18,10 @@ written by a newer flowdsl (a higher version) is refused rather than misread.
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -85,3 +89,13 @@ FLOWDSL_TABLES = frozenset(
     for statements in MIGRATIONS.values() for statement in statements
     if statement.lstrip().upper().startswith("CREATE TABLE"))
 """The tables a run store holds; a database with others is another application's."""
+
+
+def now() -> float:
+    """A time stamp for the store (epoch seconds)."""
+    return time.time()
+
+
+def dumps(value: Any) -> str:
+    """JSON text with sorted keys, as the store keeps it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -23,6 +23,7 @@ from ..errors import StoreError
 from ..status import RunStatus
 from .codec import describe
 from .interrupts import deferred_sigint
+from .journal import open_run
 from .schema import FLOWDSL_TABLES, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
@@ -349,20 +350,7 @@ class SqliteStore:
     # -- runs -------------------------------------------------------------------------------
     def open_run(self, plan: Any, **options: Any) -> Any:
         """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
-        from .journal import open_run
-
         return open_run(self, plan, **options)
-
-
-def now() -> float:
-    return time.time()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value}
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
