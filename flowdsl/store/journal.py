@@ -293,6 +293,9 @@ def _open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_
                              "run_id = ?", (resume,)).fetchone()[0]
         db.execute("UPDATE sessions SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
                    "status = 'running'", (stamp, resume))
+        # attempts a killed session left running never ended: they were abandoned with it
+        db.execute("UPDATE attempts SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
+                   "status = 'running'", (stamp, resume))
         db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                    "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
                    "total_tasks = ?, plan_order = ? WHERE run_id = ?",
