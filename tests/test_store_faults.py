@@ -332,3 +332,20 @@ def test_a_read_only_store_refuses_to_record_a_run(tmp_path):
     two_task_flow([]).run(store=path)
     with pytest.raises(StoreError, match="read-only"):
         two_task_flow([]).run(store=SqliteStore(path, readonly=True))
+
+
+def test_text_that_is_not_utf8_in_the_store_is_a_store_error(tmp_path):
+    path = tmp_path / "runs.db"
+    flow = two_task_flow([])
+    flow.run(store=path, run_id="u1")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE tasks SET error = CAST(x'fffe41' AS TEXT) WHERE task_id = 'first'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=str(path)):
+        SqliteStore(path, readonly=True).get_run("u1")
+
+
+def test_a_path_with_a_nul_byte_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="NUL|null"):
+        two_task_flow([]).run(store=str(tmp_path / "a\x00b.db"))

@@ -89,7 +89,7 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise self._fail(f"{type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL in the path
             raise self._fail(f"cannot open it: {type(exc).__name__}: {exc}") from exc
         return conn
 
