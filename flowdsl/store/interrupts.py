@@ -30,8 +30,12 @@ def deferred_sigint() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append(frame)
 
+    previous: Any = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler set outside Python: it could not be put back
+        yield
+        return
     try:
-        previous: Any = signal.signal(signal.SIGINT, hold)
+        signal.signal(signal.SIGINT, hold)
     except ValueError:  # not the main interpreter
         yield
         return
