@@ -6,7 +6,7 @@ these types only describe what flowdsl itself refused or observed.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     "FlowError",
@@ -79,7 +79,7 @@ class DuplicateTaskError(DefinitionError):
 class MissingInputError(FlowError, LookupError):
     """A context key the flow needs was not supplied by the caller."""
 
-    def __init__(self, missing: dict[str, Sequence[str]]) -> None:
+    def __init__(self, missing: Mapping[str, Sequence[str]]) -> None:
         self.missing = {key: tuple(readers) for key, readers in missing.items()}
         parts = [
             f"{key!r} (read by {', '.join(repr(r) for r in readers)})"
@@ -98,7 +98,7 @@ class MissingOutputError(FlowError, LookupError):
         self.task_id = task_id
         self.key = key
         if isinstance(result, dict) or hasattr(result, "keys"):
-            why = f"its result has keys {sorted(map(str, result.keys()))!r}"  # type: ignore[union-attr]
+            why = f"its result has keys {sorted(map(str, result.keys()))!r}"
         else:
             why = f"its result is a {type(result).__name__}, not a mapping"
         super().__init__(f"task {task_id!r} declares produces={key!r} but {why}")
@@ -156,3 +156,8 @@ class ResumeError(FlowError, RuntimeError):
 
 class StoreError(FlowError, RuntimeError):
     """The run store failed or holds something it cannot decode."""
+
+
+def error_text(exc: BaseException) -> str:
+    """``"TypeName: message"``: how an error is shown in the trace and the run store."""
+    return f"{type(exc).__name__}: {exc}"

@@ -64,7 +64,24 @@ class Flow:
     def task(self, fn: F, /) -> F: ...
 
     @overload
-    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        depends_on: Iterable[str | Callable[..., Any]] | None = None,
+        priority: int = Priority.NORMAL,
+        requires: Iterable[str] | None = None,
+        produces: Iterable[str] | None = None,
+        retries: int = 0,
+        retry_wait: Any = None,
+        retry_on: Any = None,
+        timeout: float | None = None,
+        serializer: str | None = None,
+        pool: str | None = None,
+    ) -> Callable[[F], F]: ...
 
     def task(
         self,
@@ -432,4 +449,5 @@ def _in_helper_thread(work: Callable[[], RunResult]) -> RunResult:
     helper.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["result"]
+    result: RunResult = outcome["result"]
+    return result

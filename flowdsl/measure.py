@@ -52,4 +52,5 @@ def measure_overhead(flow: Any, initial: Mapping[str, Any] | None = None, *, rep
 
 
 def _ran(summary: Mapping[str, Any]) -> int:
-    return summary["successful_tasks"] + summary["failed_tasks"] - summary.get("restored_tasks", 0)
+    ran: int = summary["successful_tasks"] + summary["failed_tasks"]
+    return ran - int(summary.get("restored_tasks", 0))

@@ -178,6 +178,7 @@ def outcome(result):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag=random_dags(), n=st.sampled_from([2, 3, 5]))
 def test_random_dags_keep_order_caps_and_outcome_of_the_sequential_run(dag, n):
@@ -233,8 +234,9 @@ def test_four_independent_sleeping_tasks_overlap_at_n4(is_async):
     runs = list(result.tasks.values())
     assert max(r.started_at for r in runs) < min(r.ended_at for r in runs), \
         "the four tasks' [started_at, ended_at] intervals do not all intersect"
-    # handler time is the union of the intervals, not their sum: the overhead stays >= 0
-    assert result.summary["orchestration_overhead_per_task"] >= 0.0
+    # handler time is the union of the intervals, not their sum (which exceeds the wall time
+    # here, and would clamp the figure to 0): the overhead is positive
+    assert result.summary["orchestration_overhead_per_task"] > 0.0
 
 
 def test_current_task_and_idempotency_key_are_right_in_every_concurrent_task():
@@ -293,7 +295,8 @@ def test_critical_failure_cancels_async_in_flight_and_waits_for_sync(worker_time
     def worker():
         worker_started.set()
         assert crit_raised.wait(LONG)
-        time.sleep(0.1)  # still in flight while the run handles the critical failure
+        # still in flight while the run handles the critical failure (it cancels the waiter)
+        assert waiter_cancelled.wait(LONG)
         return "worker done"
 
     @flow.task
@@ -701,7 +704,7 @@ def test_explain_schedule_before_any_run_has_no_history():
     plan = flow.compile()
     info = flow.explain_schedule()
     assert info["history_known"] is False
-    for tid, entry in info["tasks"].items():
+    for entry in info["tasks"].values():
         assert entry["history"] == []
         assert entry["expected"] == 0.0
         assert entry["critical_path"] == 0.0

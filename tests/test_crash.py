@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -122,6 +121,7 @@ def spawn(script: Path, store: Path, run_id: str, log: Path, mode: str) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 2024, 777])
 def test_sigkill_mid_task_then_resume_completes_exactly_once(tmp_path, seed):
     rng = random.Random(seed * 7919)
@@ -249,6 +249,7 @@ INTERRUPTED_FLOW = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_sigint_cancels_the_run_within_a_second_and_resume_continues_it(tmp_path):
     script = tmp_path / "interruptible.py"
     script.write_text(INTERRUPTED_FLOW)

@@ -23,6 +23,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
+pytestmark = pytest.mark.slow  # a real cluster: seconds per test
+
 import flowdsl  # noqa: E402
 from flowdsl import (  # noqa: E402
     DefinitionError,
@@ -527,11 +529,12 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
                                                        caplog):
     before = _futures_now(caplog)
     submitted = _spy_on_attempt_futures(monkeypatch)
-    release = tmp_path / "release"
+    release, started = tmp_path / "release", tmp_path / "started"
     flow = Flow("dask-critical-stop")
 
     @flow.task
     def slow():
+        started.write_text("x")
         for _ in range(50):
             if release.exists():
                 break
@@ -540,7 +543,10 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
 
     @flow.task(priority=Priority.CRITICAL)
     def critical():
-        time.sleep(0.3)  # slow is running by now
+        for _ in range(500):  # (workers are other processes: a file is the event)
+            if started.exists():  # slow is running
+                break
+            time.sleep(0.01)
         raise RuntimeError("boom")
 
     @flow.task

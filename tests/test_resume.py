@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import flowdsl
 from flowdsl import (
     DELETED,
     Flow,
@@ -172,6 +171,7 @@ def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
     flags = {"fail": True}
     flow = build_pipeline([], flags)
     first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01")
+    assert first.status.value == "failed"
     flags["fail"] = False
     resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01")  # same inputs: fine
     assert resumed.run_id == "etl-2024-06-01"
@@ -471,6 +471,7 @@ def load_module(path: Path, name: str):
     return module
 
 
+@pytest.mark.slow
 def test_fingerprints_are_identical_across_processes_and_hash_seeds(tmp_path):
     flow_file = tmp_path / "fpflow.py"
     flow_file.write_text(FINGERPRINT_FLOW)
@@ -706,6 +707,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     dead = start_owner(owned, "contested", "exit")
     assert dead.wait(timeout=30) == 3  # left RUNNING by a dead owner

@@ -4,7 +4,7 @@ import pytest
 import tenacity
 
 import flowdsl
-from flowdsl import ContextPreservationStrategy, Flow, RunStatus, TaskRetrying, TaskStatus
+from flowdsl import ContextPreservationStrategy, RunStatus, TaskRetrying, TaskStatus
 
 
 class Boom(Exception):

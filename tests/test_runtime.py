@@ -10,7 +10,6 @@ import pytest
 
 import flowdsl
 from flowdsl import (
-    Flow,
     FlowError,
     Priority,
     RunFailedError,
@@ -70,7 +69,7 @@ def test_results_and_statuses_of_a_successful_run(flow, run_flow):
     assert result.status is RunStatus.SUCCEEDED
     assert result.results == {"source": 2, "double": 4, "add_one": 5}
     assert set(result.tasks) == {"source", "double", "add_one"}
-    for task_id, task in result.tasks.items():
+    for task in result.tasks.values():
         assert task.status is TaskStatus.COMPLETED
         assert task.attempts == 1
         assert task.error is None

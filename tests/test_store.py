@@ -15,18 +15,18 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import textwrap
 import time
 import uuid
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import flowdsl
 from flowdsl import (
     Flow,
     ResumeError,
@@ -388,15 +388,19 @@ def test_late_result_of_a_timed_out_attempt_is_never_recorded(tmp_path):
     path = tmp_path / "runs.db"
     flow = Flow("late")
 
+    release, returned = threading.Event(), threading.Event()
+
     @flow.task(timeout=0.1)
     def slow(context: TaskContext):
-        time.sleep(0.4)
+        release.wait(10)  # until the run has given up on it
         context.shared_state["late"] = True
+        returned.set()
         return "too late"
 
     result = flow.run(store=path, run_id="late-1")
     assert result.tasks["slow"].status is TaskStatus.FAILED
-    time.sleep(0.5)  # the abandoned thread has returned by now
+    release.set()
+    assert returned.wait(10)  # the abandoned attempt has written and returned
     task = SqliteStore(path).get_run("late-1")["tasks"]["slow"]
     assert task["status"] == "failed"
     assert "TaskTimeoutError" in task["error"]
@@ -722,6 +726,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_store_at_the_same_time(tmp_path):
     path = tmp_path / "shared.db"
     script = tmp_path / "writer.py"
@@ -801,6 +806,7 @@ class _RoundTrip:
 _roundtrip_dir = tempfile.TemporaryDirectory(prefix="flowdsl-roundtrip-")
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=json_values)
 def test_random_json_values_round_trip_through_resume(value):

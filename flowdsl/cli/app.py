@@ -74,7 +74,10 @@ def setup_logging(level: str) -> None:
 
     logger.remove()
     # looked up per message: while the progress bar is up, sys.stderr is its proxy
-    logger.add(lambda message: sys.stderr.write(message), level=level,
+    def write(message: str) -> None:
+        sys.stderr.write(message)
+
+    logger.add(write, level=level,
                colorize=sys.stderr.isatty(),
                format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
                       "{extra[run_id]} <level>{message}</level>")
@@ -85,12 +88,12 @@ def setup_logging(level: str) -> None:
 def open_store(path: str, *, create: bool) -> Any:
     """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file and opens
     the store read-only (listing and showing work in a read-only directory too)."""
-    import flowdsl
+    from flowdsl.store import SqliteStore
 
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
-    return flowdsl.SqliteStore(path, readonly=not create)
+    return SqliteStore(path, readonly=not create)
 
 
 # -- the commands -----------------------------------------------------------------------------

@@ -241,8 +241,11 @@ def print_record(console: Any, record: Mapping[str, Any]) -> None:
     """One stored run as `flowdsl show` prints it: tasks in plan order, each with its reason
     or error; every stored text escaped (it may hold terminal control sequences)."""
     started, ended = record.get("started"), record.get("ended")
-    say = lambda text: console.print(  # noqa: E731
-        printable(text, newlines=True), markup=False, highlight=False, soft_wrap=True)
+
+    def say(text: str) -> None:
+        console.print(printable(text, newlines=True), markup=False, highlight=False,
+                      soft_wrap=True)
+
     say(f"run {record['run_id']} of flow {record.get('flow')!r}: {record.get('status')}")
     say(f"started {timestamp(started)}, ended {timestamp(ended)} ({elapsed(started, ended)})")
     inputs = record.get("inputs")

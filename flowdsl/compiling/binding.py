@@ -15,6 +15,7 @@ import attrs
 
 from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
+from .plan import Binder
 
 __all__ = ["Source", "Input", "make_binder", "NO_READS"]
 
@@ -39,7 +40,7 @@ class Input:
 
 def _resolve(context: Any, inp: Input, task_id: str) -> Any:
     if inp.producer is not None:
-        return context._results[inp.producer][inp.key]
+        return context.results[inp.producer][inp.key]
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
         value = context.data.get(inp.key, inp.default)
@@ -53,22 +54,20 @@ def make_binder(
     sources: Sequence[Source],
     inputs: Sequence[Input],
     dependencies: Sequence[str],
-    results_only: bool | None = None,
-) -> Any:
+    results_only: bool,
+) -> Binder:
     """Build the binder of one step (``results_only``: every parameter is a positional
-    upstream result, when the caller already knows it)."""
+    upstream result, as the compiler found while binding)."""
     no_kwargs = _NO_KWARGS
-    if results_only is None:
-        results_only = all(kind == "result" and not keyword for kind, _, keyword in sources)
     if not inputs and results_only:
         if not sources:
             no_args: tuple[Any, ...] = ()
             return lambda context: (no_args, no_kwargs, NO_READS)
         if len(sources) == 1:
             upstream = sources[0][1]
-            return lambda context: ((context._results[upstream],), no_kwargs, NO_READS)
+            return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
         get_results = itemgetter(*(name for _, name, _ in sources))
-        return lambda context: (get_results(context._results), no_kwargs, NO_READS)
+        return lambda context: (get_results(context.results), no_kwargs, NO_READS)
 
     sources = tuple(sources)
     inputs = tuple(inputs)
@@ -77,7 +76,7 @@ def make_binder(
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
         reads = {inp.key: _resolve(context, inp, task_id) for inp in inputs}
-        results = context._results
+        results = context.results
         values = []
         for kind, name, _ in sources:
             if kind == "result":

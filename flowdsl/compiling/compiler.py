@@ -283,7 +283,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 requires=spec.requires,
                 produces=spec.produces,
                 inputs=tuple(binding.inputs),
-                producers=MappingProxyType(chosen) if chosen else EMPTY,  # type: ignore[arg-type]
+                producers=MappingProxyType(chosen) if chosen else EMPTY,
                 retries=spec.retries,
                 retry_wait=spec.retry_wait,
                 retry_on=spec.retry_on,

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import inspect
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
+
+# Converters of sequence fields: typed ones, as attrs' mypy plugin needs (not ``tuple``).
+def tuple_of_str(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
+def tuple_of_any(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(items)
+
 
 __all__ = ["MISSING", "EMPTY", "Param", "TaskSpec"]
 
@@ -61,8 +70,8 @@ class TaskSpec:
     name: str
     handler: Callable[..., Any] = attrs.field(eq=False)
     is_async: bool
-    params: tuple[Param, ...] = attrs.field(converter=tuple)
-    depends_on: tuple[Any, ...] = attrs.field(converter=tuple, default=())
+    params: tuple[Param, ...] = attrs.field(converter=tuple_of_any)
+    depends_on: tuple[Any, ...] = attrs.field(converter=tuple_of_any, default=())
     priority: int = 3
     requires: tuple[str, ...] = attrs.field(converter=_tuple_of_str, default=())
     produces: tuple[str, ...] = attrs.field(converter=_tuple_of_str, default=())

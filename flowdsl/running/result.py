@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from .context import TaskContext
 from ..errors import RunFailedError
 from ..status import RunStatus, TaskStatus
+
+if TYPE_CHECKING:  # a task run points to its step (the plan sits above the results)
+    from ..compiling.plan import Step
 
 __all__ = ["TaskRun", "RunResult"]
 
@@ -16,19 +17,25 @@ _PENDING = TaskStatus.PENDING
 
 
 class TaskRun:
-    """One task of one run. It carries the seed program's `Task` attribute names too
-    (``id``, ``name``, ``priority``, ``dependencies``, ``context_requirements``,
-    ``output_context_keys``, ``status``, ``result``, ``start_time``, ``end_time``), so a
-    `ContextPreservationStrategy` written for the seed receives what it expects."""
+    """One task of one run, and the runtime's unit of work: the attempts of (task, element
+    index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
+    `TaskRun` per element (``index`` 0, 1, ...), each run, retried, timed out, slotted,
+    cached or settled as a unit of its own, and report them as its ``elements``.
+
+    It carries the seed program's `Task` attribute names too (``id``, ``name``, ``priority``,
+    ``dependencies``, ``context_requirements``, ``output_context_keys``, ``status``,
+    ``result``, ``start_time``, ``end_time``), so a `ContextPreservationStrategy` written for
+    the seed receives what it expects."""
 
     __slots__ = (
-        "id", "step", "status", "result", "error", "attempts", "reason",
+        "id", "step", "index", "status", "result", "error", "attempts", "reason",
         "started_at", "ended_at", "duration",
     )
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Step, index: int | None = None) -> None:
         self.id: str = step.id
         self.step = step
+        self.index = index
         self.status = _PENDING
         self.result: Any = None
         self.error: BaseException | None = None
@@ -88,19 +95,24 @@ class TaskRun:
         )
 
 
-@attrs.define(kw_only=True, repr=False)
 class RunResult:
     """The outcome of one run: statuses, results, the context and the summary."""
 
-    flow: str
-    run_id: str
-    status: RunStatus
-    results: dict[str, Any]
-    tasks: dict[str, TaskRun]
-    context: TaskContext
-    summary: dict[str, Any]
-    error: BaseException | None = None  # the task error that happened first in time
-    failed_task: str | None = None
+    __slots__ = ("flow", "run_id", "status", "results", "tasks", "context", "summary", "error",
+                 "failed_task")
+
+    def __init__(self, *, flow: str, run_id: str, status: RunStatus, results: dict[str, Any],
+                 tasks: dict[str, TaskRun], context: TaskContext, summary: dict[str, Any],
+                 error: BaseException | None = None, failed_task: str | None = None) -> None:
+        self.flow = flow
+        self.run_id = run_id
+        self.status = status
+        self.results = results
+        self.tasks = tasks
+        self.context = context
+        self.summary = summary
+        self.error = error  # the task error that happened first in time
+        self.failed_task = failed_task
 
     @property
     def ok(self) -> bool:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from ..status import RunStatus
 from .codec import describe
 from .interrupts import deferred_sigint
 from .journal import open_run
