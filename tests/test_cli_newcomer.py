@@ -10,7 +10,6 @@ import json
 import re
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 

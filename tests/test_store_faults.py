@@ -6,7 +6,6 @@ at the exact moment under test, through a connection that forwards everything to
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess

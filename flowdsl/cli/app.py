@@ -261,7 +261,10 @@ def plan(target: str, schedule: bool, store_path: str) -> None:
         console.print(f"critical path ({where}): " + " -> ".join(explained["critical_path"])
                       + f" = {explained['critical_path_length'] * 1e3:.1f} ms",
                       markup=False, soft_wrap=True)
-    say = lambda text: console.print(text, markup=False, soft_wrap=True)  # noqa: E731
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
     if compiled.inputs:
         say("required inputs:")
         for key in compiled.inputs:
@@ -272,8 +275,8 @@ def plan(target: str, schedule: bool, store_path: str) -> None:
     optional = optional_inputs(compiled)
     if optional:
         say("optional inputs (each has a default; set with --set KEY=VALUE):")
-        for key, readers in optional.items():
-            uses = ", ".join(f"{task} default {default!r}" for task, default in readers)
+        for key, defaults in optional.items():
+            uses = ", ".join(f"{task} default {default!r}" for task, default in defaults)
             say(f"  {key} ({uses})")
 
 
