@@ -115,6 +115,9 @@ class SqliteStore:
                 os.link(aside, self.path)
             except FileExistsError:
                 pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links: move it, unless one appeared
+                if not self.path.exists():
+                    os.replace(aside, self.path)
         finally:
             for leftover in (aside, Path(f"{aside}-wal"), Path(f"{aside}-shm")):
                 with contextlib.suppress(FileNotFoundError):
