@@ -38,6 +38,19 @@ PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, T
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
 
+
+def _clock_offset() -> float:
+    """``time.time() - perf_counter()``, from the tightest of three readings (a thread switch
+    between the two clock reads would shift every task time)."""
+    best = (float("inf"), 0.0)
+    for _ in range(3):
+        before = perf_counter()
+        wall = time.time()
+        after = perf_counter()
+        if after - before < best[0]:
+            best = (after - before, wall - (before + after) / 2)
+    return best[1]
+
 class Run:
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
@@ -76,7 +89,7 @@ class Run:
         self.first_error: tuple[str, BaseException] | None = None
         self.final: RunResult | None = None  # set by finish()
         self.preservation_time = 0.0
-        self._offset = time.time() - perf_counter()  # perf_counter -> epoch seconds, now
+        self._offset = _clock_offset()  # perf_counter -> epoch seconds, taken now
         self._sequence = self.context.shared_state.sequence
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
