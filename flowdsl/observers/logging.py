@@ -10,6 +10,7 @@ from typing import Any
 
 from loguru import logger
 
+from ..errors import error_text
 from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from ..status import TaskStatus
 
@@ -51,7 +52,7 @@ class LoggingObserver:
         elif isinstance(event, TaskRetrying):
             self.log.bind(task_id=event.task_id).warning(
                 "task {!r} attempt {} failed ({}); retrying in {:.3g} s",
-                event.task_id, event.attempt, _error_text(event.error), event.wait)
+                event.task_id, event.attempt, error_text(event.error), event.wait)
         elif isinstance(event, TaskFinished):
             log = self.log.bind(task_id=event.task_id)
             if event.status is TaskStatus.COMPLETED:
@@ -59,14 +60,10 @@ class LoggingObserver:
                          event.duration, event.attempts)
             elif event.status is TaskStatus.FAILED:
                 log.error("task {!r} failed after {} attempt(s): {}", event.task_id,
-                          event.attempts, _error_text(event.error))
+                          event.attempts,
+                          error_text(event.error) if event.error is not None else "no error")
             else:
                 log.warning("task {!r} {}: {}", event.task_id, event.status.value, event.reason)
         elif isinstance(event, RunFinished):
             self.log.info("run {} {}: {}/{} tasks succeeded", event.run_id, event.status.value,
                           event.summary["successful_tasks"], event.summary["total_tasks"])
-
-
-def _error_text(error: BaseException | None) -> str:
-    """``FileNotFoundError: [Errno 2] No such file or directory: 'x.csv'``, as everywhere."""
-    return "-" if error is None else f"{type(error).__name__}: {error}"

@@ -10,7 +10,6 @@ shared memory).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -19,10 +18,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import StoreError
-from .codec import describe
+from ..errors import ResumeError, StoreError
+from .base import Claim, SqlStore
 from .interrupts import deferred_sigint
-from .journal import open_run
+from .owner import identity, owner_gone
 from .schema import FLOWDSL_TABLES, MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
@@ -30,7 +29,7 @@ __all__ = ["SqliteStore"]
 _DURABILITY = {"normal": "NORMAL", "full": "FULL"}
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """A run store in one SQLite file: ``SqliteStore("runs.db")``; pass it (or just the
     path) as ``flow.run(..., store=...)``. Read the history with `runs` and `get_run`.
 
@@ -226,7 +225,7 @@ class SqliteStore:
             raise
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, claim: Claim | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``); errors -> `StoreError`.
         A Ctrl-C arriving meanwhile is delivered once it has committed or rolled back."""
         if self.readonly:
@@ -258,101 +257,45 @@ class SqliteStore:
                 self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "SqliteStore":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    @property
+    def label(self) -> str:
+        """The store's name in messages: its path."""
+        return str(self.path)
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, durability={self.durability!r})"
 
-    # -- history ----------------------------------------------------------------------------
-    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Runs newest first: ``{run_id, flow, status, started, ended, counts}``."""
-        sql = "SELECT run_id, flow, status, started, ended, total_tasks FROM runs " \
-              "ORDER BY started DESC, run_id DESC"
-        params: tuple[Any, ...] = ()
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = (int(limit),)
-        runs = self.read(sql, params)
-        if not runs:
-            return []
-        counts: dict[str, dict[str, int]] = {}
-        for row in self.read("SELECT run_id, status, COUNT(*) AS n FROM tasks GROUP BY run_id, status"):
-            counts.setdefault(row["run_id"], {})[row["status"]] = row["n"]
-        listing = []
-        for run in runs:
-            per_status = counts.get(run["run_id"], {})
-            total = run["total_tasks"]
-            pending = total - sum(per_status.values()) if isinstance(total, int) else 0
-            if pending > 0:
-                per_status = {**per_status, "pending": pending}
-            listing.append({
-                "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
-                "started": run["started"], "ended": run["ended"], "counts": per_status,
-            })
-        return listing
+    # -- ownership: the owner process on this host ------------------------------------------
+    def check_owner(self, db: Any, where: str, run_id: str, host: str | None, pid: int | None,
+                    started: str | None, force: bool = False) -> None:
+        """Refuse to resume a run whose owner process lives, or, on another host, may live
+        (unless ``force``: a container restarted under a new name). This very process owns a
+        run only while this store object runs it: one left ``running`` by a run of this
+        process that could not write its end (a full disk) is free."""
+        if not host or pid is None:
+            return
+        gone: bool | None
+        if (host, pid, started or "") == identity():
+            gone = run_id not in self.live_runs
+        else:
+            gone = owner_gone(host, pid, started or "")
+        if gone or (gone is None and force):
+            return
+        if gone is None:
+            raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} on "
+                              f"host {host!r} (another host: flowdsl cannot tell whether that "
+                              "process lives); if it is gone (a restarted container), pass "
+                              "force=True (--force) to take the run over")
+        raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} on host "
+                          f"{host!r}")
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """One run's record: inputs, sessions and each task's status, attempts, duration,
-        reason, error, traceback and result (pickled values are described, never loaded),
-        tasks in plan order. Malformed content is a `StoreError` naming the run."""
-        rows = self.read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        if not rows:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-        run = rows[0]
-        try:
-            return self._record(run)
-        except (TypeError, ValueError, AttributeError) as exc:  # UnicodeDecodeError included
-            raise self._fail(f"run {run_id!r} holds malformed content: "
-                             f"{type(exc).__name__}: {exc}") from exc
+    def claim(self, db: Any, run_id: str, session: int) -> Claim:
+        self.live_runs.add(run_id)
+        return Claim(run_id, session)
 
-    def _record(self, run: dict[str, Any]) -> dict[str, Any]:
-        run_id = run["run_id"]
-        sessions = self.read(
-            "SELECT pid, host, started, ended, status FROM sessions WHERE run_id = ? "
-            "ORDER BY session", (run_id,))
-        rows = self.read(
-            "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
-            "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), started",
-            (run_id,))
-        order = json.loads(run["plan_order"]) if run.get("plan_order") else []
-        position = {task_id: n for n, task_id in enumerate(order)}
-        rows.sort(key=lambda r: position.get(r["task_id"], len(position)))  # stable
-        tasks = {}
-        for row in rows:
-            tasks[row["task_id"]] = {
-                "status": row["status"], "attempts": row["attempts"],
-                "duration": row["duration"], "reason": row["reason"], "error": row["error"],
-                "traceback": row["traceback"],
-                "result": describe(row["result"], row["codec"] or "json"),
-            }
-        return {
-            "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
-            "started": run["started"], "ended": run["ended"],
-            "inputs": describe(run["inputs"], run["inputs_codec"]),
-            "sessions": sessions, "tasks": tasks,
-        }
-
-    def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
-        """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""
-        rows = self.read(
-            "SELECT t.task_id, t.duration FROM tasks t JOIN runs r ON r.run_id = t.run_id "
-            "WHERE r.flow = ? AND t.status IN ('completed', 'failed') AND t.duration IS NOT NULL "
-            "ORDER BY t.ended DESC", (flow,))
-        history: dict[str, list[float]] = {}
-        for row in rows:
-            durations = history.setdefault(row["task_id"], [])
-            if len(durations) < last:
-                durations.append(row["duration"])
-        return {task: list(reversed(d)) for task, d in history.items()}
-
-    # -- runs -------------------------------------------------------------------------------
-    def open_run(self, plan: Any, **options: Any) -> Any:
-        """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
-        return open_run(self, plan, **options)
+    def detach(self, claim: Claim | None) -> None:
+        if claim is not None:
+            self.live_runs.discard(claim.run_id)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
