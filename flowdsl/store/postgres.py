@@ -348,7 +348,8 @@ class PostgresStore(SqlStore):
 
     # -- ownership: a lease on the database's clock -----------------------------------------
     def check_owner(self, db: Any, where: str, run_id: str, host: str | None, pid: int | None,
-                    started: str | None) -> None:
+                    started: str | None, force: bool = False) -> None:
+        # force does not override a live lease: only its expiry frees a run elsewhere
         row = db.execute(
             "SELECT host, pid, lease, heartbeat_at + lease * interval '1 second' "
             "< clock_timestamp(), EXTRACT(EPOCH FROM clock_timestamp() - heartbeat_at) "
