@@ -397,3 +397,41 @@ def test_a_statement_timeout_stops_the_run_with_store_error(pg_cluster, pg_schem
     record = store.get_run("slow-db")
     assert record["status"] == "running"
     assert record["tasks"]["a"]["status"] != "completed"
+
+
+def test_pickle_opt_in_round_trips_and_is_never_loaded_for_showing(pg_dsn):
+    from fractions import Fraction
+
+    flow = Flow("pickled", serializer="pickle")
+    fail = {"on": True}
+
+    @flow.task
+    def make():
+        return {"third": Fraction(1, 3)}
+
+    @flow.task
+    def use(make):
+        if fail["on"]:
+            raise RuntimeError("not yet")
+        return make["third"] * 3
+
+    first = flow.run(store=pg_dsn)
+    shown = PostgresStore(pg_dsn).get_run(first.run_id)["tasks"]["make"]["result"]
+    assert shown.startswith("<pickle value, ") and shown.endswith(" bytes, not loaded>")
+    fail["on"] = False
+    resumed = flow.run(store=pg_dsn, resume=first.run_id)
+    assert resumed.results == {"make": {"third": Fraction(1, 3)}, "use": Fraction(1)}
+
+
+def test_a_tampered_stored_value_is_a_store_error_before_any_task(pg_cluster, pg_schema, pg_dsn):
+    calls: list = []
+    fail = {"on": True}
+    flow = chain("tamper", calls, fail)
+    first = flow.run(store=pg_dsn)
+    pg_cluster.sql(pg_schema, "UPDATE tasks SET result = convert_to('{not json', 'UTF8') "
+                              "WHERE task_id = 'a'")
+    fail["on"] = False
+    with pytest.raises(StoreError) as info:
+        flow.run(store=pg_dsn, resume=first.run_id)
+    assert "'a'" in str(info.value) and first.run_id in str(info.value)
+    assert calls == ["a", "b"]  # nothing ran on resume
