@@ -435,3 +435,15 @@ def test_a_tampered_stored_value_is_a_store_error_before_any_task(pg_cluster, pg
         flow.run(store=pg_dsn, resume=first.run_id)
     assert "'a'" in str(info.value) and first.run_id in str(info.value)
     assert calls == ["a", "b"]  # nothing ran on resume
+
+
+def test_psycopg_is_imported_only_when_a_postgres_store_is_used():
+    code = ("import sys, flowdsl\n"
+            "from flowdsl.store import open_store\n"
+            "flowdsl.SqliteStore\n"
+            "print('psycopg' in sys.modules)\n"
+            "flowdsl.PostgresStore\n"
+            "print('psycopg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
