@@ -1,13 +1,28 @@
 """Shared fixtures. Core behaviour tests take ``run_flow`` so that every executor
-(sequential today; concurrent and Dask later) runs the same assertions."""
+(sequential, concurrent and Dask) runs the same assertions."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import signal
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from flowdsl import ConcurrentExecutor, Flow, SequentialExecutor
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_raises_keyboard_interrupt() -> Iterator[None]:
+    """Tests that send SIGINT expect Python's default handler (KeyboardInterrupt), which Python
+    does not install when it starts with SIGINT ignored, as in a background job."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class FakeSleep:

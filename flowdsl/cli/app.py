@@ -34,11 +34,18 @@ USAGE, FAILED = 2, 1
 
 
 class Failure(click.ClickException):
-    """An error the command reports in one line (``Error: ...``) before exiting."""
+    """An error the command reports in one line (``Error: ...``) before exiting 2."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    exit_code = USAGE  # a class attribute (click >= 8.5 types it as a ClassVar)
+
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
-        self.exit_code = exit_code
+
+
+class StoreFailure(Failure):
+    """The run store failed: exit 1."""
+
+    exit_code = FAILED
 
 
 @contextmanager
@@ -56,7 +63,7 @@ def reporting(debug: bool = False) -> Iterator[None]:
             message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
         elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
             message = f"{type(exc).__name__}: {message}"
-        raise Failure(message, FAILED if isinstance(exc, StoreError) else USAGE) from exc
+        raise (StoreFailure if isinstance(exc, StoreError) else Failure)(message) from exc
 
 
 def stdout_console() -> Console:
@@ -217,7 +224,8 @@ def make_executor(name: str, concurrency: int | None) -> Any:
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
          resume: str | None, force: bool, run_id: str | None, debug: bool,
          executor: Any = None, concurrency: int | None = None) -> Any:
-    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
+                               "raise_on_failure": False}  # a failed run is shown, exit 1
     if executor is not None:
         options["executor"] = executor
     elif concurrency is not None:
