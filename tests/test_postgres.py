@@ -178,7 +178,7 @@ def test_nul_characters_and_non_finite_floats_keep_their_promise(pg_dsn):
             raise ValueError("bad \x00 byte")
         return "ok"
 
-    first = flow.run(store=pg_dsn)
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
     store = PostgresStore(pg_dsn)
     record = store.get_run(first.run_id)
     assert "bad" in record["tasks"]["check"]["error"] and "byte" in record["tasks"]["check"]["error"]
@@ -219,7 +219,7 @@ def test_a_live_lease_elsewhere_is_refused_naming_host_and_pid_until_it_expires(
     calls: list = []
     fail = {"on": True}
     flow = chain("elsewhere", calls, fail)
-    flow.run(store=pg_dsn, run_id="shared")
+    flow.run(store=pg_dsn, run_id="shared", raise_on_failure=False)
     # the run is now in progress on another machine, whose lease is live
     pg_cluster.sql(pg_schema, "UPDATE runs SET status = 'running', owner_host = 'build-7', "
                               "owner_pid = 4242, owner_start = '1'")
@@ -415,7 +415,7 @@ def test_pickle_opt_in_round_trips_and_is_never_loaded_for_showing(pg_dsn):
             raise RuntimeError("not yet")
         return make["third"] * 3
 
-    first = flow.run(store=pg_dsn)
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
     shown = PostgresStore(pg_dsn).get_run(first.run_id)["tasks"]["make"]["result"]
     assert shown.startswith("<pickle value, ") and shown.endswith(" bytes, not loaded>")
     fail["on"] = False
@@ -427,7 +427,7 @@ def test_a_tampered_stored_value_is_a_store_error_before_any_task(pg_cluster, pg
     calls: list = []
     fail = {"on": True}
     flow = chain("tamper", calls, fail)
-    first = flow.run(store=pg_dsn)
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
     pg_cluster.sql(pg_schema, "UPDATE tasks SET result = convert_to('{not json', 'UTF8') "
                               "WHERE task_id = 'a'")
     fail["on"] = False
