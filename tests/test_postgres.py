@@ -447,3 +447,96 @@ def test_psycopg_is_imported_only_when_a_postgres_store_is_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_connection_dropped_between_runs_is_reopened_for_reading_and_opening(
+        pg_cluster, pg_schema, pg_dsn):
+    store = PostgresStore(pg_dsn)
+    chain("between", []).run(store=store, run_id="one")
+
+    def drop() -> int:
+        pid = store.connection.info.backend_pid
+        pg_cluster.sql(pg_schema, "SELECT pg_terminate_backend(%s)", (pid,))
+        return pid
+
+    first = drop()
+    assert [r["run_id"] for r in store.runs()] == ["one"]  # a read reconnects once
+    assert store.connection.info.backend_pid != first
+    drop()
+    calls: list = []
+    result = chain("between", calls).run(store=store, run_id="two")  # opening the run too
+    assert result.status is RunStatus.SUCCEEDED and calls == ["a", "b", "c"]
+    assert sorted(r["run_id"] for r in store.runs()) == ["one", "two"]
+
+
+def test_two_processes_starting_one_new_run_id_exactly_one_runs_it(pg_dsn, tmp_path):
+    script = tmp_path / "starter.py"
+    script.write_text(textwrap.dedent('''
+        import sys
+        from flowdsl import Flow, ResumeError
+
+        flow = Flow("race")
+
+        @flow.task
+        def only():
+            print("ran", flush=True)
+            return 1
+
+        sys.stdin.readline()  # both processes are ready: go
+        try:
+            flow.run(store=sys.argv[1], run_id="same-id")
+        except ResumeError as exc:
+            print(f"ResumeError: {exc}", flush=True)
+            sys.exit(5)
+    '''))
+    procs = [subprocess.Popen([sys.executable, str(script), pg_dsn], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = []
+    try:
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+    codes = sorted(proc.returncode for proc in procs)
+    assert codes == [0, 5], outs
+    assert sum(out.count("ran") for out, _ in outs) == 1
+    assert any("already exists" in out and "resume=" in out for out, _ in outs)
+    assert PostgresStore(pg_dsn).get_run("same-id")["status"] == "succeeded"
+
+
+def test_a_run_id_taken_while_opening_it_is_a_resume_error(pg_cluster, pg_schema, pg_dsn):
+    import threading
+
+    PostgresStore(pg_dsn).runs()  # the tables exist
+    other = psycopg.connect(pg_cluster.dsn(pg_schema))  # a transaction of another process
+    other.execute("INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs_codec, "
+                  "fingerprints) VALUES ('taken', 'x', 'running', 0, 0, 'json', '{}')")
+    outcome: list = []
+    calls: list = []
+
+    def start():
+        try:
+            chain("race", calls).run(store=pg_dsn, run_id="taken")
+            outcome.append("ran")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    runner = threading.Thread(target=start)
+    runner.start()
+    # the runner saw no row 'taken' and now waits on the unique key the other insert holds
+    until(lambda: pg_cluster.sql(pg_schema, "SELECT count(*) FROM pg_locks l JOIN "
+                                            "pg_stat_activity a ON a.pid = l.pid WHERE NOT "
+                                            "l.granted AND a.query LIKE 'INSERT INTO runs%%'")
+          [0][0] > 0, "the second insert to wait")
+    other.commit()
+    other.close()
+    runner.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], ResumeError), outcome
+    assert "already exists" in str(outcome[0]) and "resume=" in str(outcome[0])
+    assert calls == []
