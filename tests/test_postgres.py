@@ -540,3 +540,21 @@ def test_a_run_id_taken_while_opening_it_is_a_resume_error(pg_cluster, pg_schema
     assert len(outcome) == 1 and isinstance(outcome[0], ResumeError), outcome
     assert "already exists" in str(outcome[0]) and "resume=" in str(outcome[0])
     assert calls == []
+
+
+def test_resuming_a_succeeded_run_executes_nothing_and_writes_nothing(pg_cluster, pg_schema,
+                                                                      pg_dsn):
+    calls: list = []
+    flow = chain("done", calls)
+    first = flow.run(store=pg_dsn)
+
+    def every_row_version():  # xmin changes with any write to a row, even of equal values
+        return {table: pg_cluster.sql(pg_schema, f"SELECT xmin::text, * FROM {table} ORDER BY 2, 3")
+                for table in ("runs", "sessions", "tasks", "attempts", "flowdsl_leases")}
+
+    before = every_row_version()
+    resumed = flow.run(store=pg_dsn, resume=first.run_id)
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert resumed.results == first.results
+    assert calls == ["a", "b", "c"]
+    assert every_row_version() == before
