@@ -97,6 +97,7 @@ class _Transaction:
         self.conn: Any = None
         self.pipeline: Any = None
         self.broken = False
+        self.reads = False  # a transaction that read decided on what it read: never replayed
 
     # the cursor-like interface the journal writes through
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -107,6 +108,7 @@ class _Transaction:
 
     def _do(self, sql: str, params: Any, many: bool) -> Any:
         self.statements.append((sql, params, many))
+        self.reads = self.reads or sql.startswith("SELECT")
         if self.broken:
             return _LostCursor()
         try:
@@ -155,9 +157,12 @@ class _Transaction:
             pipeline.__exit__(None, None, None)  # sends what is queued; raises its errors
 
     def _replay(self) -> None:
-        """Reconnect once and run the transaction again; its failure is the run's end."""
+        """Reconnect once and run the transaction again; its failure is the run's end. One
+        that read (opening a run) is not replayed but started over by its caller."""
         self.pipeline = None
         self.store._drop()
+        if self.reads:
+            raise _Lost(f"run store {self.store.label}: the connection broke")
         try:
             conn = self.store.connection
             with conn.transaction():
