@@ -558,3 +558,25 @@ def test_resuming_a_succeeded_run_executes_nothing_and_writes_nothing(pg_cluster
     assert resumed.results == first.results
     assert calls == ["a", "b", "c"]
     assert every_row_version() == before
+
+
+def test_a_task_longer_than_the_lease_keeps_its_run(pg_cluster, pg_schema, pg_dsn):
+    refused: list = []
+    holder: dict = {}
+
+    def during(task_id):
+        if task_id != "b":
+            return
+        started = pg_cluster.sql(pg_schema, "SELECT clock_timestamp()")[0][0]
+        # wait, on the database's clock, for more than a whole lease after b started
+        until(lambda: pg_cluster.sql(pg_schema, "SELECT clock_timestamp() > %s + interval "
+                                                "'0.8 seconds'", (started,))[0][0], "a lease")
+        try:
+            holder["flow"].run(store=pg_dsn, resume="long")
+        except ResumeError as exc:
+            refused.append(str(exc))
+
+    flow = holder["flow"] = chain("long", [], during=during)
+    result = flow.run(store=PostgresStore(pg_dsn, lease=0.6), run_id="long")
+    assert result.status is RunStatus.SUCCEEDED
+    assert len(refused) == 1 and str(os.getpid()) in refused[0] and "lease" in refused[0]
