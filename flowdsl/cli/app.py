@@ -360,7 +360,7 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
             try:
                 record = store.get_run(run_id)
             except KeyError:
-                raise UsageProblem(f"no run {run_id!r} in {store_path}") from None
+                raise UsageProblem(f"no run {run_id!r} in {store.label}") from None
         finally:
             store.close()
     if as_json:
