@@ -92,6 +92,8 @@ def test_store_label_hides_the_password():
     store = PostgresStore("postgresql://ann:s3cret@db.example:5432/runs")
     assert "s3cret" not in store.label and "s3cret" not in repr(store)
     assert store.label == "postgresql://ann:***@db.example:5432/runs"
+    other = PostgresStore("postgres://ann@db.example/runs?password=s3cret&sslmode=require")
+    assert other.label == "postgres://ann@db.example/runs?password=***&sslmode=require"
 
 
 @pytest.mark.parametrize("bad", [{"lease": 0}, {"lease": -1.0}, {"statement_timeout": 0}])

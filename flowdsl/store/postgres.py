@@ -61,7 +61,7 @@ _FENCE = ("WITH renewed AS (" + _RENEW + " RETURNING 1) "
 """Renews the lease and fails (division by zero: the transaction aborts, nothing is written)
 when this session no longer owns the run; a check on the server keeps the transaction in one
 round trip."""
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@|(\bpassword=)[^&\s]*")
 
 
 class _Lost(StoreError):
@@ -244,7 +244,7 @@ class PostgresStore(SqlStore):
     @property
     def label(self) -> str:
         """The DSN, without its password."""
-        return _PASSWORD.sub(r"\1***@", self.dsn)
+        return _PASSWORD.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", self.dsn)
 
     def _connect(self) -> Any:
         conn = psycopg.connect(self.dsn, autocommit=True,
