@@ -177,9 +177,10 @@ def check_etl_page(opened: Opened, result_statuses: dict[str, tuple[str, int]]) 
         assert fill == STATUS_COLOURS[status], task_id
     bars = opened.all(BARS, ATTRS)
     per_task: dict[str, list[int]] = {}
-    for task_id, _, attempt, index, fill in bars:
+    for task_id, status, attempt, index, fill in bars:
         per_task.setdefault(task_id, []).append(int(attempt))
         assert index is None  # no mapped task here
+        assert fill == STATUS_COLOURS[status], (task_id, attempt)
     assert {t: sorted(a) for t, a in per_task.items()} == {
         t: list(range(1, n + 1)) for t, (_, n) in result_statuses.items() if n}
     statuses = {(b[0], int(b[2])): b[1] for b in bars}
