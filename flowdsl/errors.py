@@ -117,7 +117,9 @@ class TaskTimeoutError(FlowError, TimeoutError):
 
 
 class RunFailedError(FlowError, RuntimeError):
-    """Raised by ``RunResult.raise_for_status()``; chained to the first task error."""
+    """A run ended FAILED (raised by ``flow.run()`` unless ``raise_on_failure=False``, and by
+    ``RunResult.raise_for_status()``); chained to the first task error. ``result`` is the
+    whole `RunResult`."""
 
     def __init__(self, message: str, result: object = None) -> None:
         self.result = result

@@ -34,11 +34,18 @@ USAGE, FAILED = 2, 1
 
 
 class Failure(click.ClickException):
-    """An error the command reports in one line (``Error: ...``) before exiting."""
+    """An error the command reports in one line (``Error: ...``) before exiting 2."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    exit_code = USAGE  # a class attribute (click >= 8.5 types it as a ClassVar)
+
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
-        self.exit_code = exit_code
+
+
+class StoreFailure(Failure):
+    """The run store failed: exit 1."""
+
+    exit_code = FAILED
 
 
 @contextmanager
@@ -56,7 +63,7 @@ def reporting(debug: bool = False) -> Iterator[None]:
             message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
         elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
             message = f"{type(exc).__name__}: {message}"
-        raise Failure(message, FAILED if isinstance(exc, StoreError) else USAGE) from exc
+        raise (StoreFailure if isinstance(exc, StoreError) else Failure)(message) from exc
 
 
 def stdout_console() -> Console:
@@ -84,10 +91,25 @@ def setup_logging(level: str) -> None:
     logger.enable("flowdsl")
 
 
+def is_dsn(path: str) -> bool:
+    """A ``postgresql://`` / ``postgres://`` DSN rather than an SQLite file's path."""
+    return path.startswith(("postgresql://", "postgres://"))
+
+
+def store_exists(path: str) -> bool:
+    """Is there a store to read? (A PostgreSQL server is asked when opened.)"""
+    return is_dsn(path) or os.path.exists(os.path.expanduser(path))
+
+
 def open_store(path: str, *, create: bool) -> Any:
-    """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
+    """A `flowdsl.SqliteStore` on ``path`` (``create=False`` refuses a missing file), or a
+    `flowdsl.PostgresStore` for a ``postgresql://`` / ``postgres://`` DSN."""
     from flowdsl.store import SqliteStore
 
+    if is_dsn(path):
+        from flowdsl.store.postgres import PostgresStore  # needs the `postgres` extra
+
+        return PostgresStore(path)
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
@@ -114,8 +136,9 @@ set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE
 input_option = click.option("--input", "input_file", metavar="FILE.json",
                             help="A JSON object of inputs (--set entries override it).")
 store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", show_envvar=True,
-                            default=DEFAULT_STORE, show_default=True, metavar="PATH",
-                            help="The SQLite run store.")
+                            default=DEFAULT_STORE, show_default=True, metavar="PATH|DSN",
+                            help="The run store: an SQLite file, or a PostgreSQL DSN "
+                                 "(postgresql://user@host/db).")
 
 
 @main.command()
@@ -217,7 +240,8 @@ def make_executor(name: str, concurrency: int | None) -> Any:
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
          resume: str | None, force: bool, run_id: str | None, debug: bool,
          executor: Any = None, concurrency: int | None = None) -> Any:
-    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
+                               "raise_on_failure": False}  # a failed run is shown, exit 1
     if executor is not None:
         options["executor"] = executor
     elif concurrency is not None:
@@ -265,7 +289,7 @@ def plan(target: str, schedule: bool, store_path: str) -> None:
         compiled = flow.compile()
         explained = None
         if schedule:
-            store = open_store(store_path, create=False) if Path(store_path).exists() else None
+            store = open_store(store_path, create=False) if store_exists(store_path) else None
             explained = flow.explain_schedule(store=store)
     console = stdout_console()
     console.print(render.plan_table(compiled))
@@ -304,7 +328,7 @@ def graph(target: str, fmt: str) -> None:
 def runs(store_path: str, limit: int, as_json: bool) -> None:
     """List the runs in the store, newest first."""
     with reporting():
-        if not os.path.exists(os.path.expanduser(store_path)):
+        if not store_exists(store_path):
             if as_json:
                 click.echo("[]")
             else:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..running.result import RunResult, TaskRun
-    from ..store.sqlite import SqliteStore
+    from ..store.base import SqlStore
 
 __all__ = ["Report", "from_result", "from_store", "show_value"]
 
@@ -93,7 +93,7 @@ def from_result(result: RunResult) -> Report:
     }
 
 
-def from_store(store: SqliteStore, run_id: str,
+def from_store(store: SqlStore, run_id: str,
                dependencies: Mapping[str, Sequence[str]] | None = None) -> Report:
     """The report of a run recorded in ``store`` (raises `KeyError` for an unknown run id).
 

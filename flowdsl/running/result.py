@@ -132,6 +132,13 @@ class TaskRun:
         )
 
 
+def _first_line(error: BaseException | None) -> str:
+    """``f"{type(e).__name__}: {e}"``, first line only (a traceback-sized message stays out)."""
+    if error is None:
+        return "no error recorded"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 class RunResult:
     """The outcome of one run: statuses, results, the context and the summary."""
 
@@ -157,18 +164,26 @@ class RunResult:
         return self.status is RunStatus.SUCCEEDED
 
     def raise_for_status(self) -> "RunResult":
-        """Raise `RunFailedError` (chained to the first task error) unless the run succeeded."""
+        """Raise `RunFailedError` (chained to the first task error, carrying this result as
+        ``.result``) unless the run succeeded; return the result when it did."""
         if self.status is RunStatus.SUCCEEDED:
             return self
-        counts = ", ".join(
-            f"{self.summary.get(key, 0)} {key.split('_')[0]}"
-            for key in ("failed_tasks", "skipped_tasks", "cancelled_tasks")
-        )
-        where = f": task {self.failed_task!r} raised {self.error!r}" if self.failed_task else ""
-        raise RunFailedError(
-            f"run {self.run_id} of flow {self.flow!r} {self.status.value} ({counts}){where}",
+        raise self.failure() from self.error
+
+    def failure(self) -> RunFailedError:
+        """The `RunFailedError` this result stands for (not raised, not chained): its message
+        names each FAILED task with its error's first line, and counts the skipped and
+        cancelled ones."""
+        failed = [task for task in self.tasks.values() if task.status is TaskStatus.FAILED]
+        parts = [f"task {task.id!r} failed: {_first_line(task.error)}" for task in failed]
+        for status, word in ((TaskStatus.SKIPPED, "skipped"), (TaskStatus.CANCELLED, "cancelled")):
+            count = sum(1 for task in self.tasks.values() if task.status is status)
+            if count or status is TaskStatus.SKIPPED:
+                parts.append(f"{count} task{'' if count == 1 else 's'} {word}")
+        return RunFailedError(
+            f"run {self.run_id} of flow {self.flow!r} {self.status.value}: " + "; ".join(parts),
             self,
-        ) from self.error
+        )
 
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
         """This run's HTML report (one self-contained file: DAG, Gantt chart of attempts,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import Token
 from time import perf_counter
 from typing import Any
 
@@ -134,7 +135,7 @@ class Run:
         return None
 
     # -- running one unit -----------------------------------------------------------------
-    def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Any]:
+    def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
         step = unit.step
         record = TaskRecord(step.id, step.importance, next(self._sequence))
         current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
