@@ -3,11 +3,13 @@ describes them, checked with the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import http.server
 import inspect
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +202,49 @@ def test_a_succeeded_run_has_no_error_status(traced: Any) -> None:
     assert abs(attempt.start_time / 1e9 - result.tasks["only"].started_at) < 1e-3  # type: ignore[operator]
 
 
-def test_cli_otel_flag_traces_the_run(tmp_path: Path) -> None:
-    """`flowdsl run --otel` in a real subprocess: with no OTLP exporter installed it says so on
-    stderr and traces to the global provider; the run itself is unaffected."""
+class Collector:
+    """A real OTLP/HTTP receiver on 127.0.0.1: keeps each ``/v1/traces`` request's spans."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.spans: list[Any] = []
+        self.received = threading.Event()
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        collector.spans.extend(scope.spans)
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+                collector.received.set()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def cli_run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     target = tmp_path / "pipeline.py"
     target.write_text(textwrap.dedent("""
         from flowdsl import Flow
@@ -211,13 +253,95 @@ def test_cli_otel_flag_traces_the_run(tmp_path: Path) -> None:
         @flow.task
         def one():
             return 1
+
+        @flow.task
+        def two(one):
+            raise ValueError("two fails")
     """))
-    completed = subprocess.run(
-        [sys.executable, "-m", "flowdsl", "run", str(target), "--otel", "--quiet",
-         "--store", str(tmp_path / "runs.db")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
-    assert completed.returncode == 0, completed.stderr
+    return subprocess.run(
+        [sys.executable, "-m", "flowdsl", "run", str(target), "--quiet", "--run-id", "r1",
+         "--store", str(tmp_path / "runs.db"), *args],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1", **env})
+
+
+def test_cli_otel_exports_spans_over_otlp(tmp_path: Path) -> None:
+    """`flowdsl run --otel` in a real subprocess sends its spans to an OTLP/HTTP endpoint set
+    by the standard variables."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http",
+                        reason="opentelemetry-exporter-otlp-proto-http is not installed")
+    collector = Collector()
     try:
-        import opentelemetry.exporter.otlp  # noqa: F401
-    except ImportError:
-        assert "without an OTLP exporter" in completed.stderr
+        completed = cli_run(tmp_path, "--otel", OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+                            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                            NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        assert completed.returncode == 1, completed.stderr  # task two failed
+        assert collector.received.wait(30)
+    finally:
+        collector.close()
+
+    def attributes(span: Any) -> dict[str, Any]:
+        return {a.key: (a.value.string_value or a.value.int_value) for a in span.attributes}
+
+    spans = {(span.name, attributes(span).get("flowdsl.task_id")): span
+             for span in collector.spans}
+    assert set(spans) == {("flowdsl.run", None), ("flowdsl.task", "one"),
+                          ("flowdsl.task", "two"), ("flowdsl.attempt", "one"),
+                          ("flowdsl.attempt", "two")}
+    run = spans[("flowdsl.run", None)]
+    assert attributes(run) == {"flowdsl.flow": "cli_otel", "flowdsl.run_id": "r1",
+                               "flowdsl.status": "failed"}
+    assert spans[("flowdsl.task", "two")].parent_span_id == run.span_id
+    assert spans[("flowdsl.attempt", "two")].parent_span_id == spans[
+        ("flowdsl.task", "two")].span_id
+    assert [e.name for e in spans[("flowdsl.attempt", "two")].events] == ["exception"]
+
+
+def test_cli_otel_without_an_exporter_says_so(tmp_path: Path) -> None:
+    """Without opentelemetry-exporter-otlp the run still works and stderr says where spans go
+    (here the exporter's import is made to fail)."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.startswith("opentelemetry.exporter"):
+                    raise ImportError(f"{name} blocked by the test")
+        sys.meta_path.insert(0, Block())
+    """))
+    completed = cli_run(tmp_path, "--otel",
+                        PYTHONPATH=os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")]))
+    assert completed.returncode == 1, completed.stderr
+    assert "without an OTLP exporter" in completed.stderr
+
+
+def test_attempt_spans_under_every_executor(traced: Any, run_flow: Any) -> None:
+    """Sequential, concurrent and Dask: the observer runs on the driver and sees each attempt
+    (the handler fails by attempt number, so it needs no state shared with the test)."""
+    from flowdsl import current_task
+
+    observer, exporter = traced
+    flow = Flow("executors")
+
+    @flow.task(retries=1, retry_wait=0)
+    def flaky() -> int:
+        current = current_task()
+        if current is not None and current.attempt == 1:
+            raise ConnectionError("first attempt fails")
+        return 1
+
+    @flow.task
+    def after(flaky: int) -> int:
+        return flaky + 1
+
+    result = run_flow(flow, observers=[observer])
+    assert result.status is RunStatus.SUCCEEDED
+    attempts = sorted((dict(s.attributes or {})["flowdsl.task_id"],
+                       dict(s.attributes or {})["flowdsl.attempt"], s.status.status_code)
+                      for s in spans_named(exporter, "flowdsl.attempt"))
+    assert attempts == [("after", 1, StatusCode.UNSET), ("flaky", 1, StatusCode.ERROR),
+                        ("flaky", 2, StatusCode.UNSET)]
+    for span in spans_named(exporter, "flowdsl.attempt"):
+        assert span.start_time is not None and span.end_time is not None
+        assert span.start_time <= span.end_time

@@ -287,3 +287,23 @@ def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> 
     print(f"1000-task report: Gantt drawn at {gantt_ms} ms, graph at {drawn_ms} ms "
           f"(all loads: {timings})")
     assert drawn_ms < 2000, timings
+
+
+def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: str) -> None:
+    """The same report from SQLite and from PostgreSQL (the store's own attempt rows)."""
+    from flowdsl.store import open_store
+
+    flow = etl_flow(tmp_path)
+    store = open_store(store_url)
+    try:
+        result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
+        path = tmp_path / "every-store.html"
+        store.report(result.run_id, path,
+                     dependencies={s.id: s.dependencies for s in flow.compile().steps})
+    finally:
+        store.close()
+    opened = Opened(browser, path, f"store-report-{store_url.split(':')[0]}")
+    try:
+        check_etl_page(opened, EXPECTED)
+    finally:
+        opened.close()
