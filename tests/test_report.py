@@ -307,3 +307,38 @@ def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: st
         check_etl_page(opened, EXPECTED)
     finally:
         opened.close()
+
+
+def test_element_bars_carry_their_index(browser: Any, tmp_path: Path) -> None:
+    """Mapped tasks are still to come: their elements' attempts reach the renderer as bars
+    with an ``index``, each drawn on a row of its own with ``data-index``."""
+    from flowdsl.report import from_result, render
+
+    flow = Flow("elements")
+
+    @flow.task
+    def fan() -> int:
+        return 1
+
+    result = flow.run()
+    model = from_result(result)
+    (bar,) = model["bars"]
+    start = bar["start"]
+    model["bars"] = [
+        {**bar, "index": index, "attempt": attempt, "start": start + 0.001 * (index + attempt),
+         "end": start + 0.001 * (index + attempt) + 0.0005,
+         "status": "failed" if attempt < 2 and index == 1 else "completed"}
+        for index in range(3) for attempt in ((1, 2) if index == 1 else (1,))]
+    path = tmp_path / "elements.html"
+    path.write_text(render(model), encoding="utf-8")
+    opened = Opened(browser, path, "elements")
+    try:
+        assert opened.problems == []
+        bars = opened.all(BARS, ATTRS)
+        assert sorted((b[2], b[3]) for b in bars) == [("1", "0"), ("1", "1"), ("1", "2"),
+                                                      ("2", "1")]
+        assert opened.all("#gantt text.gantt-label", "els => els.map(e => e.textContent)") == [
+            "fan[0]", "fan[1]", "fan[2]"]
+        assert opened.all("#gantt line.gantt-wait", "els => els.length") == 1
+    finally:
+        opened.close()
