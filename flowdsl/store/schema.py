@@ -4,7 +4,7 @@ Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
   with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
-  pid, process start time) and the number of tasks.
+  pid, process start time), the number of tasks and (v2) the plan's order of task ids.
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
@@ -22,7 +22,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -80,7 +80,15 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (run_id, task_id, session, attempt)
         ) WITHOUT ROWID""",
     ],
+    # the plan's task order (JSON list of ids), so a run is shown in plan order
+    2: ["ALTER TABLE runs ADD COLUMN plan_order TEXT"],
 }
+
+FLOWDSL_TABLES = frozenset(
+    statement.split("(", 1)[0].split()[-1]
+    for statements in MIGRATIONS.values() for statement in statements
+    if statement.lstrip().upper().startswith("CREATE TABLE"))
+"""The tables a run store holds; a database with others is another application's."""
 
 
 def now() -> float:
