@@ -161,13 +161,16 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
               "summary only.")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run up to N ready tasks at once (default 1; on Dask: the cluster's threads).")
+@click.option("--otel", is_flag=True, help="Trace the run with OpenTelemetry (OTLP exporter "
+              "configured by the OTEL_EXPORTER_OTLP_* variables; pip install \"flowdsl[otel]\" "
+              "opentelemetry-exporter-otlp).")
 @click.option("--executor", "executor_name", default="local", show_default=True,
               metavar="local|dask|ADDRESS",
               help="Where handlers run: this process, a LocalCluster started for the run "
                    "('dask'), or the Dask scheduler at ADDRESS (tcp://host:8786).")
 def run(target: str, settings: tuple[str, ...], input_file: str | None, store_path: str,
         resume: str | None, force: bool, run_id: str | None, log_level: str, as_json: bool,
-        quiet: bool, concurrency: int | None, executor_name: str) -> None:
+        quiet: bool, concurrency: int | None, otel: bool, executor_name: str) -> None:
     """Run the flow TARGET, recording it in the run store."""
     log_level = log_level.upper()
     debug = log_level in ("TRACE", "DEBUG")
@@ -190,6 +193,8 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
             from ..observers.progress import ProgressObserver
 
             observers.append(ProgressObserver(console))
+        if otel:
+            observers.append(otel_observer())
         executor = make_executor(executor_name, concurrency)
         store = open_store(store_path, create=True)
         try:
@@ -208,6 +213,17 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
             store.close()
     if result.status is not RunStatus.SUCCEEDED:
         sys.exit(FAILED)
+
+
+def otel_observer() -> Any:
+    """An `OpenTelemetryObserver` exporting over OTLP when that exporter is installed (set up
+    by the standard ``OTEL_EXPORTER_OTLP_*`` variables), else to the global tracer provider."""
+    try:
+        from ..observers.otel import OpenTelemetryObserver, otlp_provider
+    except ImportError as exc:
+        raise UsageProblem(f"--otel needs OpenTelemetry: pip install \"flowdsl[otel]\" ({exc})"
+                           ) from exc
+    return OpenTelemetryObserver(otlp_provider())
 
 
 def make_executor(name: str, concurrency: int | None) -> Any:
@@ -367,6 +383,32 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
         click.echo(render.as_json(record))
         return
     render.print_record(stdout_console(), record)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN_ID")
+@store_option
+@click.option("--output", "-o", default="report.html", show_default=True, metavar="FILE",
+              help="Where to write the HTML report.")
+@click.option("--target", metavar="TARGET", default=None,
+              help="The run's flow: its dependencies are drawn as the graph's edges (the "
+                   "store keeps none).")
+def report(run_id: str, store_path: str, output: str, target: str | None) -> None:
+    """Write one run's HTML report: graph, timeline of attempts, tasks, errors, inputs."""
+    with reporting():
+        dependencies = None
+        if target is not None:
+            flow, _ = load_flow(target)
+            dependencies = {step.id: step.dependencies for step in flow.compile().steps}
+        store = open_store(store_path, create=False)
+        try:
+            try:
+                store.report(run_id, output, dependencies=dependencies)
+            except KeyError:
+                raise UsageProblem(f"no run {run_id!r} in {store_path}") from None
+        finally:
+            store.close()
+    click.echo(f"wrote {output}")
 
 
 @main.command()

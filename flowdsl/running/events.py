@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Protocol, Union, runtime_checkable
 import attrs
 
 from ..status import RunStatus, TaskStatus
+from .result import Attempt
 
 __all__ = [
     "Event", "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
@@ -51,6 +52,7 @@ class TaskFinished:
     duration: float
     error: BaseException | None = None
     reason: str | None = None
+    attempt_times: tuple[Attempt, ...] = ()  # each attempt's start, end and error
 
 
 @attrs.frozen(kw_only=True)

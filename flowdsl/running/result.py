@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from .context import TaskContext
@@ -11,9 +12,28 @@ from ..status import RunStatus, TaskStatus
 if TYPE_CHECKING:  # a task run points to its step (the plan sits above the results)
     from ..compiling.plan import Step
 
-__all__ = ["TaskRun", "RunResult"]
+__all__ = ["Attempt", "TaskRun", "RunResult"]
 
 _PENDING = TaskStatus.PENDING
+
+
+class Attempt:
+    """One attempt of a task (or of one element): its 1-based number, its start and end
+    (``time.time()`` seconds) and the error it raised, if any."""
+
+    __slots__ = ("number", "index", "started", "ended", "error")
+
+    def __init__(self, number: int, index: int | None, started: float,
+                 ended: float | None = None, error: BaseException | None = None) -> None:
+        self.number = number
+        self.index = index
+        self.started = started
+        self.ended = ended
+        self.error = error
+
+    def __repr__(self) -> str:
+        return (f"Attempt(number={self.number}, index={self.index}, started={self.started}, "
+                f"ended={self.ended}, error={self.error!r})")
 
 
 class TaskRun:
@@ -29,7 +49,7 @@ class TaskRun:
 
     __slots__ = (
         "id", "step", "index", "status", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "duration",
+        "started_at", "ended_at", "duration", "history",
     )
 
     def __init__(self, step: Step, index: int | None = None) -> None:
@@ -44,6 +64,8 @@ class TaskRun:
         self.started_at: float | None = None  # time.time() of the first attempt's start
         self.ended_at: float | None = None  # time.time() of the last attempt's end
         self.duration: float | None = None  # seconds, retry waits included
+        #: per-attempt times, kept only on the retry/timeout path (see `attempt_times`)
+        self.history: list[Attempt] | None = None
 
     name = property(lambda self: self.step.name, doc="The task's display name.")
     priority = property(lambda self: self.step.priority, doc="Lower runs first.")
@@ -79,6 +101,21 @@ class TaskRun:
             details = {"reason": self.reason}
         return {"task_id": self.id, "action": action, "details": details,
                 "timestamp": self.ended_at}
+
+    def attempt_times(self) -> list[Attempt]:
+        """Each attempt with its start, end and error. A task called directly (no retries,
+        no timeout) keeps no history: its one attempt spans ``started_at`` to ``ended_at``."""
+        if self.history:
+            attempts = [Attempt(a.number, a.index, a.started, a.ended, a.error)
+                        for a in self.history]
+            last = attempts[-1]
+            if last.ended is None:
+                last.ended, last.error = self.ended_at, self.error
+            return attempts
+        if self.attempts and self.started_at is not None:
+            return [Attempt(self.attempts, self.index, self.started_at, self.ended_at,
+                            self.error)]
+        return []
 
     @property
     def error_message(self) -> str | None:
@@ -147,6 +184,13 @@ class RunResult:
             f"run {self.run_id} of flow {self.flow!r} {self.status.value}: " + "; ".join(parts),
             self,
         )
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """This run's HTML report (one self-contained file: DAG, Gantt chart of attempts,
+        task table, errors, inputs, summary); also written to ``path`` when given."""
+        from ..report import from_result, render, write
+
+        return write(render(from_result(self)), path)
 
     def __repr__(self) -> str:
         return (

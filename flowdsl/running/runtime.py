@@ -29,7 +29,7 @@ from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, Task
                      TaskStarted, emitter)
 from .journal import Journal, Restored
 from .metrics import summarize
-from .result import RunResult, TaskRun
+from .result import Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
 __all__ = ["Run", "RESTORED"]
@@ -231,6 +231,9 @@ class Run:
         task.attempts += 1
         current.attempt = task.attempts
         task.status = RUNNING
+        if task.history is None:
+            task.history = []
+        task.history.append(Attempt(task.attempts, task.index, self._offset + perf_counter()))
         if self.journal is not None and task.attempts > 1:  # the first: with the task's start
             self._journal(self.journal.attempt_started, task)
 
@@ -292,6 +295,9 @@ class Run:
         assert error is not None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         task.status = TaskStatus.RETRYING
+        if task.history:
+            task.history[-1].ended = self._offset + perf_counter()
+            task.history[-1].error = error
         if self.journal is not None:
             self._journal(self.journal.attempt_failed, task, error)
         details: dict[str, Any] = {"attempt": state.attempt_number, "error": error_text(error),
@@ -353,7 +359,8 @@ class Run:
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
-                                   attempts=task.attempts, duration=duration))
+                                   attempts=task.attempts, duration=duration,
+                                   attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
             raise arrived
 
@@ -390,7 +397,8 @@ class Run:
         self._keep_record(record, FAILED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=FAILED,
-                                   attempts=task.attempts, duration=duration, error=exc))
+                                   attempts=task.attempts, duration=duration, error=exc,
+                                   attempt_times=tuple(task.attempt_times())))
 
     def _keep_record(self, record: TaskRecord, status: TaskStatus, duration: float,
                      t1: float) -> None:
@@ -419,7 +427,8 @@ class Run:
         self.context.trace_log.add(task)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=status,
-                                   attempts=task.attempts, duration=0.0, reason=reason))
+                                   attempts=task.attempts, duration=0.0, reason=reason,
+                                   attempt_times=tuple(task.attempt_times())))
 
     def skip(self, unit: TaskRun, cause: str) -> None:
         """SKIPPED: an upstream task failed (``cause`` names it)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
 from ..errors import ResumeError, StoreError
@@ -152,6 +154,15 @@ class SqlStore:
             "inputs": describe(run["inputs"], run["inputs_codec"]),
             "sessions": sessions, "tasks": tasks,
         }
+
+    def report(self, run_id: str, path: str | os.PathLike[str] | None = None, *,
+               dependencies: Mapping[str, Sequence[str]] | None = None) -> str:
+        """The HTML report of a recorded run (see `RunResult.to_html`), also written to
+        ``path`` when given; ``KeyError`` for an unknown run id. The store keeps no
+        dependency graph: pass ``dependencies`` (task id -> upstream ids) to draw edges."""
+        from ..report import from_store, render, write
+
+        return write(render(from_store(self, run_id, dependencies)), path)
 
     def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
         """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""

@@ -1,0 +1,344 @@
+"""The HTML run report: ``result.to_html``, ``store.report`` and ``flowdsl report``, opened in
+a real headless Chromium (Debian's ``chromium``, driven by Playwright with
+``executable_path``: no browser download). Screenshots are kept under ``tests/artifacts/``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowdsl import Flow, RunStatus
+from flowdsl.report import STATUS_COLOURS
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+FLOW_SOURCE = textwrap.dedent("""
+    from flowdsl import Flow
+
+    flow = Flow("etl")
+    calls = {"validate": 0}
+
+    @flow.task
+    def load(data_source="default.csv"):
+        return {"dataset": data_source, "records": 3}
+
+    @flow.task(retries=2, retry_wait=0.01)
+    def validate(load):
+        calls["validate"] += 1
+        if calls["validate"] < 3:
+            raise ConnectionError(f"flaky source (call {calls['validate']})")
+        return True
+
+    @flow.task
+    def transform(load, validate):
+        raise ValueError("column 'price' is missing")
+
+    @flow.task
+    def analyze(transform):
+        return {"mean": 1.0}
+
+    @flow.task
+    def audit(load):
+        return "ok"
+""")
+
+EXPECTED = {"load": ("completed", 1), "validate": ("completed", 3),
+            "transform": ("failed", 1), "analyze": ("skipped", 0), "audit": ("completed", 1)}
+
+
+def etl_flow(tmp_path: Path) -> Flow:
+    """The seed-style pipeline above (a retried task, a failed one, a skipped one)."""
+    path = tmp_path / "etl_pipeline.py"
+    path.write_text(FLOW_SOURCE)
+    namespace: dict[str, Any] = {}
+    exec(compile(FLOW_SOURCE, str(path), "exec"), namespace)
+    flow: Flow = namespace["flow"]
+    return flow
+
+
+def run_quietly(flow: Flow, initial: dict[str, Any] | None = None, **options: Any) -> Any:
+    """``flow.run`` returning a FAILED result (rev. 3's ``raise_on_failure=False`` once the
+    keyword exists)."""
+    if "raise_on_failure" in inspect.signature(flow.run).parameters:
+        options["raise_on_failure"] = False
+    return flow.run(initial, **options)
+
+
+# == the file itself (no browser) ===========================================================
+def test_to_html_returns_the_text_and_writes_it_to_path(tmp_path: Path) -> None:
+    result = run_quietly(etl_flow(tmp_path), {"data_source": "customers.csv"})
+    target = tmp_path / "report.html"
+    text = result.to_html(target)
+    assert target.read_text(encoding="utf-8") == text
+    assert result.to_html() == text  # no path: returned only
+    assert result.run_id in text and "customers.csv" in text
+
+
+def test_the_report_is_self_contained(tmp_path: Path) -> None:
+    text = run_quietly(etl_flow(tmp_path)).to_html()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+stylesheet|@import", text)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert "default-src 'none'" in text  # the browser refuses any fetch
+    assert "sourceMappingURL" not in text
+
+
+def test_the_report_shows_errors_with_tracebacks_inputs_and_summary(tmp_path: Path) -> None:
+    result = run_quietly(etl_flow(tmp_path), {"data_source": "customers.csv"})
+    text = result.to_html()
+    errors = text[text.index('<div id="errors">'):]
+    assert "transform: ValueError: column &#x27;price&#x27; is missing" in errors
+    assert "Traceback (most recent call last)" in errors and "etl_pipeline.py" in errors
+    assert re.search(r"<th>data_source</th><td>customers.csv</td>", text)
+    assert re.search(r"<th>failed_tasks</th><td>1</td>", text)
+    assert "upstream task &#x27;transform&#x27; failed" in text  # analyze's reason
+
+
+def test_a_value_cannot_close_the_data_script(tmp_path: Path) -> None:
+    flow = Flow("escape")
+
+    @flow.task
+    def boom(note: str) -> None:
+        raise ValueError(note)
+
+    text = run_quietly(flow, {"note": "</script><script>alert(1)</script>"}).to_html()
+    assert "<script>alert(1)" not in text
+
+
+def test_store_report_unknown_run_is_a_key_error(tmp_path: Path) -> None:
+    from flowdsl.store import SqliteStore
+
+    with SqliteStore(tmp_path / "runs.db") as store:
+        with pytest.raises(KeyError, match="nope"):
+            store.report("nope")
+
+
+# == in the browser =========================================================================
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (dev extra)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+class Opened:
+    """A report loaded in a page, with what the page said on its console."""
+
+    def __init__(self, browser: Any, path: Path, name: str) -> None:
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: m.type in ("error", "warning")
+                     and self.problems.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_selector("body[data-drawn]", timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def all(self, selector: str, script: str) -> Any:
+        return self.page.eval_on_selector_all(selector, script)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+NODES = "#dag [data-task-id]"
+BARS = "#gantt rect[data-task-id]"
+ATTRS = "els => els.map(e => [e.dataset.taskId, e.dataset.status, e.dataset.attempt ?? null, " \
+        "e.dataset.index ?? null, (e.tagName === 'rect' ? e : e.querySelector('rect'))" \
+        ".getAttribute('fill')])"
+
+
+def check_etl_page(opened: Opened, result_statuses: dict[str, tuple[str, int]]) -> None:
+    assert opened.problems == []
+    assert [url for url in opened.requests if not url.startswith("file:")] == []
+    nodes = opened.all(NODES, ATTRS)
+    assert sorted(n[0] for n in nodes) == sorted(result_statuses)  # one node per task
+    for task_id, status, _, _, fill in nodes:
+        assert status == result_statuses[task_id][0], task_id
+        assert fill == STATUS_COLOURS[status], task_id
+    bars = opened.all(BARS, ATTRS)
+    per_task: dict[str, list[int]] = {}
+    for task_id, status, attempt, index, fill in bars:
+        per_task.setdefault(task_id, []).append(int(attempt))
+        assert index is None  # no mapped task here
+        assert fill == STATUS_COLOURS[status], (task_id, attempt)
+    assert {t: sorted(a) for t, a in per_task.items()} == {
+        t: list(range(1, n + 1)) for t, (_, n) in result_statuses.items() if n}
+    statuses = {(b[0], int(b[2])): b[1] for b in bars}
+    assert statuses[("validate", 1)] == statuses[("validate", 2)] == "failed"
+    assert statuses[("validate", 3)] == "completed"
+    assert opened.all("#gantt line.gantt-wait", "els => els.length") == 2  # two retry waits
+    table = opened.page.locator("#tasks")
+    assert table.is_visible()
+    rows = opened.all("#tasks tbody tr", "els => els.map(e => e.dataset.taskId)")
+    assert sorted(rows) == sorted(result_statuses)
+    assert opened.page.locator("#errors pre").first.is_visible()
+
+
+def test_result_report_in_chromium(browser: Any, tmp_path: Path) -> None:
+    result = run_quietly(etl_flow(tmp_path), {"data_source": "customers.csv"})
+    assert result.status is RunStatus.FAILED
+    assert {k: (t.status.value, t.attempts) for k, t in result.tasks.items()} == EXPECTED
+    path = tmp_path / "report.html"
+    result.to_html(path)
+    opened = Opened(browser, path, "report")
+    try:
+        check_etl_page(opened, EXPECTED)
+        # the graph's edges follow the dependencies
+        assert opened.all("#dag path.dag-edge", "els => els.length") == 5
+    finally:
+        opened.close()
+
+
+def test_store_report_in_chromium(browser: Any, tmp_path: Path) -> None:
+    from flowdsl.store import SqliteStore
+
+    flow = etl_flow(tmp_path)
+    with SqliteStore(tmp_path / "runs.db") as store:
+        result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
+        path = tmp_path / "store-report.html"
+        text = store.report(result.run_id, path,
+                            dependencies={s.id: s.dependencies for s in flow.compile().steps})
+    assert path.read_text(encoding="utf-8") == text
+    opened = Opened(browser, path, "store-report")
+    try:
+        check_etl_page(opened, EXPECTED)
+        assert opened.all("#dag path.dag-edge", "els => els.length") == 5
+    finally:
+        opened.close()
+
+
+def flowdsl_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowdsl", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_cli_report_writes_a_report_that_opens(browser: Any, tmp_path: Path) -> None:
+    (tmp_path / "etl_pipeline.py").write_text(FLOW_SOURCE)
+    ran = flowdsl_cli("run", "etl_pipeline.py", "--quiet", "--run-id", "r1", cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr  # the run failed (transform)
+    made = flowdsl_cli("report", "r1", "-o", "out.html", "--target", "etl_pipeline.py",
+                       cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    opened = Opened(browser, tmp_path / "out.html", "cli-report")
+    try:
+        check_etl_page(opened, EXPECTED)
+    finally:
+        opened.close()
+    bare = flowdsl_cli("report", "r1", "-o", "bare.html", cwd=tmp_path)  # no flow: no edges
+    assert bare.returncode == 0, bare.stderr
+    assert "keeps no dependency graph" in (tmp_path / "bare.html").read_text(encoding="utf-8")
+
+
+def test_cli_report_unknown_run_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "etl_pipeline.py").write_text(FLOW_SOURCE)
+    flowdsl_cli("run", "etl_pipeline.py", "--quiet", "--run-id", "r1", cwd=tmp_path)
+    missing = flowdsl_cli("report", "r2", "-o", "out.html", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no run 'r2'" in missing.stderr
+    assert not (tmp_path / "out.html").exists()
+
+
+@pytest.mark.slow
+def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> None:
+    """Best of three loads, timed by the page itself (``performance.now()`` when the Gantt
+    chart and then the graph are drawn)."""
+    flow = Flow("chain")
+    previous: list[str] = []
+    for i in range(1000):
+        flow.add_task(f"t{i:04d}", f"t{i}", lambda task_input: 1, dependencies=previous,
+                      max_retries=0)
+        previous = [f"t{i:04d}"]
+    path = tmp_path / "big.html"
+    flow.run().to_html(path)
+    timings = []
+    for _ in range(3):
+        opened = Opened(browser, path, "report-1000")
+        try:
+            assert opened.problems == []
+            assert opened.all(NODES, "els => els.length") == 1000
+            assert opened.all(BARS, "els => els.length") == 1000
+            body = opened.page.locator("body")
+            timings.append((int(body.get_attribute("data-gantt-ms") or 0),
+                            int(body.get_attribute("data-dag-ms") or 0)))
+        finally:
+            opened.close()
+    gantt_ms, drawn_ms = min(timings, key=lambda t: t[1])
+    print(f"1000-task report: Gantt drawn at {gantt_ms} ms, graph at {drawn_ms} ms "
+          f"(all loads: {timings})")
+    assert drawn_ms < 2000, timings
+
+
+def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: str) -> None:
+    """The same report from SQLite and from PostgreSQL (the store's own attempt rows)."""
+    from flowdsl.store import open_store
+
+    flow = etl_flow(tmp_path)
+    store = open_store(store_url)
+    try:
+        result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
+        path = tmp_path / "every-store.html"
+        store.report(result.run_id, path,
+                     dependencies={s.id: s.dependencies for s in flow.compile().steps})
+    finally:
+        store.close()
+    opened = Opened(browser, path, f"store-report-{store_url.split(':')[0]}")
+    try:
+        check_etl_page(opened, EXPECTED)
+    finally:
+        opened.close()
+
+
+def test_element_bars_carry_their_index(browser: Any, tmp_path: Path) -> None:
+    """Mapped tasks are still to come: their elements' attempts reach the renderer as bars
+    with an ``index``, each drawn on a row of its own with ``data-index``."""
+    from flowdsl.report import from_result, render
+
+    flow = Flow("elements")
+
+    @flow.task
+    def fan() -> int:
+        return 1
+
+    result = flow.run()
+    model = from_result(result)
+    (bar,) = model["bars"]
+    start = bar["start"]
+    model["bars"] = [
+        {**bar, "index": index, "attempt": attempt, "start": start + 0.001 * (index + attempt),
+         "end": start + 0.001 * (index + attempt) + 0.0005,
+         "status": "failed" if attempt < 2 and index == 1 else "completed"}
+        for index in range(3) for attempt in ((1, 2) if index == 1 else (1,))]
+    path = tmp_path / "elements.html"
+    path.write_text(render(model), encoding="utf-8")
+    opened = Opened(browser, path, "elements")
+    try:
+        assert opened.problems == []
+        bars = opened.all(BARS, ATTRS)
+        assert sorted((b[2], b[3]) for b in bars) == [("1", "0"), ("1", "1"), ("1", "2"),
+                                                      ("2", "1")]
+        assert opened.all("#gantt text.gantt-label", "els => els.map(e => e.textContent)") == [
+            "fan[0]", "fan[1]", "fan[2]"]
+        assert opened.all("#gantt line.gantt-wait", "els => els.length") == 1
+    finally:
+        opened.close()
