@@ -58,11 +58,12 @@ class CycleError(DefinitionError):
 class UnknownDependencyError(DefinitionError):
     """A task depends on an id the flow does not have."""
 
-    def __init__(self, task_id: str, dependency: str, known: Iterable[str]) -> None:
+    def __init__(self, task_id: str, dependency: str, known: Iterable[str], *,
+                 where: str | None = None) -> None:
         self.task_id = task_id
         self.dependency = dependency
         super().__init__(
-            f"task {task_id!r} depends on unknown task {dependency!r}"
+            (where or f"task {task_id!r} depends on") + f" unknown task {dependency!r}"
             + did_you_mean(dependency, known)
         )
 

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
+from .compiling.include import Include, check_include, expand
+from .compiling.targets import normalize_targets, target_plan
 from .declaring.dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
@@ -51,6 +53,9 @@ class Flow:
             self.pool(pool_name, size)
         self._specs: list[TaskSpec] = []
         self._plan: Plan | None = None
+        self._includes: list[Include] = []
+        self._version = 0  # bumped on every change of the registry (includes see it)
+        self._compiled: tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]] | None = None
         self._metrics = FlowMetrics()
 
     # -- declaring ------------------------------------------------------------------------
@@ -77,6 +82,10 @@ class Flow:
         timeout: float | None = None,
         serializer: str | None = None,
         pool: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        map_over: str | Iterable[str] | None = None,
+        run_if: Callable[..., Any] | None = None,
+        trigger: str = "all_succeeded",
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged. See DESIGN/README for what each keyword means."""
@@ -88,6 +97,7 @@ class Flow:
                 function, id=id, name=name, depends_on=depends_on, priority=priority,
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
+                bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
             ))
             return function
 
@@ -125,7 +135,7 @@ class Flow:
         at once, whatever ``max_concurrency`` is."""
         check_pool_size(name, size)
         self._pools[name] = size
-        self._plan = None
+        self._changed()
 
     @property
     def pools(self) -> Mapping[str, int]:
@@ -133,8 +143,58 @@ class Flow:
         return dict(self._pools)
 
     def _register(self, spec: TaskSpec) -> None:
+        for i, earlier in enumerate(self._specs):
+            if earlier.id == spec.id and _redefines(earlier, spec):
+                self._specs[i] = spec  # a notebook cell run again: the new definition wins
+                self._changed()
+                return
         self._specs.append(spec)
+        self._changed()
+
+    def _changed(self) -> None:
         self._plan = None
+        self._compiled = None
+        self._version += 1
+
+    # -- sub-flows ---------------------------------------------------------------------------
+    def include(self, other: "Flow", *, prefix: str, inputs: Mapping[str, Any] | None = None,
+                depends_on: Iterable[str | Callable[..., Any]] | None = None) -> None:
+        """Copy the tasks of ``other`` into this flow at each compile, as ``"<prefix>.<id>"``,
+        with the keys it produces prefixed the same way; ``inputs`` maps its input keys to
+        this flow's task ids, decorated functions or ``"key:NAME"``; ``depends_on`` applies to
+        its tasks with no upstream inside it. A task ``"<prefix>"`` gathers its terminal
+        results as ``{terminal id: result}``. ``other`` is unchanged and still runs alone."""
+        check_include(self, other, prefix, (s.id for s in self._specs),
+                      (inc.prefix for inc in self._includes))
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise DefinitionError(f"flow {self.name!r}: include inputs= takes a mapping "
+                                  f"{{sub-flow key: source}}, got {inputs!r}")
+        if isinstance(depends_on, str) or callable(depends_on):
+            depends_on = (depends_on,)
+        self._includes.append(Include(flow=other, prefix=prefix,
+                                      inputs=tuple((inputs or {}).items()),
+                                      depends_on=tuple(depends_on or ()),
+                                      position=len(self._specs)))
+        self._changed()
+
+    def included_flows(self) -> tuple["Flow", ...]:
+        """The flows this one includes (directly)."""
+        return tuple(inc.flow for inc in self._includes)  # type: ignore[misc]
+
+    def _stamp(self) -> tuple[Any, ...]:
+        """Changes whenever this flow or a flow it includes changes."""
+        return (self._version, tuple(inc.flow._stamp() for inc in self._includes))  # type: ignore[attr-defined]
+
+    def expanded_specs(self) -> list[TaskSpec]:
+        """This flow's tasks with included flows' copies in place (what compile() sees)."""
+        return self._compile_cache()[1]
+
+    def _compile_cache(self) -> tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]]:
+        stamp = self._stamp()
+        if self._compiled is None or self._compiled[0] != stamp:
+            self._plan = None
+            self._compiled = (stamp, expand(self.name, self._specs, self._includes), {})
+        return self._compiled
 
     # -- looking ----------------------------------------------------------------------------
     def spec(self, fn_or_id: str | Callable[..., Any]) -> TaskSpec:
@@ -172,11 +232,19 @@ class Flow:
         return f"Flow({self.name!r}, tasks={len(self._specs)})"
 
     # -- compiling and running --------------------------------------------------------------
-    def compile(self) -> Plan:
-        """Validate the flow and return its ordered `Plan` (cached until a task is added)."""
+    def compile(self, targets: Iterable[str] | None = None) -> Plan:
+        """Validate the flow and return its ordered `Plan` (cached until a task is added).
+        With ``targets``, the plan of those tasks and their ancestors (cached too)."""
+        _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, self._specs, self.serializer, self._pools)
-        return self._plan
+            self._plan = compile_plan(self.name, specs, self.serializer, self._pools)
+        if targets is None:
+            return self._plan
+        wanted = normalize_targets(self._plan, targets)
+        plan = by_targets.get(wanted)
+        if plan is None:
+            plan = by_targets[wanted] = target_plan(self._plan, wanted)
+        return plan
 
     def _prepare(
         self,
@@ -187,8 +255,9 @@ class Flow:
         store: Any = None,
         resume: str | None = None,
         force: bool = False,
+        targets: Iterable[str] | None = None,
     ) -> Run:
-        plan = self.compile()
+        plan = self.compile(targets)
         started = perf_counter()  # the run's wall clock: opening the store counts
         if initial is not None and not isinstance(initial, Mapping):
             raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
@@ -202,7 +271,7 @@ class Flow:
         def check_inputs(given: Mapping[str, Any]) -> None:
             missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
             if missing:
-                raise MissingInputError(missing)
+                raise MissingInputError(missing, plan.order)
 
         journal = None
         if store is None:
@@ -259,6 +328,7 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        targets: Iterable[str] | None = None,
     ) -> RunResult:
         """Run the flow and return its `RunResult` (check ``.status`` or call
         ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
@@ -277,7 +347,8 @@ class Flow:
         priority, the longest expected critical path (from earlier runs' durations).
         """
         executor = _choose_executor(executor, max_concurrency, adaptive)
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
+                            targets)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -307,10 +378,12 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        targets: Iterable[str] | None = None,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
         executor = _choose_executor(executor, max_concurrency, adaptive)
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
+                            targets)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:
@@ -340,6 +413,17 @@ class Flow:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
         return self._metrics.report()
+
+
+def _redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
+    """A redefinition (a notebook cell run again): handlers with the same ``__module__`` and
+    ``__qualname__`` (a partial or a callable object without a qualname never is)."""
+    old, new = earlier.handler, later.handler
+    qualname = getattr(new, "__qualname__", None)
+    if qualname is None:
+        return False
+    return (getattr(old, "__module__", None) == getattr(new, "__module__", None)
+            and getattr(old, "__qualname__", None) == qualname)
 
 
 def _choose_executor(executor: Executor | None, max_concurrency: int | None,

@@ -87,6 +87,8 @@ class Plan:
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
+    #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
+    targets: tuple[str, ...] = attrs.field(converter=tuple, default=())
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
