@@ -16,9 +16,10 @@ import attrs
 
 from ..declaring.dsl import make_spec
 from ..declaring.spec import KEY_PREFIX, Param, TaskSpec
-from ..errors import DefinitionError, did_you_mean
+from ..errors import DefinitionError, MissingOutputError, did_you_mean
 
-__all__ = ["Include", "Includable", "Gather", "expand", "check_include"]
+__all__ = ["Include", "Includable", "Gather", "Renamed", "AsyncRenamed", "expand",
+           "check_include"]
 
 
 class Includable(Protocol):
@@ -65,6 +66,41 @@ class Gather:
 
     def __repr__(self) -> str:
         return f"Gather({list(self.terminals)!r})"
+
+
+class Renamed:
+    """The handler of an included task that produces keys: calls the sub-flow's handler and
+    adds each produced key under its prefixed name (``rows`` -> ``ingest.rows``), so the
+    runtime writes prefixed keys like any task's. ``__wrapped__`` is the original (its code
+    is the task's fingerprint)."""
+
+    def __init__(self, handler: Callable[..., Any], task: str, keys: Sequence[tuple[str, str]]):
+        self.__wrapped__ = handler
+        self.task = task
+        self.keys = tuple(keys)  # (key the handler returns, prefixed key)
+
+    def _rename(self, result: Any) -> Any:
+        if not isinstance(result, Mapping):
+            raise MissingOutputError(self.task, self.keys[0][0], result)
+        renamed = dict(result)
+        for inner, outer in self.keys:
+            if inner not in result:
+                raise MissingOutputError(self.task, inner, result)
+            renamed[outer] = result[inner]
+        return renamed
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._rename(self.__wrapped__(*args, **kwargs))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.__wrapped__, self.task, self.keys))
+
+
+class AsyncRenamed(Renamed):
+    """`Renamed` for an async handler."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self._rename(await self.__wrapped__(*args, **kwargs))
 
 
 def check_include(parent: Includable, other: Any, prefix: Any, own_ids: Iterable[str],
@@ -201,9 +237,18 @@ def _copy(parent: str, inc: Include, specs: Sequence[TaskSpec],
         depends_on = [task_ref(item, f"task {spec.id!r}'s depends_on") for item in spec.depends_on]
         if spec.id in roots:
             depends_on.extend(inc.depends_on)
+        new_id = f"{prefix}.{spec.id}"
+        handler = spec.handler
+        if spec.produces:
+            keys = [(key, f"{prefix}.{key}") for key in spec.produces]
+            if isinstance(handler, Renamed):  # included twice: rename the outer names only
+                keys = [(inner, f"{prefix}.{outer}") for inner, outer in handler.keys]
+                handler = handler.__wrapped__
+            handler = (AsyncRenamed if spec.is_async else Renamed)(handler, new_id, keys)
         copies.append(attrs.evolve(
             spec,
-            id=f"{prefix}.{spec.id}",
+            id=new_id,
+            handler=handler,
             name=spec.name if spec.name != spec.id else f"{prefix}.{spec.id}",
             depends_on=tuple(depends_on),
             requires=tuple(required(key, spec.id) for key in spec.requires),

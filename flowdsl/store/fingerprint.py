@@ -53,6 +53,10 @@ def canonical(value: Any, _depth: int = 0) -> Any:
 def _handler(fn: Any) -> Any:
     if isinstance(getattr(fn, "__code__", None), types.CodeType):
         return canonical(fn)
+    wrapped = getattr(fn, "__wrapped__", None)  # an included task's key renaming
+    if wrapped is not None:
+        return ["wrapped", type(fn).__qualname__, _handler(wrapped),
+                canonical(getattr(fn, "keys", None))]
     func = getattr(fn, "func", None)  # functools.partial
     if func is not None:
         return ["partial", _handler(func), canonical(getattr(fn, "args", ())),

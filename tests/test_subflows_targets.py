@@ -1,0 +1,293 @@
+"""DESIGN "Sub-flows" (flow.include) and "Running part of a flow" (targets=)."""
+
+from typing import Any
+
+import pytest
+
+from flowdsl import (
+    CycleError,
+    DefinitionError,
+    Flow,
+    RunFailedError,
+    RunStatus,
+    UnknownDependencyError,
+)
+
+
+def ingest_flow() -> Flow:
+    """A small reusable sub-flow: read a path, clean the rows, count them."""
+    sub = Flow("ingest")
+
+    @sub.task(produces=["rows"])
+    def read(source):
+        return {"rows": [line.strip() for line in source.split(",")]}
+
+    @sub.task
+    def clean(rows):
+        return [row for row in rows if row]
+
+    @sub.task
+    def count(clean):
+        return len(clean)
+
+    @sub.task
+    def sample(rows, size=1):
+        return rows[:size]
+
+    return sub
+
+
+def test_include_copies_tasks_with_prefixed_ids_keys_and_a_gathering_task() -> None:
+    sub = ingest_flow()
+    flow = Flow("parent")
+
+    @flow.task
+    def raw_path():
+        return "a, b,,c"
+
+    flow.include(sub, prefix="ingest", inputs={"source": raw_path})
+
+    @flow.task
+    def report(ingest):
+        return ingest
+
+    plan = flow.compile()
+    assert set(plan.order) == {"raw_path", "ingest.read", "ingest.clean", "ingest.count",
+                               "ingest.sample", "ingest", "report"}
+    assert plan["ingest.read"].produces == ("ingest.rows",)
+    assert plan["ingest.read"].dependencies == ("raw_path",)
+    assert set(plan["ingest"].dependencies) == {"ingest.count", "ingest.sample"}
+    assert plan["ingest"].gathers and plan["ingest.clean"].included == ("ingest",)
+    assert plan.inputs == ()
+    result = flow.run()
+    assert result.results["report"] == {"count": 3, "sample": ["a"]}
+    assert result.context.shared_state["ingest.rows"] == ["a", "b", "", "c"]
+    # the included flow is unchanged and still runs alone
+    assert sub.task_ids == ("read", "clean", "count", "sample")
+    assert sub.run({"source": "x"}).results["count"] == 1
+
+
+def test_a_sub_flow_included_twice_with_different_prefixes() -> None:
+    sub = ingest_flow()
+    flow = Flow("twice")
+    flow.include(sub, prefix="orders", inputs={"source": "key:orders_csv"})
+    flow.include(sub, prefix="customers", inputs={"source": "customers_csv", "size": "key:n"})
+
+    @flow.task
+    def compare(orders, customers):
+        return orders["count"], customers["count"], customers["sample"]
+
+    plan = flow.compile()
+    assert sorted(plan.inputs) == ["customers_csv", "orders_csv"]
+    result = flow.run({"orders_csv": "1,2,3", "customers_csv": "x,y", "n": 2})
+    assert result.results["compare"] == (3, 2, ["x", "y"])
+    assert result.tasks["orders.clean"].status.value == "completed"
+
+
+def test_unmapped_inputs_keep_their_names_and_a_parent_task_of_that_name_does_not_capture_them(
+) -> None:
+    sub = ingest_flow()
+    flow = Flow("names")
+    flow.task(id="size")(lambda: 99)  # a parent task named like the sub-flow's key `size`
+    flow.include(sub, prefix="ingest")
+    plan = flow.compile()
+    assert plan.inputs == ("source",)
+    assert "size" not in plan["ingest.sample"].dependencies
+    result = flow.run({"source": "p,q", "size": 2})
+    assert result.results["ingest.sample"] == ["p", "q"]
+
+
+def test_depends_on_applies_to_the_sub_flows_roots() -> None:
+    sub = ingest_flow()
+    flow = Flow("after")
+    order: list[str] = []
+    flow.task(id="prepare")(lambda: order.append("prepare"))
+    flow.include(sub, prefix="ingest", depends_on=["prepare"])
+    plan = flow.compile()
+    assert plan["ingest.read"].dependencies == ("prepare",)
+    assert "prepare" not in plan["ingest.clean"].dependencies
+    assert plan.order.index("prepare") < plan.order.index("ingest.read")
+
+
+def test_nested_includes_prefix_twice() -> None:
+    inner = Flow("inner")
+    inner.task(id="make", produces=["value"])(lambda seed: {"value": seed * 2})
+    inner.task(id="use")(lambda value: value + 1)
+    middle = Flow("middle")
+    middle.include(inner, prefix="in")
+    outer = Flow("outer")
+    outer.include(middle, prefix="mid", inputs={"seed": "key:start"})
+    plan = outer.compile()
+    assert set(plan.order) == {"mid.in.make", "mid.in.use", "mid.in", "mid"}
+    assert plan["mid.in.make"].produces == ("mid.in.value",)
+    result = outer.run({"start": 5})
+    assert result.results["mid"] == {"in": {"use": 11}}
+
+
+def test_the_copy_is_made_at_each_compile_of_the_parent() -> None:
+    sub = Flow("sub")
+    sub.task(id="a")(lambda: 1)
+    flow = Flow("parent")
+    flow.include(sub, prefix="s")
+    assert flow.compile().order == ("s.a", "s")
+    sub.task(id="b")(lambda a: a + 1)
+    assert flow.compile().order == ("s.a", "s.b", "s")
+    assert flow.run().results["s"] == {"b": 2}
+
+
+def test_include_cycles_are_refused() -> None:
+    a, b = Flow("a"), Flow("b")
+    with pytest.raises(DefinitionError, match="cycle"):
+        a.include(a, prefix="self")
+    a.include(b, prefix="bee")
+    with pytest.raises(DefinitionError) as excinfo:
+        b.include(a, prefix="ay")
+    assert "'a'" in str(excinfo.value) and "'b'" in str(excinfo.value)
+
+
+def test_prefix_clashes_are_refused_by_include_or_compile() -> None:
+    sub = ingest_flow()
+    flow = Flow("clash")
+    flow.task(id="ingest")(lambda: 1)
+    with pytest.raises(DefinitionError, match="prefix 'ingest'"):
+        flow.include(sub, prefix="ingest")
+    flow.include(sub, prefix="load")
+    with pytest.raises(DefinitionError, match="prefix 'load'"):
+        flow.include(sub, prefix="load")
+    flow.task(id="load")(lambda: 2)  # declared after the include
+    with pytest.raises(DefinitionError, match="prefix 'load'"):
+        flow.compile()
+    with pytest.raises(DefinitionError, match="prefix"):
+        Flow("x").include(sub, prefix="a.b")
+
+
+def test_an_inputs_key_the_sub_flow_does_not_read_suggests_one() -> None:
+    flow = Flow("typo")
+    flow.include(ingest_flow(), prefix="ingest", inputs={"sorce": "key:path"})
+    with pytest.raises(DefinitionError, match="did you mean 'source'"):
+        flow.compile()
+
+
+# == targets ==================================================================================
+def report_flow(ran: list[str]) -> Flow:
+    flow = Flow("reporting")
+
+    @flow.task(produces=["sales"])
+    def load_sales(region):
+        ran.append("load_sales")
+        return {"sales": [3, 4]}
+
+    @flow.task
+    def total(sales):
+        ran.append("total")
+        return sum(sales)
+
+    @flow.task
+    def forecast(sales, horizon):
+        ran.append("forecast")
+        return sales[-1] * horizon
+
+    @flow.task
+    def report(total):
+        ran.append("report")
+        return f"total {total}"
+
+    return flow
+
+
+def test_target_plan_holds_the_targets_and_their_ancestors() -> None:
+    flow = report_flow([])
+    plan = flow.compile(targets=["report"])
+    assert plan.order == ("load_sales", "total", "report")
+    assert plan.inputs == ("region",)  # forecast's `horizon` is not needed
+    assert plan.targets == ("report",)
+    assert [step.position for step in plan.steps] == [0, 1, 2]
+    assert plan.children["total"] == ("report",)
+    assert flow.compile(targets=["report"]) is plan  # compiled once, cached
+    assert sorted(flow.compile().inputs) == ["horizon", "region"]
+
+
+def test_run_with_targets_runs_only_what_they_need() -> None:
+    ran: list[str] = []
+    flow = report_flow(ran)
+    result = flow.run({"region": "eu"}, targets=["report"])
+    assert result.status is RunStatus.SUCCEEDED
+    assert ran == ["load_sales", "total", "report"]
+    assert set(result.tasks) == {"load_sales", "total", "report"}  # forecast absent
+    assert result.summary["total_tasks"] == 3
+
+
+def test_an_unknown_target_suggests_a_close_id_before_any_task() -> None:
+    ran: list[str] = []
+    flow = report_flow(ran)
+    with pytest.raises(UnknownDependencyError, match="did you mean 'report'"):
+        flow.run({"region": "eu", "horizon": 2}, targets=["reprt"])
+    assert ran == []
+
+
+def test_target_plan_is_recompiled_when_the_flow_changes() -> None:
+    flow = report_flow([])
+    before = flow.compile(targets=["total"])
+    flow.task(id="audit")(lambda total: total)
+    after = flow.compile(targets=["audit"])
+    assert after.order == ("load_sales", "total", "audit")
+    assert flow.compile(targets=["total"]) is not before
+
+
+@pytest.mark.parametrize("targets", [[], [3]])
+def test_malformed_targets_are_definition_errors(targets: Any) -> None:
+    with pytest.raises(DefinitionError, match="targets"):
+        report_flow([]).compile(targets=targets)
+
+
+def test_targets_inside_an_included_flow() -> None:
+    flow = Flow("parent")
+    flow.include(ingest_flow(), prefix="ingest")
+    flow.task(id="other")(lambda: 1)
+    plan = flow.compile(targets=["ingest.count"])
+    assert plan.order == ("ingest.read", "ingest.clean", "ingest.count")
+    # an included producer's result holds its keys under both names (see include.Renamed)
+    assert flow.run({"source": "a,b"}, targets=["ingest.count"]).results == {
+        "ingest.read": {"rows": ["a", "b"], "ingest.rows": ["a", "b"]},
+        "ingest.clean": ["a", "b"], "ingest.count": 2}
+
+
+def test_an_included_producer_that_omits_its_key_names_the_prefixed_task() -> None:
+    sub = Flow("sub")
+    sub.task(id="read", produces=["rows"])(lambda: {"row": 1})
+    flow = Flow("parent")
+    flow.include(sub, prefix="in")
+    try:
+        result = flow.run()
+    except RunFailedError as exc:  # raise_on_failure (issue 11) carries the result
+        result = exc.result
+    error = result.tasks["in.read"].error
+    assert type(error).__name__ == "MissingOutputError"
+    assert "'in.read'" in str(error) and "'rows'" in str(error)
+
+
+def test_an_included_async_producer() -> None:
+    sub = Flow("sub")
+
+    @sub.task(produces=["rows"])
+    async def read():
+        return {"rows": [1]}
+
+    flow = Flow("parent")
+    flow.include(sub, prefix="in")
+    @flow.task(bind={"rows": "key:in.rows"})
+    def use(rows):
+        return rows
+
+    assert flow.run().results["use"] == [1]
+
+
+def test_a_cycle_through_an_include_is_a_cycle_error() -> None:
+    sub = Flow("sub")
+    sub.task(id="a", produces=["out"])(lambda: {"out": 1})
+    flow = Flow("parent")
+    flow.task(id="feed")(lambda s: s)  # reads the gathered result of s...
+    flow.include(sub, prefix="s", depends_on=["feed"])  # ...whose root waits for feed
+    with pytest.raises(CycleError) as excinfo:
+        flow.compile()
+    assert set(excinfo.value.cycle) == {"feed", "s.a", "s"}
