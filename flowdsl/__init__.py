@@ -65,8 +65,9 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
-    "SqliteStore", "DaskExecutor",
 ]
+# `flowdsl.SqliteStore` and `flowdsl.DaskExecutor` are public too, but load on first use (they
+# import sqlite3 and Dask): they stay out of `__all__`, so `from flowdsl import *` stays cheap.
 
 # A library adds no sinks: flowdsl's log records are off until `logger.enable("flowdsl")`.
 _logger.disable("flowdsl")

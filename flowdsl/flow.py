@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from time import perf_counter
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, check_include, expand
@@ -15,16 +16,21 @@ from .compiling.targets import normalize_targets, target_plan
 from .declaring.dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
+from .executors.base import adrive, drive
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
 from .compiling.plan import Plan
 from .running.result import RunResult
 from .declaring.retry import DEFAULT_WAIT
-from .running.runtime import Run, adrive, drive
+from .running.events import Event, Observer
+from .running.runtime import Run
 from .declaring.spec import TaskSpec
 from .status import Priority
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
+
+if TYPE_CHECKING:  # the store loads lazily (sqlite3)
+    from .store.journal import RunJournal
 
 __all__ = ["Flow", "new_run_id"]
 
@@ -88,7 +94,16 @@ class Flow:
         trigger: str = "all_succeeded",
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
-        function unchanged. See DESIGN/README for what each keyword means."""
+        function unchanged (still callable and unit-testable).
+
+        Keywords: ``id`` and ``name`` (default: the function's name), ``depends_on`` (task ids
+        or decorated functions), ``priority`` (lower runs first; 1 or lower is critical),
+        ``requires`` (context keys read), ``produces`` (keys of the returned mapping written
+        to the shared state), ``retries`` (extra attempts), ``retry_wait`` (seconds or a
+        tenacity wait), ``retry_on`` (exception types or a tenacity retry predicate),
+        ``timeout`` (seconds per attempt), ``serializer`` (``"json"`` or ``"pickle"``, for
+        the run store), ``pool`` (a resource pool declared with `Flow.pool`). The README's
+        "Declaring tasks" section shows each one."""
         if fn is not None and not callable(fn):
             raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
 
@@ -251,50 +266,23 @@ class Flow:
         initial: Mapping[str, Any] | None,
         context_strategy: ContextPreservationStrategy | None,
         run_id: str | None,
-        observers: Iterable[Any] | None,
+        observers: Iterable[Observer | Callable[[Event], None]] | None,
         store: Any = None,
         resume: str | None = None,
         force: bool = False,
         targets: Iterable[str] | None = None,
     ) -> Run:
+        """Check the call, open the run (in the store, when given) and build the `Run`."""
         plan = self.compile(targets)
         started = perf_counter()  # the run's wall clock: opening the store counts
-        if initial is not None and not isinstance(initial, Mapping):
-            raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
-            raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
-        if resume is not None and store is None:
-            raise ValueError("resume= needs the run store the run was recorded in: pass store=")
-        if resume is not None and run_id is not None and run_id != resume:
-            raise ValueError(f"run_id={run_id!r} and resume={resume!r} disagree: pass one")
-
-        def check_inputs(given: Mapping[str, Any]) -> None:
-            missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
-            if missing:
-                raise MissingInputError(missing, plan.order)
-
-        journal = None
+        _check_call(initial, run_id, store, resume)
+        journal: RunJournal | None = None
         if store is None:
             initial = {} if initial is None else initial
-            check_inputs(initial)
+            _check_inputs(plan, initial)
             run_id = run_id or new_run_id()
         else:
-            from .store import SqliteStore  # sqlite3 is imported only when a store is used
-
-            owned = not isinstance(store, SqliteStore)
-            if owned:  # made from a path: closed when the run ends
-                store = SqliteStore(store)
-            try:
-                journal = store.open_run(
-                    plan, flow=self.name, serializer=self.serializer,
-                    run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
-                    check_inputs=check_inputs,
-                )
-            except BaseException:
-                if owned:
-                    store.close()
-                raise
-            journal.owns_store = owned
+            journal = self._open_journal(plan, store, initial, run_id, resume, force)
             journal.open_time = perf_counter() - started
             initial, run_id = journal.inputs, journal.run_id
         watchers = list(observers or ())
@@ -308,12 +296,34 @@ class Flow:
             observers=watchers,
             journal=journal,
             started=started,
+            # read only by adaptive scheduling (N > 1), so only then computed
+            history=journal.history if journal is not None else self._metrics.durations,
         )
         if journal is not None and journal.restored:
-            run.restore_completed(journal.restored, "restored from the run store")
-        # read only by adaptive scheduling (N > 1), so only then computed
-        run.history_source = journal.history if journal is not None else self._metrics.durations
+            run.restore_completed(journal.restored)
         return run
+
+    def _open_journal(self, plan: Plan, store: Any, initial: Mapping[str, Any] | None,
+                      run_id: str | None, resume: str | None, force: bool) -> RunJournal:
+        """Start (or resume) the run in the store; a store made from a path is closed when
+        the run ends."""
+        from .store import SqliteStore  # sqlite3 is imported only when a store is used
+
+        owned = not isinstance(store, SqliteStore)
+        if owned:
+            store = SqliteStore(store)
+        try:
+            journal: RunJournal = store.open_run(
+                plan, flow=self.name, serializer=self.serializer,
+                run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
+                check_inputs=lambda given: _check_inputs(plan, given),
+            )
+        except BaseException:
+            if owned:
+                store.close()
+            raise
+        journal.owns_store = owned
+        return journal
 
     def run(
         self,
@@ -353,9 +363,9 @@ class Flow:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
             elif _loop_running():
-                result = _in_helper_thread(lambda: asyncio.run(adrive(executor, run)))
+                result = _in_helper_thread(lambda: _run_on_new_loop(adrive(executor, run)))
             else:
-                result = asyncio.run(adrive(executor, run))
+                result = _run_on_new_loop(adrive(executor, run))
         except BaseException as exc:
             # asyncio.run turns Ctrl-C into a fresh KeyboardInterrupt: carry the result over
             if getattr(exc, "flowdsl_result", None) is None and run.final is not None:
@@ -426,6 +436,25 @@ def _redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
             and getattr(old, "__qualname__", None) == qualname)
 
 
+def _check_call(initial: Mapping[str, Any] | None, run_id: str | None, store: Any,
+                resume: str | None) -> None:
+    if initial is not None and not isinstance(initial, Mapping):
+        raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
+    if resume is not None and store is None:
+        raise ValueError("resume= needs the run store the run was recorded in: pass store=")
+    if resume is not None and run_id is not None and run_id != resume:
+        raise ValueError(f"run_id={run_id!r} and resume={resume!r} disagree: pass one")
+
+
+def _check_inputs(plan: Plan, given: Mapping[str, Any]) -> None:
+    """`MissingInputError` naming each input the caller did not give, and its readers."""
+    missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
+    if missing:
+        raise MissingInputError(missing, plan.order)
+
+
 def _choose_executor(executor: Executor | None, max_concurrency: int | None,
                      adaptive: bool) -> Executor:
     if executor is not None:
@@ -436,6 +465,28 @@ def _choose_executor(executor: Executor | None, max_concurrency: int | None,
     if max_concurrency is None or max_concurrency == 1:
         return SequentialExecutor()
     return ConcurrentExecutor(max_concurrency, adaptive=adaptive)
+
+
+def _run_on_new_loop(main: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """``asyncio.run(main)``, but a `CancelledError` raised by the run (a handler's) reaches
+    the caller as it was raised: Python 3.10 replaces it with a bare one (its message lost)
+    when it leaves the run's asyncio task."""
+    if sys.version_info >= (3, 11):
+        return asyncio.run(main)
+    raised: list[BaseException] = []
+
+    async def guarded() -> RunResult | None:
+        try:
+            return await main
+        except asyncio.CancelledError as exc:
+            raised.append(exc)
+            return None
+
+    result = asyncio.run(guarded())
+    if raised:
+        raise raised[0]
+    assert result is not None
+    return result
 
 
 def _loop_running() -> bool:

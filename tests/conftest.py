@@ -51,6 +51,7 @@ EXECUTORS = {
 def _dask_executor(sleep: FakeSleep, request: pytest.FixtureRequest) -> Any:
     if request.node.get_closest_marker("in_process"):
         pytest.skip("shares Python objects with its handlers: runs in this process only")
+    pytest.importorskip("distributed")  # the `dask` extra
     from flowdsl import DaskExecutor
 
     client = request.getfixturevalue("dask_client")

@@ -339,15 +339,15 @@ def test_max_concurrency_defaults_to_the_clusters_threads(dask_client):
 
 def test_large_results_pass_between_tasks_as_upstream_futures(dask_client, monkeypatch):
     substituted: list[str] = []
-    original = dask_executor._DaskAttempts._arguments
+    original = dask_executor.DaskAttempts._arguments
 
-    def spy(self, run, step, args, kwargs):
-        copy, args, kwargs, upstream = original(self, run, step, args, kwargs)
+    def spy(self, step, args, kwargs):
+        copy, args, kwargs, upstream = original(self, step, args, kwargs)
         if upstream:  # an argument went as the upstream attempt's future, not as bytes
             substituted.extend(step.dependencies)
         return copy, args, kwargs, upstream
 
-    monkeypatch.setattr(dask_executor._DaskAttempts, "_arguments", spy)
+    monkeypatch.setattr(dask_executor.DaskAttempts, "_arguments", spy)
     size = 5 * 1024 * 1024
     flow = Flow("dask-large-chain")
 

@@ -5,6 +5,7 @@ imports that point downward only."""
 from __future__ import annotations
 
 import ast
+import graphlib
 import os
 import subprocess
 import sys
@@ -80,24 +81,24 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 
 
 # == imports point downward only =============================================================
-# STYLE.md's picture, bottom to top:
-#   errors <- spec <- dsl, registry, retry, context, result <- plan <- compiler, events,
-#   executors/base <- runtime <- executors/*, observers/*, store/* <- flow <- cli, __init__
-# A module may import only modules of a strictly lower level. Modules the picture does not
-# name sit with their role: `status` beside `errors` (a leaf); `strategies` and `metrics`
-# (the summary arithmetic) with `context`/`result`; `binding` (the binders a plan's steps
-# hold) with `plan`; `attempts` (calling one attempt) beside `executors/base`, under
-# `runtime`; `measure` beside the façade. Within the picture's third group, `dsl` uses
-# `retry` and `result` uses `context`, hence the half steps.
+# The picture, bottom to top (README, "Layout"):
+#   errors, status, version  <-  declaring.spec  <-  declaring.retry, running.context,
+#   running.strategies, running.metrics  <-  declaring.dsl, running.result  <-  compiling.plan,
+#   compiling.binding  <-  compiling.compiler, running.events, running.unit, running.journal,
+#   running.attempts, store.fingerprint  <-  running.runtime  <-  executors/*, observers/*,
+#   store/*  <-  flow, measure  <-  __init__, cli  <-  __main__
+# A module may import only modules of a strictly lower level (siblings inside one sub-package
+# share a level). The run side reads one way: `running.runtime` (what happens to a task)
+# imports no executor; the executors (when and where) and their drivers sit above it.
+# `running.journal` is the protocol the store implements; `running.unit` the unit of work.
 LEVELS: dict[str, float] = {
     "errors": 0, "status": 0, "version": 0, "declaring": 1, "compiling": 3, "running": 2,
     "declaring.spec": 1,
     "declaring.retry": 2, "running.context": 2, "running.strategies": 2, "running.metrics": 2,
     "declaring.dsl": 2.5, "running.result": 2.5,
     "compiling.plan": 3, "compiling.binding": 3, "compiling.producers": 3, "compiling.include": 3,
-    "compiling.targets": 4,
-    "compiling.compiler": 4, "running.events": 4, "executors.base": 4, "running.attempts": 4, "store.fingerprint": 4,
-    "executors.schedule": 4, "executors.slots": 4,
+    "compiling.compiler": 4, "compiling.targets": 4, "running.events": 4, "running.attempts": 4,
+    "running.unit": 4, "running.journal": 4, "store.fingerprint": 4,
     "running.runtime": 5,
     "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,
@@ -142,7 +143,33 @@ def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+def packages_of(module: str) -> list[str]:
+    """The sub-packages whose ``__init__`` runs before ``module`` (``executors.base`` ->
+    ``["executors"]``), outermost first."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts)) if _is_package(".".join(parts[:i]))]
+
+
+def runs_on_import(module: str) -> set[str]:
+    """What importing ``module``'s imports executes: each imported module, plus the
+    ``__init__`` of every package it sits in that ``module`` is not already inside (importing
+    ``flowdsl.executors.base`` from outside runs ``flowdsl/executors/__init__.py`` first)."""
+    own = set(packages_of(module)) | ({module} if _is_package(module) else set())
+    found = set()
+    for target in direct_imports(module):
+        found.add(target)
+        found.update(p for p in packages_of(target) if p not in own)
+    found.discard(module)
+    return found
+
+
 def flowdsl_imports(module: str) -> set[str]:
+    """The modules of flowdsl that importing ``module`` runs: its own imports, anywhere in
+    its body (lazy ones too), and the package ``__init__`` modules they pass through."""
+    return runs_on_import(module)
+
+
+def direct_imports(module: str) -> set[str]:
     """The modules of flowdsl that ``module`` imports, anywhere in its body (lazy ones too)."""
     if module == "__init__":
         path, package = PACKAGE / "__init__.py", []
@@ -209,6 +236,7 @@ def test_the_import_parser_sees_known_edges() -> None:
     assert {"errors", "declaring.spec"} <= flowdsl_imports("compiling.compiler")
     assert "flow" in flowdsl_imports("__init__")
     assert "running.runtime" in flowdsl_imports("executors.sequential")
+    assert "running.runtime" in flowdsl_imports("executors.base")
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -226,6 +254,49 @@ def test_imports_point_downward(module: str) -> None:
     assert upward == [], (
         f"flowdsl.{module} (level {here}) imports {upward}: against STYLE.md's direction"
     )
+
+
+def test_package_inits_are_followed() -> None:
+    # importing flowdsl.executors.base from outside runs flowdsl/executors/__init__.py
+    assert "executors" in flowdsl_imports("flow")
+    assert packages_of("executors.base") == ["executors"]
+
+
+def test_there_is_no_import_cycle() -> None:
+    """Lazy imports included: importing any module first must work."""
+    graph = {module: flowdsl_imports(module) - {"__init__"} for module in MODULES}
+    for module in MODULES:  # a sub-package's __init__ importing its own modules is no cycle
+        for package in packages_of(module):
+            graph[module].discard(package)
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_the_runtime_imports_no_executor() -> None:
+    assert not {t for t in flowdsl_imports("running.runtime") if t.startswith("executors")}
+
+
+@pytest.mark.parametrize("first", ["flowdsl.running.runtime", "flowdsl.executors.base",
+                                   "flowdsl.store.journal", "flowdsl.store.sqlite",
+                                   "flowdsl.running.attempts", "flowdsl.executors.dask"])
+def test_any_module_can_be_imported_first(first: str) -> None:
+    if first.endswith("dask"):
+        pytest.importorskip("distributed")
+    python(f"import {first}")
+
+
+def test_star_import_is_cheap() -> None:
+    out = python("""
+        import sys
+        from flowdsl import *
+        print("\\n".join(sorted(sys.modules)))
+        print(Flow, TaskContext)
+    """)
+    loaded = set(out.split())
+    assert not {m for m in loaded if m.split(".")[0] in ("sqlite3", "dask", "distributed")}
+    assert "flowdsl.store" not in loaded
 
 
 @pytest.mark.parametrize(

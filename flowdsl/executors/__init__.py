@@ -1,4 +1,6 @@
-"""Executors decide which task of a `Run` starts when; the `Run` does the rest."""
+"""Executors decide when and where each unit of a `Run` runs; the `Run` does the rest.
+
+``DaskExecutor`` (``flowdsl.executors.dask``) loads only when used (the ``dask`` extra)."""
 
 from .base import Executor
 from .concurrent import ConcurrentExecutor

@@ -1,40 +1,59 @@
-"""The executor interface: which task of a run starts when. The `Run` does the rest."""
+"""The executor interface (which unit of a run starts when, and where its attempts run),
+and the drivers that run an executor over a `Run`."""
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
 
-if TYPE_CHECKING:  # the interface sits below the runtime that drives it
-    from ..running.runtime import Run
+from ..compiling.plan import Plan
+from ..running.result import RunResult
+from ..running.runtime import Run
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "Sleep", "AsyncSleep", "drive", "adrive"]
+
+#: ``sleep(seconds)`` between retries of sync attempts (tests inject a fake).
+Sleep = Callable[[float], object]
+#: ``await async_sleep(seconds)`` between retries of attempts driven from the event loop.
+AsyncSleep = Callable[[float], Awaitable[object]]
 
 
 class Executor(abc.ABC):
-    """Runs the tasks of a `Run`: the sequential executor one by one in plan order;
-    concurrent and distributed executors plug in here without touching the compiler."""
-
-    #: ``sleep(seconds)`` used between retries (inject a fake one in tests).
-    sleep: Any = None
-    #: ``await async_sleep(seconds)`` used between retries of async tasks.
-    async_sleep: Any = None
+    """Decides when each unit of a `Run` starts and where its attempts run; the `Run` does
+    what happens to it. Built with its means (sleeps; pools and clients where it has them)."""
 
     @abc.abstractmethod
-    def execute(self, run: "Run") -> None:
+    def execute(self, run: Run) -> None:
         """Run a flow of sync handlers in the caller's thread."""
 
     @abc.abstractmethod
-    async def aexecute(self, run: "Run") -> None:
-        """Run a flow (with async handlers) on the running event loop."""
+    async def aexecute(self, run: Run) -> None:
+        """Run a flow on the running event loop."""
 
-    def uses_event_loop(self, plan: Any) -> bool:
+    def uses_event_loop(self, plan: Plan) -> bool:
         """Whether this executor drives ``plan`` on an event loop (else: inline, sync)."""
-        return bool(plan.is_async)
+        return plan.is_async
 
-    def configure(self, run: "Run") -> None:
-        """Hand the executor's sleep functions to the run (used between retries)."""
-        if self.sleep is not None:
-            run.sleep = self.sleep
-        if self.async_sleep is not None:
-            run.async_sleep = self.async_sleep
+
+def drive(executor: Executor, run: Run) -> RunResult:
+    """Execute ``run`` synchronously with ``executor``. On an interrupt (or a store failure)
+    cancel what is left, attach the `RunResult` to the exception as ``flowdsl_result`` and
+    re-raise it."""
+    run.announce()
+    try:
+        executor.execute(run)
+    except BaseException as exc:
+        run.abort(exc)
+        raise
+    return run.finish()
+
+
+async def adrive(executor: Executor, run: Run) -> RunResult:
+    """`drive` on the running event loop."""
+    run.announce()
+    try:
+        await executor.aexecute(run)
+    except BaseException as exc:
+        run.abort(exc)
+        raise
+    return run.finish()

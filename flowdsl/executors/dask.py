@@ -1,7 +1,7 @@
 """The Dask executor: each attempt's handler runs on a dask.distributed worker.
 
-The driver keeps the plan, the context, the run store, retries and timeouts (it is the
-concurrent executor's scheduler); only handlers travel. Each attempt is submitted with
+The driver keeps the plan, the context, the run store, retries and timeouts (the same
+`Scheduler` as the concurrent executor's); only handlers travel. Each attempt is submitted with
 ``pure=False`` (a retry is a new key) and Dask's ``priority=`` set so that flowdsl's
 lower-runs-first holds. A task whose argument is an upstream task's result gets the upstream
 *future*, so the value does not travel through the driver twice. A handler that takes
@@ -21,10 +21,16 @@ import cloudpickle
 from distributed import Client, LocalCluster, get_worker
 
 from .. import version
-from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
+from ..compiling.plan import Plan, Step
 from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
+from ..running.attempts import Args, Kwargs, Means
+from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
 from ..running.runtime import Run
-from .concurrent import ConcurrentExecutor
+from ..status import TaskStatus
+from .base import AsyncSleep, Executor, Sleep
+from .concurrent import check_limit, slot_wait
+from .scheduler import Scheduler, ranks
+from .slots import Slots
 
 __all__ = ["DaskExecutor"]
 
@@ -39,7 +45,7 @@ class _ContextCopy:
         self.data = dict(context.data)
         self.shared_state = dict(context.shared_state)
         self.previous_results = list(context.previous_results)
-        self.results = {dep: context._results[dep] for dep in dependencies}  # for get_result
+        self.results = {dep: context.results[dep] for dep in dependencies}  # for get_result
 
     def __getstate__(self) -> tuple[Any, ...]:
         return self.run_id, self.data, self.shared_state, self.previous_results, self.results
@@ -50,9 +56,7 @@ class _ContextCopy:
     def build(self) -> TaskContext:
         context = TaskContext(self.run_id, self.data)
         dict.update(context.shared_state, self.shared_state)  # as found: not a write
-        for entry in self.previous_results:
-            context._previous.add(entry)
-        context._results.update(self.results)
+        context.seed(self.previous_results, self.results)
         return context
 
 
@@ -113,21 +117,23 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     return result, delta, logged
 
 
-class _DaskAttempts:
-    """Submits attempts of one run and brings their outcomes back to the driver's loop."""
+class DaskAttempts:
+    """Runs attempts on a Dask cluster and brings their outcomes back to the driver's loop."""
 
-    def __init__(self, client: Client, run: Run) -> None:
+    def __init__(self, client: Client, context: TaskContext) -> None:
         self.client = client
+        self.context = context
         self.futures: dict[str, Any] = {}  # task id -> the future of its completed attempt
 
-    def _arguments(self, run: Run, step: Any, args: tuple, kwargs: dict
-                   ) -> tuple[_ContextCopy | None, tuple, dict, frozenset[Any]]:
-        context = run.context
+    def _arguments(self, step: Step, args: Args, kwargs: Kwargs
+                   ) -> tuple[_ContextCopy | None, Args, Kwargs, frozenset[Any]]:
+        context = self.context
         wants_context = any(
             a is context or (type(a) is dict and a.get("context") is context)
             for a in (*args, *kwargs.values()))
         copy = _ContextCopy(context, step.dependencies) if wants_context else None
         upstream: set[Any] = set()
+        results = context.results
 
         def convert(where: Any, value: Any) -> Any:
             if copy is not None:
@@ -138,7 +144,7 @@ class _DaskAttempts:
                             "previous_results": None}
             for dep in step.dependencies:  # an upstream result: send its attempt's future
                 future = self.futures.get(dep)
-                if (future is not None and run.context._results.get(dep) is value
+                if (future is not None and results.get(dep) is value
                         and future.status == "finished"):  # still held by a worker
                     upstream.add(where)
                     return future
@@ -148,15 +154,15 @@ class _DaskAttempts:
         kwargs = {k: convert(k, v) for k, v in kwargs.items()}
         return copy, args, kwargs, frozenset(upstream)
 
-    async def attempt(self, run: Run, step: Any, current: CurrentTask, args: tuple,
-                      kwargs: dict) -> Any:
+    async def __call__(self, step: Step, current: CurrentTask, args: Args,
+                       kwargs: Kwargs) -> Any:
         loop = asyncio.get_running_loop()
-        copy, args, kwargs, upstream = self._arguments(run, step, args, kwargs)
+        copy, args, kwargs, upstream = self._arguments(step, args, kwargs)
         try:
             future = self.client.submit(
-                run_on_worker, step.handler, step.is_async, step.id, run.run_id, current.attempt,
-                copy, args, kwargs, upstream, key=f"{step.id}-{uuid.uuid4().hex}", pure=False,
-                priority=-step.priority)
+                run_on_worker, step.handler, step.is_async, step.id, current.run_id,
+                current.attempt, copy, args, kwargs, upstream,
+                key=f"{step.id}-{uuid.uuid4().hex}", pure=False, priority=-step.priority)
         except Exception as exc:  # an argument that cannot be pickled
             raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
                                      f"worker: {exc!r}") from exc
@@ -194,28 +200,38 @@ class _DaskAttempts:
             raise
         if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker
             raise result.error
-        run.context.shared_state.apply(delta)  # the worker's writes become the task's delta
+        self.context.shared_state.apply(delta)  # the worker's writes become the task's delta
         for entry in logged:  # the handler's own log_execution entries
-            run.context._trace.add(entry)
+            self.context.trace(entry)
         self.futures[step.id] = future
         return result
 
 
-class DaskExecutor(ConcurrentExecutor):
+class DaskExecutor(Executor):
     """Run each attempt on a Dask cluster: ``DaskExecutor(client_or_address=None)`` takes a
     ``distributed.Client``, a scheduler address, or nothing (a `LocalCluster` is started for
-    the run and closed after it). ``max_concurrency`` defaults to the cluster's threads."""
+    the run and closed after it). ``max_concurrency`` defaults to the cluster's threads.
 
-    cancels_sync = True  # the run stops waiting; the worker thread runs on until it returns
+    It schedules like the concurrent executor (the same `Scheduler`), with `DaskAttempts` as
+    where attempts run; a critical failure also cancels sync attempts in flight (the run stops
+    waiting; the worker thread runs on until it returns)."""
 
-    def __init__(self, client_or_address: Any = None, *, max_concurrency: int | None = None,
-                 adaptive: bool = True, sleep: Any = None, async_sleep: Any = None) -> None:
-        super().__init__(max_concurrency or 1, adaptive=adaptive, sleep=sleep,
-                         async_sleep=async_sleep)
-        self.max_concurrency = max_concurrency  # type: ignore[assignment]
+    def __init__(self, client_or_address: Client | str | None = None, *,
+                 max_concurrency: int | None = None, adaptive: bool = True,
+                 sleep: Sleep | None = None, async_sleep: AsyncSleep | None = None) -> None:
+        self.max_concurrency = None if max_concurrency is None else check_limit(max_concurrency)
+        self.adaptive = adaptive
+        self.sleep = sleep
+        self.async_sleep = async_sleep
         self.client_or_address = client_or_address
 
-    def _connect(self) -> tuple[Client, Any]:
+    def uses_event_loop(self, plan: Plan) -> bool:
+        return True
+
+    def execute(self, run: Run) -> None:  # pragma: no cover - the façade always uses aexecute
+        asyncio.run(self.aexecute(run))
+
+    def _connect(self) -> tuple[Client, LocalCluster | None]:
         target = self.client_or_address
         if isinstance(target, Client):
             return target, None
@@ -234,14 +250,14 @@ class DaskExecutor(ConcurrentExecutor):
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
                             f"({version.__version__}): {wrong}")
-        for step in run.plan.steps:
-            if run.tasks[step.id].status is not run.tasks[step.id].status.PENDING:
+        for unit in run.units:
+            if unit.task.status is not TaskStatus.PENDING:
                 continue
             try:
-                cloudpickle.dumps(step.handler)
+                cloudpickle.dumps(unit.step.handler)
             except Exception as exc:
-                raise DefinitionError(f"task {step.id!r}: its handler (with its closure) cannot "
-                                      f"be pickled to run on Dask: {exc!r}") from exc
+                raise DefinitionError(f"task {unit.step.id!r}: its handler (with its closure) "
+                                      f"cannot be pickled to run on Dask: {exc!r}") from exc
 
     async def aexecute(self, run: Run) -> None:
         loop = asyncio.get_running_loop()
@@ -249,8 +265,12 @@ class DaskExecutor(ConcurrentExecutor):
         try:
             await loop.run_in_executor(None, self._check, client, run)
             limit = self.max_concurrency or sum(client.nthreads().values()) or 1
-            run.remote = _DaskAttempts(client, run)
-            await self.schedule(run, limit)
+            slots = Slots(limit, run.plan.pools)
+            means = Means(submit=DaskAttempts(client, run.context),
+                          wait=slot_wait(slots, self.async_sleep))
+            history = run.history() if self.adaptive and limit > 1 else None
+            await Scheduler(run, slots, means, ranks(run.plan, history),
+                            cancels_sync=True).run_all()
         finally:
             if cluster is not None:
                 await loop.run_in_executor(None, client.close)

@@ -1,8 +1,13 @@
-"""Calling a handler: one attempt, or several through tenacity, with per-attempt timeouts.
+"""Calling a handler once: the mechanics of one attempt, and the means an executor lends.
 
-A task with no retries and no timeout never comes here: the runtime calls its handler
-directly. A sync handler with a timeout runs in a daemon thread of its own, abandoned at the
-timeout (Python cannot kill a thread); its late result and late writes are discarded.
+The runtime decides *what* happens to a unit (its policy: retries, timeouts, produced keys);
+an executor decides *when and where* an attempt runs and hands the runtime its `Means`: the
+``submit`` coroutine that runs one async-driven attempt (on the loop, in a thread pool, on a
+Dask worker), the sync ``sleep`` and the async ``wait`` between retries (the concurrent
+executor gives the attempt's slot back for the wait).
+
+A sync handler with a timeout runs in a daemon thread of its own, abandoned at the timeout
+(Python cannot kill a thread); its late result and late writes are discarded.
 """
 
 from __future__ import annotations
@@ -10,21 +15,41 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
+import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import tenacity
+import attrs
 
-from .context import CurrentTask, _current
+from ..compiling.plan import Step
 from ..errors import MissingOutputError, TaskTimeoutError
-from ..status import TaskStatus
+from .context import CurrentTask, _current
 
-__all__ = ["check_produces", "call_sync", "call_async"]
+__all__ = [
+    "Args", "Kwargs", "Submit", "Means", "check_produces", "start_thread", "call_in_thread",
+    "await_with_timeout", "submit_on_loop", "wait_on_loop", "local_means",
+]
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+#: ``await submit(step, attempt, args, kwargs)``: run one attempt, return the handler's result.
+Submit = Callable[[Step, CurrentTask, Args, Kwargs], Awaitable[Any]]
+#: ``await wait(pool, seconds)``: the wait between two attempts of a task of ``pool``.
+Wait = Callable[[str | None, float], Awaitable[None]]
 
 
-def check_produces(step: Any, result: Any) -> None:
+@attrs.frozen
+class Means:
+    """What an executor lends the runtime to run attempts its way."""
+
+    submit: Submit
+    sleep: Callable[[float], object] = time.sleep
+    wait: Wait | None = None  # None: ``asyncio.sleep``
+
+
+def check_produces(step: Step, result: Any) -> None:
     """Fail the attempt unless ``result`` is a mapping holding every produced key."""
     if not isinstance(result, Mapping):
         raise MissingOutputError(step.id, step.produces[0], result)
@@ -33,13 +58,18 @@ def check_produces(step: Any, result: Any) -> None:
             raise MissingOutputError(step.id, key, result)
 
 
-def _start_thread(step: Any, current: CurrentTask, args: tuple, kwargs: dict,
-                  ) -> tuple[concurrent.futures.Future, CurrentTask]:
+def _attempt_copy(current: CurrentTask) -> CurrentTask:
+    return CurrentTask(current.task_id, current.run_id, current.record, current.attempt,
+                       current.index)
+
+
+def start_thread(step: Step, current: CurrentTask, args: Args, kwargs: Kwargs,
+                 ) -> tuple[concurrent.futures.Future[Any], CurrentTask]:
     """Run one attempt in a daemon thread, with its own `CurrentTask` (so it can be abandoned)."""
-    attempt = CurrentTask(step.id, current.run_id, current.record, current.attempt)
+    attempt = _attempt_copy(current)
     context = contextvars.copy_context()
     context.run(_current.set, attempt)
-    future: concurrent.futures.Future = concurrent.futures.Future()
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     def target() -> None:
         try:
@@ -49,12 +79,14 @@ def _start_thread(step: Any, current: CurrentTask, args: tuple, kwargs: dict,
         else:
             future.set_result(result)
 
-    threading.Thread(target=target, name=f"flowdsl:{step.id}#{attempt.attempt}", daemon=True).start()
+    threading.Thread(target=target, name=f"flowdsl:{step.id}#{attempt.attempt}",
+                     daemon=True).start()
     return future, attempt
 
 
-def _call_in_thread(step: Any, current: CurrentTask, args: tuple, kwargs: dict) -> Any:
-    future, attempt = _start_thread(step, current, args, kwargs)
+def call_in_thread(step: Step, current: CurrentTask, args: Args, kwargs: Kwargs) -> Any:
+    """A sync attempt with a timeout, waited for from a sync caller."""
+    future, attempt = start_thread(step, current, args, kwargs)
     try:
         done, _ = concurrent.futures.wait([future], timeout=step.timeout)
     except BaseException:
@@ -66,11 +98,33 @@ def _call_in_thread(step: Any, current: CurrentTask, args: tuple, kwargs: dict) 
     return future.result()
 
 
-async def _await_with_timeout(step: Any, current: CurrentTask, args: tuple, kwargs: dict) -> Any:
-    attempt = CurrentTask(step.id, current.run_id, current.record, current.attempt)
+class _Cancelled:
+    """A `CancelledError` the handler raised itself, carried out of its asyncio task intact
+    (Python 3.10 replaces it with a bare one when it leaves a task)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: asyncio.CancelledError) -> None:
+        self.error = error
+
+
+async def _keeping_cancel(handler: Awaitable[Any]) -> Any:
+    try:
+        return await handler
+    except asyncio.CancelledError as exc:
+        return _Cancelled(exc)
+
+
+async def await_with_timeout(step: Step, current: CurrentTask, args: Args,
+                             kwargs: Kwargs) -> Any:
+    """An async attempt with a timeout: cancelled and abandoned when the time is up."""
+    attempt = _attempt_copy(current)
     token = _current.set(attempt)
     try:
-        running = asyncio.ensure_future(step.handler(*args, **kwargs))  # copies the context
+        call = step.handler(*args, **kwargs)
+        if sys.version_info < (3, 11):
+            call = _keeping_cancel(call)
+        running = asyncio.ensure_future(call)  # copies the context
     finally:
         _current.reset(token)
     try:
@@ -83,107 +137,35 @@ async def _await_with_timeout(step: Any, current: CurrentTask, args: tuple, kwar
         attempt.live = False
         running.cancel()
         raise TaskTimeoutError(step.id, step.timeout)
-    return running.result()
+    result = running.result()
+    if type(result) is _Cancelled:
+        raise result.error
+    return result
 
 
-async def _in_thread(run: Any, step: Any, current: CurrentTask, args: tuple, kwargs: dict) -> Any:
-    """A sync attempt under the concurrent executor: in its thread pool, or, with a timeout,
-    in a thread of its own (so abandoning it never shrinks the pool)."""
-    loop = asyncio.get_running_loop()
-    if step.timeout is None:
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, step.handler, *args, **kwargs)
-        return await loop.run_in_executor(run.thread_pool, call)
-    future, attempt = _start_thread(step, current, args, kwargs)
-    try:
-        done, _ = await asyncio.wait({asyncio.wrap_future(future)}, timeout=step.timeout)
-    except BaseException:
-        attempt.live = False
-        raise
-    if not done:
-        attempt.live = False
-        slots = run.slots
-        if slots is not None and step.pool is not None:  # the pool's resource is still in use
-            slots.hold_pool(step.pool)
-            future.add_done_callback(
-                lambda _: loop.call_soon_threadsafe(slots.release_pool, step.pool))
-        raise TaskTimeoutError(step.id, step.timeout)
-    return future.result()
-
-
-def _retry_sleep(run: Any, step: Any) -> Any:
-    """Sleep between retries; under the concurrent executor the attempt's slot is given back
-    for the wait and taken again after it."""
-
-    async def sleep(seconds: float) -> None:
-        slots = run.slots
-        if slots is None:
-            await run.async_sleep(seconds)
-            return
-        slots.give(step.pool)
-        try:
-            await run.async_sleep(seconds)
-        finally:
-            await slots.retake(step.pool)
-
-    return sleep
-
-
-def _retrying_kwargs(run: Any, step: Any, task: Any) -> dict[str, Any]:
-    return {
-        "stop": tenacity.stop_after_attempt(step.retries + 1),
-        "wait": step.retry_wait,
-        "retry": step.retry_on,
-        "before_sleep": lambda state: run.retrying(step, task, state),
-        "reraise": True,
-    }
-
-
-def call_sync(run: Any, step: Any, task: Any, current: CurrentTask, args: tuple, kwargs: dict) -> Any:
-    """Run a sync (or, inside the async driver, a sync-called) handler under its policy."""
-
-    def attempt() -> Any:
-        task.attempts += 1
-        current.attempt = task.attempts
-        task.status = TaskStatus.RUNNING
-        run.attempt_started(task)
+async def submit_on_loop(step: Step, current: CurrentTask, args: Args, kwargs: Kwargs) -> Any:
+    """The local way to run an attempt on the event loop: an async handler is awaited, a sync
+    one called inline (the sequential executor)."""
+    if not step.is_async:
         if step.timeout is None:
-            result = step.handler(*args, **kwargs)
-        else:
-            result = _call_in_thread(step, current, args, kwargs)
-        if step.produces:
-            check_produces(step, result)
-        return result
-
-    if not step.retries:
-        return attempt()
-    return tenacity.Retrying(sleep=run.sleep, **_retrying_kwargs(run, step, task))(attempt)
+            return step.handler(*args, **kwargs)
+        return call_in_thread(step, current, args, kwargs)
+    if step.timeout is None:
+        return await step.handler(*args, **kwargs)
+    return await await_with_timeout(step, current, args, kwargs)
 
 
-async def call_async(run: Any, step: Any, task: Any, current: CurrentTask, args: tuple,
-                     kwargs: dict) -> Any:
-    """Run an async handler (or, under the concurrent executor, a sync one in a thread)
-    under its policy."""
+def wait_on_loop(sleep: Callable[[float], Awaitable[object]]) -> Wait:
+    """A retry wait that just sleeps (no slot to give back)."""
 
-    async def attempt() -> Any:
-        task.attempts += 1
-        current.attempt = task.attempts
-        task.status = TaskStatus.RUNNING
-        run.attempt_started(task)
-        if run.remote is not None:  # another machine runs it (the Dask executor)
-            result = await run.remote.attempt(run, step, current, args, kwargs)
-        elif not step.is_async:
-            result = await _in_thread(run, step, current, args, kwargs)
-        elif step.timeout is None:
-            result = await step.handler(*args, **kwargs)
-        else:
-            result = await _await_with_timeout(step, current, args, kwargs)
-        if step.produces:
-            check_produces(step, result)
-        return result
+    async def wait(pool: str | None, seconds: float) -> None:
+        await sleep(seconds)
 
-    if not step.retries:
-        return await attempt()
-    retrying = tenacity.AsyncRetrying(sleep=_retry_sleep(run, step),
-                                      **_retrying_kwargs(run, step, task))
-    return await retrying(attempt)
+    return wait
+
+
+def local_means(sleep: Callable[[float], object] | None,
+                async_sleep: Callable[[float], Awaitable[object]] | None) -> Means:
+    """Attempts on this loop or inline, with the given (or the real) sleeps."""
+    return Means(submit=submit_on_loop, sleep=sleep or time.sleep,
+                 wait=wait_on_loop(async_sleep or asyncio.sleep))

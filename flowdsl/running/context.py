@@ -13,7 +13,7 @@ import time
 from collections import deque
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from ..errors import ContextPrunedError
 from ..declaring.spec import EMPTY, MISSING
@@ -40,13 +40,15 @@ DELETED: Any = _Deleted()
 class CurrentTask:
     """The task attempt running in this thread or asyncio task (see `current_task`)."""
 
-    __slots__ = ("task_id", "run_id", "attempt", "record", "live")
+    __slots__ = ("task_id", "run_id", "attempt", "record", "live", "index")
 
-    def __init__(self, task_id: str, run_id: str, record: "TaskRecord", attempt: int = 1) -> None:
+    def __init__(self, task_id: str, run_id: str, record: "TaskRecord", attempt: int = 1,
+                 index: int | None = None) -> None:
         self.task_id = task_id
         self.run_id = run_id
         self.attempt = attempt
         self.record = record
+        self.index = index  # the element of a mapped task, None for a whole task
         self.live = True  # False once abandoned (timeout) or cancelled: its writes are discarded
 
     @property
@@ -85,7 +87,7 @@ class TaskRecord:
         self.undo: Sequence[tuple[int, str, Any]] = ()
         self.closed = False  # True once the task ended: later writes under it are discarded
 
-    def _wrote(self, sequence: int, key: Any, replaced: Any, new: Any) -> None:
+    def wrote(self, sequence: int, key: Any, replaced: Any, new: Any) -> None:
         if not self.undo:  # most tasks never write: their record allocates nothing for it
             self.undo = []
             self.delta = {}
@@ -107,11 +109,12 @@ class SharedState(dict):  # type: ignore[type-arg]
     record; a write from an attempt abandoned at its timeout (or cancelled) is discarded.
     """
 
-    __slots__ = ("_sequence",)
+    __slots__ = ("sequence",)
 
     def __init__(self, sequence: Iterator[int] | None = None) -> None:
         super().__init__()
-        self._sequence = sequence if sequence is not None else itertools.count()
+        #: numbers every write of the run (one sequence, whatever the concurrency)
+        self.sequence = sequence if sequence is not None else itertools.count()
 
     def _journal(self, key: Any, new: Any) -> bool:
         """Record a write about to happen; False means: discard it."""
@@ -121,7 +124,7 @@ class SharedState(dict):  # type: ignore[type-arg]
         record = current.record
         if not current.live or record.closed:
             return False
-        record._wrote(next(self._sequence), key, dict.get(self, key, MISSING), new)
+        record.wrote(next(self.sequence), key, dict.get(self, key, MISSING), new)
         return True
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -229,32 +232,48 @@ class Records:
         yield from list(self.active.values())
 
 
+class Outcome(Protocol):
+    """A task's outcome as the runtime adds it (a `TaskRun`): its entries are made from it
+    only when ``previous_results`` or ``execution_trace`` is first read."""
+
+    def previous_entry(self) -> dict[str, Any]: ...
+
+    def trace_entry(self) -> dict[str, Any]: ...
+
+
+def _previous_entry(outcome: Outcome) -> dict[str, Any]:
+    return outcome.previous_entry()
+
+
+def _trace_entry(outcome: Outcome) -> dict[str, Any]:
+    return outcome.trace_entry()
+
+
 class _Entries:
     """A list of dict entries whose runtime-made ones are built only when first read.
 
-    The runtime adds the task run itself (no allocation per task); ``entries()`` turns each
-    into its dict (through the named method) on first read, and from then on adds dicts.
+    The runtime adds the task outcome itself (no allocation per task); ``entries()`` turns
+    each into its dict with ``make`` on first read, and from then on adds dicts.
     """
 
-    __slots__ = ("_log", "_made", "_method")
+    __slots__ = ("_log", "_made", "_make")
 
-    def __init__(self, method: str) -> None:
-        self._log: list[Any] | None = []  # dicts and not-yet-built task runs
+    def __init__(self, make: Callable[[Outcome], dict[str, Any]]) -> None:
+        self._log: list[dict[str, Any] | Outcome] | None = []  # dicts and outcomes
         self._made: list[dict[str, Any]] = []
-        self._method = method
+        self._make = make
 
-    def add(self, item: Any) -> None:
-        """A dict entry, or an object whose ``<method>()`` makes it."""
+    def add(self, item: dict[str, Any] | Outcome) -> None:
+        """A dict entry, or an outcome to make one from."""
         if self._log is not None:
             self._log.append(item)
         else:
-            self._made.append(item if type(item) is dict else getattr(item, self._method)())
+            self._made.append(item if isinstance(item, dict) else self._make(item))
 
     def entries(self) -> list[dict[str, Any]]:
         if self._log is not None:
-            method = self._method
-            self._made = [item if type(item) is dict else getattr(item, method)()
-                          for item in self._log]
+            make = self._make
+            self._made = [item if isinstance(item, dict) else make(item) for item in self._log]
             self._log = None
         return self._made
 
@@ -284,8 +303,8 @@ class TaskContext:
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.shared_state = SharedState()
-        self._previous = _Entries("previous_entry")
-        self._trace = _Entries("trace_entry")
+        self._previous = _Entries(_previous_entry)
+        self._trace = _Entries(_trace_entry)
         self._results: dict[str, Any] = {}
         self._records = Records(max_records)
 
@@ -300,6 +319,43 @@ class TaskContext:
         """One entry per task outcome, per retry, and per ``log_execution``: ``task_id``,
         ``action``, ``details``, ``timestamp``."""
         return self._trace.entries()
+
+    # -- what the runtime does to the context -------------------------------------------
+    @property
+    def results(self) -> dict[str, Any]:
+        """Task id -> result of each completed task (the run's ``RunResult.results``)."""
+        return self._results
+
+    @property
+    def records_in_flight(self) -> dict[str, TaskRecord]:
+        """Records of the tasks running now (task id -> record)."""
+        return self._records.active
+
+    def publish(self, outcome: Outcome, task_id: str, result: Any) -> None:
+        """A task completed: its result, its ``previous_results`` and trace entries."""
+        self._results[task_id] = result
+        self._previous.add(outcome)
+        self._trace.add(outcome)
+
+    def seed(self, previous: Iterable[dict[str, Any]], results: Mapping[str, Any]) -> None:
+        """Start a copy of a run's context (on a Dask worker) from its entries and results."""
+        for entry in previous:
+            self._previous.add(entry)
+        self._results.update(results)
+
+    def trace(self, entry: dict[str, Any] | Outcome) -> None:
+        """Add a trace entry (or an outcome to make it from)."""
+        self._trace.add(entry)
+
+    def keep(self, record: TaskRecord) -> None:
+        """Keep a closed record (the bound may evict an older one)."""
+        self._records.add(record)
+
+    def forget_in_flight(self, task_id: str) -> None:
+        """A task in flight was cancelled: it keeps no record."""
+        record = self._records.active.pop(task_id, None)
+        if record is not None:
+            self._records.forget(record, cancelled=True)
 
     @property
     def records(self) -> Mapping[str, TaskRecord]:

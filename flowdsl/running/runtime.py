@@ -1,41 +1,52 @@
-"""The run state machine: task lifecycle, context bookkeeping, events and the result.
+"""What happens to a task: the run state machine.
 
-Executors drive a `Run` (which task runs when); the `Run` does what happens to each task:
-bind its arguments, call it under its policy, publish its result and record its delta.
-It knows nothing of logging sinks, stores or progress bars: it emits typed events.
+A `Run` owns one execution of a plan: it binds a unit's arguments, calls its handler under its
+policy (retries through tenacity, timeouts, produced keys), publishes the result, records the
+delta and settles the status, journalling and emitting events on the way. *When* and *where*
+each attempt runs is the executors' business (``flowdsl.executors``): they pick the next
+`Unit` and lend their `Means`. The run knows nothing of executors, logging sinks, stores or
+progress bars: it calls a `Journal` and emits typed events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from .attempts import call_async, call_sync, check_produces
-from .context import CurrentTask, TaskContext, TaskRecord, _current
-from ..errors import SerializationError
-from ..executors.base import Executor
-from .events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted, as_callback
-from .metrics import summarize
+import tenacity
+
+from ..compiling.plan import Plan, Step
 from ..declaring.spec import MISSING
-from ..compiling.plan import Plan
-from .result import RunResult, TaskRun
+from ..errors import SerializationError
 from ..status import RunStatus, TaskStatus
+from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
+from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .events import (Event, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
+                     TaskStarted, as_callback)
+from .journal import Journal, Restored
+from .metrics import summarize
+from .result import RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
+from .unit import Unit
 
-__all__ = ["Run", "drive", "adrive"]
+__all__ = ["Run", "RESTORED"]
 
 COMPLETED, FAILED, RUNNING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.RUNNING
+#: The reason of a task brought back completed from the run store.
+RESTORED = "restored from the run store"
+
+Emit = Callable[[Event], None]
 
 
-def _emitter(observers: Iterable[Any]) -> Callable[[Any], None] | None:
+def _emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
     callbacks = [as_callback(o) for o in observers]
     if not callbacks:
         return None
 
-    def emit(event: Any) -> None:
+    def emit(event: Event) -> None:
         for callback in callbacks:
             try:
                 callback(event)
@@ -51,7 +62,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 class Run:
-    """One execution of a plan: its context, its task runs and its bookkeeping."""
+    """One execution of a plan: its context, its units and task runs, its bookkeeping."""
 
     def __init__(
         self,
@@ -60,16 +71,22 @@ class Run:
         *,
         run_id: str,
         strategy: ContextPreservationStrategy,
-        observers: Iterable[Any] = (),
-        journal: Any = None,
+        observers: Iterable[Observer | Emit] = (),
+        journal: Journal | None = None,
         started: float | None = None,
+        history: Callable[[], Mapping[str, list[float]]] = dict,
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
-        self.tasks: dict[str, TaskRun] = {step.id: TaskRun(step) for step in plan.steps}
+        self.tasks: dict[str, TaskRun] = {}
+        #: One unit per task, in plan order (a mapped task will add one per element).
+        self.units: list[Unit] = []
+        for step in plan.steps:
+            task = self.tasks[step.id] = TaskRun(step)
+            self.units.append(Unit(step, task))
         self.preserve, self.restore = active_hooks(strategy)
         self.emit = _emitter(observers)
         self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
@@ -78,19 +95,14 @@ class Run:
         self.first_error: tuple[str, BaseException] | None = None
         self.final: RunResult | None = None  # set by finish()
         self.preservation_time = 0.0
-        self.sleep: Callable[[float], Any] = time.sleep
-        self.async_sleep: Callable[[float], Any] = asyncio.sleep
         self._offset = time.time() - self.started  # perf_counter -> epoch seconds
-        self._sequence = self.context.shared_state._sequence
-        self.journal = journal  # the run store's journal, or None
-        self.store_time = getattr(journal, "open_time", 0.0)
+        self._sequence = self.context.shared_state.sequence
+        self.journal = journal
+        self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
-        self.slots: Any = None  # concurrency slots (concurrent executor only)
-        self.thread_pool: Any = None  # where sync handlers run under the concurrent executor
-        self.remote: Any = None  # runs attempts elsewhere (the Dask executor), or None
-        #: ``() -> {task id: recent durations}``, for adaptive scheduling
-        self.history_source: Callable[[], Mapping[str, list[float]]] = dict
+        #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
+        self.history = history
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
@@ -99,7 +111,7 @@ class Run:
                                  total_tasks=len(self.plan.steps), restored=self.restored))
 
     # -- resuming ---------------------------------------------------------------------------
-    def restore_completed(self, entries: Iterable[Any], reason: str) -> None:
+    def restore_completed(self, entries: Iterable[Restored]) -> None:
         """Bring back tasks completed in an earlier session, in their completion order:
         their results, ``previous_results`` and trace entries, and their deltas replayed
         (so the context is what an uninterrupted run would have built)."""
@@ -115,23 +127,17 @@ class Run:
             finally:
                 _current.reset(token)
             task.status = COMPLETED
-            task.reason = reason
+            task.reason = RESTORED
             task.result = entry.result
             task.attempts = entry.attempts
             task.started_at, task.ended_at, task.duration = entry.started, entry.ended, entry.duration
-            context._results[step.id] = entry.result
-            context._previous.add(task)
-            context._trace.add(task)
-            record.status = COMPLETED
+            context.publish(task, task.id, entry.result)
             record.duration = entry.duration or 0.0
-            record.closed = True
-            if record.delta and record.importance < 6:
-                record.importance += 1
-            context._records.add(record)
+            self._close_record(record, COMPLETED)
             self.restored += 1
 
-    # -- which tasks may start ------------------------------------------------------------
-    def blocking_cause(self, step: Any) -> str | None:
+    # -- which units may start ------------------------------------------------------------
+    def blocking_cause(self, step: Step) -> str | None:
         """The failed task upstream of ``step``, if any."""
         blocked = self.blocked
         for dep in step.dependencies:
@@ -140,12 +146,13 @@ class Run:
                 return cause
         return None
 
-    # -- running one task -----------------------------------------------------------------
-    def _begin(self, step: Any, task: TaskRun) -> tuple[TaskRecord, CurrentTask, Any]:
+    # -- running one unit -----------------------------------------------------------------
+    def _begin(self, unit: Unit) -> tuple[TaskRecord, CurrentTask, Any]:
+        step, task = unit.step, unit.task
         record = TaskRecord(step.id, step.importance, next(self._sequence))
-        current = CurrentTask(step.id, self.run_id, record)
+        current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
         task.status = RUNNING
-        self.context._records.active[step.id] = record
+        self.context.records_in_flight[step.id] = record
         if self.journal is not None:
             self._journal(self.journal.task_started, task)
         if self.emit is not None:
@@ -160,34 +167,30 @@ class Run:
         finally:
             self.store_time += perf_counter() - start
 
-    def attempt_started(self, task: TaskRun) -> None:
-        """A retry's attempt begins (the first attempt is journalled with the task's start)."""
-        if self.journal is not None and task.attempts > 1:
-            self._journal(self.journal.attempt_started, task)
-
-    def _enter(self, step: Any, task: TaskRun, record: TaskRecord,
-               t0: float) -> tuple[float, tuple[Any, ...], dict[str, Any]]:
+    def _enter(self, unit: Unit, record: TaskRecord, t0: float) -> tuple[float, Args, Kwargs]:
         """The strategy's ``preserve_context``, then the handler's arguments; returns the
         first attempt's start time with them (binding is orchestration, not handler time)."""
         if self.preserve is not None:
-            self.preserve(self.context, task)
+            self.preserve(self.context, unit.task)
             t0, hook_start = perf_counter(), t0
             self.preservation_time += t0 - hook_start
-        args, kwargs, record.reads = step.bind(self.context)
+        args, kwargs, record.reads = unit.step.bind(self.context)
         t0 = perf_counter()
-        task.started_at = self._offset + t0
+        unit.task.started_at = self._offset + t0
         return t0, args, kwargs
 
-    def run_task(self, step: Any, task: TaskRun) -> None:
-        """Run one task in this thread (sync handlers; no event loop involved)."""
-        record, current, token = self._begin(step, task)
+    def run_unit(self, unit: Unit, sleep: Callable[[float], object] = time.sleep) -> None:
+        """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
+        waits between retries."""
+        step = unit.step
+        record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
-            t0, args, kwargs = self._enter(step, task, record, t0)
+            t0, args, kwargs = self._enter(unit, record, t0)
             if step.retries or step.timeout is not None:
-                result = call_sync(self, step, task, current, args, kwargs)
+                result = self._call_sync(unit, current, args, kwargs, sleep)
             else:
-                task.attempts = 1
+                unit.task.attempts = 1
                 result = step.handler(*args, **kwargs)
                 if step.produces:
                     check_produces(step, result)
@@ -195,72 +198,137 @@ class Run:
             if step.produces:
                 self._write_produced(step, result)
         except Exception as exc:
-            self._failed(step, task, record, exc, t0, perf_counter())
+            self._failed(unit, record, exc, t0, perf_counter())
         else:
-            self._completed(step, task, record, result, t0, t1)
+            self._completed(unit, record, result, t0, t1)
         finally:
             _current.reset(token)
 
-    async def arun_task(self, step: Any, task: TaskRun) -> None:
-        """Run one task on the event loop (an async handler, or under the concurrent and
-        Dask executors any handler)."""
-        record, current, token = self._begin(step, task)
+    async def arun_unit(self, unit: Unit, means: Means) -> None:
+        """Run one unit from the event loop, each attempt through ``means.submit`` (on the
+        loop, in a thread, on a Dask worker: the executor's choice)."""
+        step = unit.step
+        record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
-            t0, args, kwargs = self._enter(step, task, record, t0)
-            result = await call_async(self, step, task, current, args, kwargs)
+            t0, args, kwargs = self._enter(unit, record, t0)
+            result = await self._call_async(unit, current, args, kwargs, means)
             t1 = perf_counter()  # the last attempt ended
             if step.produces:
                 self._write_produced(step, result)
         except Exception as exc:
-            self._failed(step, task, record, exc, t0, perf_counter())
+            self._failed(unit, record, exc, t0, perf_counter())
         else:
-            self._completed(step, task, record, result, t0, t1)
+            self._completed(unit, record, result, t0, t1)
         finally:
             _current.reset(token)
 
-    def _write_produced(self, step: Any, result: Mapping[str, Any]) -> None:
-        state = self.context.shared_state
-        for key in step.produces:
-            state[key] = result[key]
+    # -- the policy: attempts, retries, timeouts --------------------------------------------
+    def _attempt_started(self, unit: Unit, current: CurrentTask) -> None:
+        task = unit.task
+        task.attempts += 1
+        current.attempt = task.attempts
+        task.status = RUNNING
+        if self.journal is not None and task.attempts > 1:  # the first: with the task's start
+            self._journal(self.journal.attempt_started, task)
 
-    def retrying(self, step: Any, task: TaskRun, state: Any) -> None:
+    def _retrying(self, unit: Unit) -> dict[str, Any]:
+        step = unit.step
+        return {
+            "stop": tenacity.stop_after_attempt(step.retries + 1),
+            "wait": step.retry_wait,
+            "retry": step.retry_on,
+            "before_sleep": lambda state: self._retry(unit, state),
+            "reraise": True,
+        }
+
+    def _call_sync(self, unit: Unit, current: CurrentTask, args: Args, kwargs: Kwargs,
+                   sleep: Callable[[float], object]) -> Any:
+        step = unit.step
+
+        def attempt() -> Any:
+            self._attempt_started(unit, current)
+            if step.timeout is None:
+                result = step.handler(*args, **kwargs)
+            else:
+                result = call_in_thread(step, current, args, kwargs)
+            if step.produces:
+                check_produces(step, result)
+            return result
+
+        if not step.retries:
+            return attempt()
+        return tenacity.Retrying(sleep=sleep, **self._retrying(unit))(attempt)
+
+    async def _call_async(self, unit: Unit, current: CurrentTask, args: Args, kwargs: Kwargs,
+                          means: Means) -> Any:
+        step, submit = unit.step, means.submit
+
+        async def attempt() -> Any:
+            self._attempt_started(unit, current)
+            result = await submit(step, current, args, kwargs)
+            if step.produces:
+                check_produces(step, result)
+            return result
+
+        if not step.retries:
+            return await attempt()
+        wait = means.wait
+        if wait is None:
+            retrying = tenacity.AsyncRetrying(**self._retrying(unit))
+        else:
+            async def sleep(seconds: float) -> None:
+                await wait(step.pool, seconds)
+
+            retrying = tenacity.AsyncRetrying(sleep=sleep, **self._retrying(unit))
+        return await retrying(attempt)
+
+    def _retry(self, unit: Unit, state: tenacity.RetryCallState) -> None:
         """tenacity's ``before_sleep``: an attempt failed and another one will follow."""
-        error = state.outcome.exception()
+        step, task = unit.step, unit.task
+        error = state.outcome.exception() if state.outcome is not None else None
+        assert error is not None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         task.status = TaskStatus.RETRYING
         if self.journal is not None:
             self._journal(self.journal.attempt_failed, task, error)
-        self.context._trace.add({
-            "task_id": step.id,
-            "action": "task_retry",
-            "details": {"attempt": state.attempt_number, "error": _error_text(error), "wait": wait},
-            "timestamp": time.time(),
-        })
+        details: dict[str, Any] = {"attempt": state.attempt_number, "error": _error_text(error),
+                                   "wait": wait}
+        if unit.index is not None:
+            details["index"] = unit.index
+        self.context.trace({"task_id": step.id, "action": "task_retry", "details": details,
+                            "timestamp": time.time()})
         if self.emit is not None:
             self.emit(TaskRetrying(run_id=self.run_id, task_id=step.id,
                                    attempt=state.attempt_number, error=error, wait=wait))
 
+    def _write_produced(self, step: Step, result: Mapping[str, Any]) -> None:
+        state = self.context.shared_state
+        for key in step.produces:
+            state[key] = result[key]
+
     # -- outcomes -------------------------------------------------------------------------
-    def _restore(self, task: TaskRun) -> BaseException | None:
+    def _call_restore(self, task: TaskRun) -> BaseException | None:
+        assert self.restore is not None
         try:
-            self.restore(self.context, task)  # type: ignore[misc]
+            self.restore(self.context, task)
         except Exception as exc:
             return exc
         return None
 
-    def _completed(self, step: Any, task: TaskRun, record: TaskRecord, result: Any,
-                   t0: float, t1: float) -> None:
+    def _completed(self, unit: Unit, record: TaskRecord, result: Any, t0: float,
+                   t1: float) -> None:
+        task = unit.task
         task.status = COMPLETED
         task.result = result
         duration = t1 - t0
         task.duration = duration
         task.ended_at = self._offset + t1
         if self.restore is not None:
-            hook_error = self._restore(task)
+            hook_error = self._call_restore(task)
             if hook_error is not None:  # a strategy that fails fails the task
                 task.result = None
-                self._failed(step, task, record, hook_error, t0, t1, hook_called=True)
+                self._failed(unit, record, hook_error, t0, t1, hook_called=True)
                 return
         if self.journal is not None:
             try:
@@ -268,18 +336,15 @@ class Run:
             except SerializationError as exc:  # the store vetoes: not retried, writes undone
                 self._undo_writes(record)
                 task.result = None
-                self._failed(step, task, record, exc, t0, t1, hook_called=True)
+                self._failed(unit, record, exc, t0, t1, hook_called=True)
                 return
             except BaseException:  # the store failed: the task is not done (it stops the run)
                 task.status, task.result = RUNNING, None
                 raise
-        context = self.context
-        context._results[step.id] = result
-        context._previous.add(task)  # made into entries only if read
-        context._trace.add(task)
+        self.context.publish(task, task.id, result)
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=COMPLETED,
+            self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration))
 
     def _undo_writes(self, record: TaskRecord) -> None:
@@ -293,17 +358,18 @@ class Run:
         record.undo = ()
         record.delta = {}
 
-    def _failed(self, step: Any, task: TaskRun, record: TaskRecord, exc: BaseException,
-                t0: float, t1: float, hook_called: bool = False) -> None:
+    def _failed(self, unit: Unit, record: TaskRecord, exc: BaseException, t0: float,
+                t1: float, hook_called: bool = False) -> None:
+        step, task = unit.step, unit.task
         task.status = FAILED
         task.error = exc
         if self.restore is not None and not hook_called:
-            self._restore(task)  # the task's own error is what it reports
+            self._call_restore(task)  # the task's own error is what it reports
         duration = t1 - t0
         task.duration = duration
         task.started_at = self._offset + t0
         task.ended_at = self._offset + t1
-        self.context._trace.add(task)
+        self.context.trace(task)
         if self.journal is not None:
             self._journal(self.journal.task_failed, task, exc)
         if self.first_error is None:
@@ -318,17 +384,21 @@ class Run:
 
     def _keep_record(self, record: TaskRecord, status: TaskStatus, duration: float,
                      t1: float) -> None:
-        record.status = status
         record.duration = duration
+        del self.context.records_in_flight[record.task_id]
+        self._close_record(record, status)
+        self.preservation_time += perf_counter() - t1
+
+    def _close_record(self, record: TaskRecord, status: TaskStatus) -> None:
+        record.status = status
         record.closed = True
         if record.delta and record.importance < 6:
             record.importance += 1
-        records = self.context._records
-        del records.active[record.task_id]
-        records.add(record)
-        self.preservation_time += perf_counter() - t1
+        self.context.keep(record)
 
-    def _settle(self, step: Any, task: TaskRun, status: TaskStatus, reason: str) -> None:
+    # -- settled without running ----------------------------------------------------------
+    def _settle(self, task: TaskRun, status: TaskStatus, reason: str) -> None:
+        """The one place a task becomes SKIPPED or CANCELLED."""
         task.status = status
         task.reason = reason
         if self.journal is not None:
@@ -338,32 +408,44 @@ class Run:
                 self._unsaved.append(task)
         if task.ended_at is None:
             task.ended_at = time.time()  # when it was settled
-        self.context._trace.add(task)
+        self.context.trace(task)
         if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=status,
+            self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=status,
                                    attempts=task.attempts, duration=0.0, reason=reason))
 
-    def skip(self, step: Any, task: TaskRun, cause: str) -> None:
+    def skip(self, unit: Unit, cause: str) -> None:
         """SKIPPED: an upstream task failed (``cause`` names it)."""
-        self.blocked[step.id] = cause
-        self._settle(step, task, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
+        self.blocked[unit.step.id] = cause
+        self._settle(unit.task, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
 
-    def cancel(self, step: Any, task: TaskRun, reason: str) -> None:
-        """CANCELLED before it started."""
-        self._settle(step, task, TaskStatus.CANCELLED, reason)
-
-    def stop_pending(self, step: Any, task: TaskRun) -> None:
+    def stop_pending(self, unit: Unit) -> None:
         """After a critical failure: skip what is downstream of a failure, cancel the rest."""
-        cause = self.blocking_cause(step)
+        cause = self.blocking_cause(unit.step)
         if cause is not None:
-            self.skip(step, task, cause)
+            self.skip(unit, cause)
         else:
-            self.cancel(step, task, f"critical task {self.stopped_by!r} failed")
+            self._settle(unit.task, TaskStatus.CANCELLED,
+                         f"critical task {self.stopped_by!r} failed")
+
+    def settled_before_start(self, unit: Unit) -> bool:
+        """Whether ``unit`` is settled without running: restored earlier, or settled now
+        because the run stopped or a task upstream failed."""
+        if unit.task.status is not TaskStatus.PENDING:  # restored from the run store
+            return True
+        if self.stopped_by is not None:
+            self.stop_pending(unit)
+            return True
+        if self.blocked:
+            cause = self.blocking_cause(unit.step)
+            if cause is not None:
+                self.skip(unit, cause)
+                return True
+        return False
 
     def close_in_flight(self, task_id: str | None = None) -> None:
         """Discard from now on the writes of one task in flight (all, without ``task_id``):
         it is about to be cancelled, and what it writes while unwinding must not count."""
-        active = self.context._records.active
+        active = self.context.records_in_flight
         if task_id is None:
             records = list(active.values())
         else:
@@ -371,16 +453,17 @@ class Run:
         for record in records:
             record.closed = True
 
-    def cancel_in_flight(self, task: TaskRun, reason: str) -> None:
-        """CANCELLED while running (its async attempt was cancelled): no record is kept and
-        ``restore_context`` is not called; its later writes are discarded."""
-        if task.started_at is not None:
+    def _drop_in_flight(self, task: TaskRun) -> None:
+        if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
             task.ended_at = time.time()
             task.duration = task.ended_at - task.started_at
-        record = self.context._records.active.pop(task.id, None)
-        if record is not None:
-            self.context._records.forget(record, cancelled=True)
-        self._settle(task.step, task, TaskStatus.CANCELLED, reason)
+        self.context.forget_in_flight(task.id)  # it keeps no record
+
+    def cancel_in_flight(self, unit: Unit, reason: str) -> None:
+        """CANCELLED while running (its async attempt was cancelled): no record is kept and
+        ``restore_context`` is not called; its later writes are discarded."""
+        self._drop_in_flight(unit.task)
+        self._settle(unit.task, TaskStatus.CANCELLED, reason)
 
     def interrupt(self, exc: BaseException) -> None:
         """KeyboardInterrupt, SystemExit, CancelledError (or a runtime failure): stop now.
@@ -389,29 +472,23 @@ class Run:
         """
         self.interrupted = exc
         reason = f"run interrupted by {type(exc).__name__}"
-        records = self.context._records
         for task in self.tasks.values():
             if task.status in (RUNNING, TaskStatus.RETRYING):
-                if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
-                    task.ended_at = time.time()
-                    task.duration = task.ended_at - task.started_at
-                record = records.active.pop(task.id, None)
-                if record is not None:
-                    records.forget(record, cancelled=True)  # it keeps no record
-                self._settle(task.step, task, TaskStatus.CANCELLED, reason)
+                self._drop_in_flight(task)
+                self._settle(task, TaskStatus.CANCELLED, reason)
             elif task.status is TaskStatus.PENDING:
-                self._settle(task.step, task, TaskStatus.CANCELLED, reason)
+                self._settle(task, TaskStatus.CANCELLED, reason)
 
     # -- the end --------------------------------------------------------------------------
+    def _status(self) -> RunStatus:
+        if self.interrupted is not None:  # a store failure fails the run; an interrupt cancels it
+            return RunStatus.FAILED if isinstance(self.interrupted, Exception) \
+                else RunStatus.CANCELLED
+        return RunStatus.FAILED if self.first_error is not None else RunStatus.SUCCEEDED
+
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
-        if self.interrupted is not None:  # a store failure fails the run; an interrupt cancels it
-            failed = isinstance(self.interrupted, Exception)
-            status = RunStatus.FAILED if failed else RunStatus.CANCELLED
-        elif self.first_error is not None:
-            status = RunStatus.FAILED
-        else:
-            status = RunStatus.SUCCEEDED
+        status = self._status()
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)
@@ -420,16 +497,14 @@ class Run:
                     raise
         wall_time = perf_counter() - self.started
         context = self.context
-        summary = summarize(
-            self.tasks, wall_time, self.preservation_time,
-            len(context.data) + len(context.shared_state),
-        )
+        summary = summarize(self.tasks, wall_time, self.preservation_time,
+                            len(context.data) + len(context.shared_state))
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
         failed_task, error = self.first_error if self.first_error else (None, None)
         result = RunResult(
-            flow=self.plan.flow, run_id=self.run_id, status=status, results=context._results,
+            flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,
             tasks=self.tasks, context=context, summary=summary, error=error,
             failed_task=failed_task,
         )
@@ -439,36 +514,11 @@ class Run:
                                   summary=summary))
         return result
 
-
-def _interrupted(run: Run, exc: BaseException) -> None:
-    run.interrupt(exc)
-    try:
-        exc.flowdsl_result = run.finish()  # type: ignore[attr-defined]
-    except Exception:  # the original exception matters more than a failed summary
-        pass
-
-
-def drive(executor: Executor, run: Run) -> RunResult:
-    """Execute ``run`` synchronously with ``executor``. On an interrupt (or a store failure)
-    cancel what is left, attach the `RunResult` to the exception as ``flowdsl_result`` and
-    re-raise it."""
-    executor.configure(run)
-    run.announce()
-    try:
-        executor.execute(run)
-    except BaseException as exc:
-        _interrupted(run, exc)
-        raise
-    return run.finish()
-
-
-async def adrive(executor: Executor, run: Run) -> RunResult:
-    """The async twin of `drive`."""
-    executor.configure(run)
-    run.announce()
-    try:
-        await executor.aexecute(run)
-    except BaseException as exc:
-        _interrupted(run, exc)
-        raise
-    return run.finish()
+    def abort(self, exc: BaseException) -> None:
+        """The run stops on ``exc``: cancel what is left and attach the `RunResult` to it as
+        ``exc.flowdsl_result`` (the caller re-raises it)."""
+        self.interrupt(exc)
+        try:
+            exc.flowdsl_result = self.finish()  # type: ignore[attr-defined]
+        except Exception:  # the original exception matters more than a failed summary
+            pass

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ResumeError
+from ..running.journal import Restored
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
 from .owner import identity, owner_gone
-from .sqlite import SqliteStore, dumps, now
+from .schema import dumps, now
+
+if TYPE_CHECKING:  # the store calls open_run with itself
+    from .sqlite import SqliteStore
 
 __all__ = ["open_run", "RunJournal", "Restored"]
-
-RESTORED_REASON = "restored from the run store"
-
-
-class Restored:
-    """A completed task brought back from the store."""
-
-    __slots__ = ("task_id", "result", "delta", "attempts", "started", "ended", "duration")
-
-    def __init__(self, task_id: str, result: Any, delta: list[tuple[Any, Any]], attempts: int,
-                 started: float, ended: float, duration: float) -> None:
-        self.task_id = task_id
-        self.result = result
-        self.delta = delta
-        self.attempts = attempts
-        self.started = started
-        self.ended = ended
-        self.duration = duration
-
 
 def fingerprints_of(plan: Any) -> dict[str, str]:
     """The plan's task fingerprints, computed once per plan."""

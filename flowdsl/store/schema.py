@@ -18,6 +18,10 @@ written by a newer flowdsl (a higher version) is refused rather than misread.
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 SCHEMA_VERSION = 1
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -77,3 +81,13 @@ MIGRATIONS: dict[int, list[str]] = {
         ) WITHOUT ROWID""",
     ],
 }
+
+
+def now() -> float:
+    """A time stamp for the store (epoch seconds)."""
+    return time.time()
+
+
+def dumps(value: Any) -> str:
+    """JSON text with sorted keys, as the store keeps it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 from ..errors import StoreError
 from ..status import RunStatus
 from .codec import describe
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .journal import open_run
+from .schema import MIGRATIONS, SCHEMA_VERSION, dumps, now
 
 __all__ = ["SqliteStore"]
 
@@ -216,17 +217,4 @@ class SqliteStore:
     # -- runs -------------------------------------------------------------------------------
     def open_run(self, plan: Any, **options: Any) -> Any:
         """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
-        from .journal import open_run
-
         return open_run(self, plan, **options)
-
-
-def now() -> float:
-    return time.time()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value}

@@ -1,0 +1,158 @@
+"""Starting ready units as slots free up, on one event loop: what the concurrent and the
+Dask executors share (they differ in where an attempt runs, i.e. in their `Means`).
+
+Among ready units the lowest priority value starts first; among equal priorities, with
+adaptive scheduling, the longest expected critical path; then plan order. Resource pools cap
+their tasks whatever N is; a unit waiting for a full pool never blocks ready units of other
+pools. A critical failure stops new starts and cancels the attempts in flight that can be
+cancelled (async ones; sync ones too when ``cancels_sync``, as on Dask).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Mapping
+
+from ..compiling.plan import Plan
+from ..running.attempts import Means
+from ..running.runtime import Run
+from ..running.unit import Unit
+from ..status import TaskStatus
+from .schedule import critical_paths, expected_durations
+from .slots import Slots
+
+__all__ = ["Scheduler", "ranks"]
+
+PENDING = TaskStatus.PENDING
+Rank = tuple[int, float, int]
+
+
+def ranks(plan: Plan, history: Mapping[str, list[float]] | None) -> dict[str, Rank]:
+    """Start order among ready units: priority, then (with ``history``: adaptive scheduling)
+    the longest expected critical path first, then plan order."""
+    if history is None:
+        return {step.id: (step.priority, 0.0, step.position) for step in plan.steps}
+    paths = critical_paths(plan, expected_durations(plan, history))
+    return {step.id: (step.priority, -paths[step.id], step.position) for step in plan.steps}
+
+
+class Scheduler:
+    """Runs the units of one run, up to ``slots.free`` at once, each through ``means``."""
+
+    def __init__(self, run: Run, slots: Slots, means: Means, rank: Mapping[str, Rank], *,
+                 cancels_sync: bool) -> None:
+        self.run = run
+        self.slots = slots
+        self.means = means
+        self.rank = rank
+        self.cancels_sync = cancels_sync
+        self.units = {unit.step.id: unit for unit in run.units}
+        self.waiting = {step.id: len(step.dependencies) for step in run.plan.steps}
+        self.ready: list[tuple[Rank, str]] = []
+        self.running: dict[asyncio.Future[None], Unit] = {}
+        self.cancelling: set[asyncio.Future[None]] = set()
+
+    def _push(self, task_id: str) -> None:
+        heapq.heappush(self.ready, (self.rank[task_id], task_id))
+
+    def settled(self, task_id: str) -> None:
+        """A task reached its final status: release its dependants (skipping those behind a
+        failure while the run goes on)."""
+        run, plan, waiting = self.run, self.run.plan, self.waiting
+        stack = [task_id]
+        while stack:
+            for child in plan.children[stack.pop()]:
+                waiting[child] -= 1
+                unit = self.units[child]
+                if waiting[child] or unit.task.status is not PENDING:
+                    continue
+                cause = run.blocking_cause(unit.step) if run.blocked else None
+                if cause is not None and run.stopped_by is None:
+                    run.skip(unit, cause)
+                    stack.append(child)
+                else:
+                    self._push(child)
+
+    def _seed(self) -> None:
+        for unit in self.run.units:
+            if unit.task.status is not PENDING:  # restored from the run store
+                self.settled(unit.step.id)
+            elif not unit.step.dependencies:
+                self._push(unit.step.id)
+
+    async def run_all(self) -> None:
+        """Start ready units as slots free up, until every task has settled."""
+        self._seed()
+        try:
+            await self._loop()
+            if self.run.stopped_by is not None:
+                for unit in self.run.units:
+                    if unit.task.status is PENDING:
+                        self.run.stop_pending(unit)
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _loop(self) -> None:
+        run, slots, running = self.run, self.slots, self.running
+        while self.ready or running:
+            if run.stopped_by is None:
+                self._start()
+            else:
+                self._cancel_in_flight()
+                if not running:
+                    break
+            if not running:
+                await slots.changed()  # only held pool slots block the ready units
+                continue
+            done, _ = await asyncio.wait([*running, slots.changed()],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for job in done:
+                unit = running.pop(job, None)
+                if unit is None:
+                    continue
+                if job.cancelled():
+                    run.cancel_in_flight(unit, f"critical task {run.stopped_by!r} failed")
+                else:
+                    job.result()  # re-raise a store failure
+                self.settled(unit.step.id)
+
+    def _start(self) -> None:
+        """Start ready units while slots are free; skip over those whose pool is full."""
+        slots, ready = self.slots, self.ready
+        deferred = []
+        while ready and slots.free > 0:
+            item = heapq.heappop(ready)
+            unit = self.units[item[1]]
+            pool = unit.step.pool
+            if pool is not None and slots.pool_free[pool] <= 0:
+                deferred.append(item)
+                continue
+            slots.take(pool)
+            self.running[asyncio.ensure_future(self._run_one(unit))] = unit
+        for item in deferred:
+            heapq.heappush(ready, item)
+
+    async def _run_one(self, unit: Unit) -> None:
+        try:
+            await self.run.arun_unit(unit, self.means)
+        finally:
+            self.slots.give(unit.step.pool)
+
+    def _cancel_in_flight(self) -> None:
+        """After a critical failure: cancel the attempts in flight that can be cancelled."""
+        for job, unit in self.running.items():
+            if (unit.step.is_async or self.cancels_sync) and job not in self.cancelling:
+                self.run.close_in_flight(unit.step.id)
+                job.cancel()
+                self.cancelling.add(job)
+
+    async def _abandon(self) -> None:
+        """The run stops (interrupt, store failure): what is in flight is cancelled and what
+        it writes while unwinding is discarded."""
+        self.run.close_in_flight()
+        for job in self.running:
+            job.cancel()
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=1.0)

@@ -1,0 +1,64 @@
+"""What the runtime asks of a run store: the `Journal` protocol, and `Restored` tasks.
+
+The runtime calls a journal synchronously at each state change that matters; a call may
+veto (`SerializationError` from `task_completed` fails the task) and any other failure stops
+the run. The run store (``flowdsl.store``) implements it; the runtime never imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol, Sequence
+
+from ..status import RunStatus
+from .result import TaskRun
+
+__all__ = ["Journal", "Restored"]
+
+
+class Restored:
+    """A task completed in an earlier session of the run, brought back by resume."""
+
+    __slots__ = ("task_id", "result", "delta", "attempts", "started", "ended", "duration")
+
+    def __init__(self, task_id: str, result: Any, delta: Sequence[tuple[Any, Any]],
+                 attempts: int, started: float, ended: float, duration: float) -> None:
+        self.task_id = task_id
+        self.result = result
+        self.delta = delta
+        self.attempts = attempts
+        self.started = started
+        self.ended = ended
+        self.duration = duration
+
+
+class Journal(Protocol):
+    """One session of one run in a store; each method is one write."""
+
+    run_id: str
+    inputs: Mapping[str, Any]
+    restored: Sequence[Restored]
+    open_time: float  # seconds spent opening the run (counted as store_time)
+
+    def history(self) -> Mapping[str, list[float]]:
+        """Recent durations per task of this flow (adaptive scheduling)."""
+
+    def task_started(self, task: TaskRun) -> None:
+        """The first attempt of ``task`` starts."""
+
+    def attempt_started(self, task: TaskRun) -> None:
+        """A retry's attempt starts."""
+
+    def attempt_failed(self, task: TaskRun, error: BaseException) -> None:
+        """An attempt failed and another one follows."""
+
+    def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
+        """``task`` completed; may veto with `SerializationError` (nothing written)."""
+
+    def task_failed(self, task: TaskRun, error: BaseException) -> None:
+        """``task`` failed after its last attempt."""
+
+    def task_settled(self, task: TaskRun) -> None:
+        """``task`` was SKIPPED or CANCELLED."""
+
+    def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
+        """The run ended with ``status``; ``unsaved`` were settled during an interrupt."""
