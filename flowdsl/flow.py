@@ -55,13 +55,13 @@ class Flow:
         self.name = name
         self.serializer = serializer
         self._pools: dict[str, int] = {}
-        for pool_name, size in (pools or {}).items():
-            self.pool(pool_name, size)
         self._specs: list[TaskSpec] = []
         self._plan: Plan | None = None
         self._includes: list[Include] = []
         self._version = 0  # bumped on every change of the registry (includes see it)
         self._compiled: tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]] | None = None
+        for pool_name, size in (pools or {}).items():
+            self.pool(pool_name, size)
         self._metrics = FlowMetrics()
 
     # -- declaring ------------------------------------------------------------------------

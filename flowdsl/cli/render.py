@@ -232,7 +232,8 @@ def mermaid(plan: Plan) -> str:
         label = "<br/>".join(_label_lines(step)).replace('"', "#quot;")
         style = ":::critical" if step.critical else ""
         if getattr(step, "map_over", ()):  # stacked rectangle: many elements (Mermaid 11.3+)
-            return f'{names[step.id]}@{{ shape: processes, label: "{label}" }}' + style
+            # (styled by a `class` line below: `:::` does not follow this syntax)
+            return f'{names[step.id]}@{{ shape: processes, label: "{label}" }}'
         if getattr(step, "run_if", None) is not None:  # a hexagon: decided at run time
             return f'{names[step.id]}{{{{"{label}"}}}}' + style
         return f'{names[step.id]}["{label}"]' + style
@@ -254,6 +255,10 @@ def mermaid(plan: Plan) -> str:
         else:
             text = f"key {key}".replace('"', "#quot;")
             lines.append(f'    {names[upstream]} -. "{text}" .-> {names[downstream]}')
+    stacked = [names[step.id] for step in plan.steps
+               if step.critical and getattr(step, "map_over", ())]
+    if stacked:
+        lines.append(f"    class {','.join(stacked)} critical")
     if any(step.critical for step in plan.steps):
         lines.append("    classDef critical stroke:#c00,stroke-width:2px")
     return "\n".join(lines)
