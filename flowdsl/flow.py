@@ -56,6 +56,7 @@ class Flow:
         self.serializer = serializer
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []
+        self._positions: dict[str, int] = {}  # task id -> index in _specs (the first declared)
         self._plan: Plan | None = None
         self._includes: list[Include] = []
         self._version = 0  # bumped on every change of the registry (includes see it)
@@ -158,12 +159,12 @@ class Flow:
         return dict(self._pools)
 
     def _register(self, spec: TaskSpec) -> None:
-        for i, earlier in enumerate(self._specs):
-            if earlier.id == spec.id and _redefines(earlier, spec):
-                self._specs[i] = spec  # a notebook cell run again: the new definition wins
-                self._changed()
-                return
-        self._specs.append(spec)
+        position = self._positions.get(spec.id)
+        if position is not None and _redefines(self._specs[position], spec):
+            self._specs[position] = spec  # a notebook cell run again: the new definition wins
+        else:
+            self._positions.setdefault(spec.id, len(self._specs))
+            self._specs.append(spec)  # a duplicate id is refused by compile()
         self._changed()
 
     def _changed(self) -> None:
