@@ -291,3 +291,54 @@ def test_a_cycle_through_an_include_is_a_cycle_error() -> None:
     with pytest.raises(CycleError) as excinfo:
         flow.compile()
     assert set(excinfo.value.cycle) == {"feed", "s.a", "s"}
+
+
+def test_included_handlers_pickle_and_fingerprint_by_the_sub_flows_code() -> None:
+    import pickle
+
+    from flowdsl.store.fingerprint import task_fingerprint
+
+    def build(body: int) -> Any:
+        sub = Flow("sub")
+        if body == 1:
+            sub.task(id="read", produces=["rows"])(_read_one)
+        else:
+            sub.task(id="read", produces=["rows"])(_read_two)
+        flow = Flow("parent")
+        flow.include(sub, prefix="in")
+        return flow.compile()
+
+    plan = build(1)
+    for task in ("in.read", "in"):
+        handler = pickle.loads(pickle.dumps(plan[task].handler))  # Dask ships handlers
+        assert type(handler) is type(plan[task].handler)
+    assert pickle.loads(pickle.dumps(plan["in.read"].handler))() == {"rows": 1, "in.rows": 1}
+    assert pickle.loads(pickle.dumps(plan["in"].handler))(5) == {"read": 5}
+    same = task_fingerprint(build(1)["in.read"], "json")
+    assert task_fingerprint(plan["in.read"], "json") == same
+    assert task_fingerprint(build(2)["in.read"], "json") != same
+
+
+def _read_one():
+    return {"rows": 1}
+
+
+def _read_two():
+    return {"rows": 2}
+
+
+def test_a_target_run_with_a_store_is_a_run_of_its_own(tmp_path: Any) -> None:
+    ran: list[str] = []
+    flow = report_flow(ran)
+    store = tmp_path / "runs.db"
+    result = flow.run({"region": "eu"}, targets=["total"], store=store, run_id="part")
+    assert result.status is RunStatus.SUCCEEDED and ran == ["load_sales", "total"]
+    from flowdsl.store import SqliteStore
+
+    opened = SqliteStore(store)
+    try:
+        record = opened.get_run("part")
+    finally:
+        opened.close()
+    assert set(record["tasks"]) == {"load_sales", "total"}
+    assert record["status"] == "succeeded"
