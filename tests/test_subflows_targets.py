@@ -342,3 +342,47 @@ def test_a_target_run_with_a_store_is_a_run_of_its_own(tmp_path: Any) -> None:
         opened.close()
     assert set(record["tasks"]) == {"load_sales", "total"}
     assert record["status"] == "succeeded"
+
+
+def test_include_inputs_from_a_parent_task_result_and_requires_keys() -> None:
+    sub = Flow("sub")
+    sub.task(id="need", requires=["token"])(lambda task_input: task_input["token"])
+    sub.task(id="use")(lambda source: source * 2)
+
+    flow = Flow("parent")
+
+    @flow.task
+    def make_source():
+        return 21
+
+    flow.include(sub, prefix="s", inputs={"source": make_source, "token": "key:secret"})
+    plan = flow.compile()
+    assert plan["s.use"].dependencies == ("make_source",)
+    assert plan["s.need"].requires == ("secret",)
+    assert flow.run({"secret": "t0k"}).results["s"] == {"need": "t0k", "use": 42}
+
+    wrong = Flow("wrong")
+    wrong.task(id="make_token")(lambda: "x")
+    wrong.include(sub, prefix="s", inputs={"token": "make_token", "source": "key:src"})
+    with pytest.raises(DefinitionError, match="requires"):
+        wrong.compile()
+
+
+def test_a_seed_style_sub_flow_reads_its_own_names_in_task_input() -> None:
+    sub = Flow("seed")
+
+    async def load(task_input):
+        return {"records": task_input["data_source"].split(",")}
+
+    async def count(task_input):
+        return len(task_input["load_result"]["records"])
+
+    sub.add_task("load", "Load", load, context_requirements=["data_source"], max_retries=0)
+    sub.add_task("count", "Count", count, dependencies=["load"], max_retries=0)
+    outer = Flow("outer")
+    middle = Flow("middle")
+    middle.include(sub, prefix="inner")
+    outer.include(middle, prefix="mid", inputs={"data_source": "key:csv"})
+    result = outer.run({"csv": "a,b,c"})
+    assert result.results["mid.inner.count"] == 3
+    assert result.results["mid"] == {"inner": {"count": 3}}

@@ -71,11 +71,15 @@ def make_binder(
     dependencies: Sequence[str],
     results_only: bool | None = None,
     tolerant: Mapping[str, Any] | None = None,
+    included: Sequence[str] = (),
+    shown: Mapping[str, str] | None = None,
 ) -> Any:
     """Build the binder of one step (``results_only``: every parameter is a positional
     upstream result, when the caller already knows it). ``tolerant`` (parameter -> default)
     makes a binder for ``none_failed`` / ``all_done`` tasks: a dependency that did not
-    complete gives the parameter's default, else None."""
+    complete gives the parameter's default, else None. ``included`` (the include prefixes of
+    a copied task) and ``shown`` (context key -> name) make ``task_input`` show the names the
+    sub-flow's handler was written with."""
     no_kwargs = _NO_KWARGS
     if results_only is None:
         results_only = all(kind == "result" and not keyword for kind, _, keyword, _ in sources)
@@ -94,6 +98,8 @@ def make_binder(
     dependencies = tuple(dependencies)
     any_keyword = any(keyword for _, _, keyword, _ in sources)
     resolve = _resolve if tolerant is None else _resolve_tolerant
+    prefix = ".".join(included) + "." if included else ""
+    strip = len(prefix)
     fallback = {name: (None if default is MISSING else default)
                 for name, default in (tolerant or {}).items()}
 
@@ -116,11 +122,12 @@ def make_binder(
                     "context": context,
                     "shared_state": context.shared_state,
                     "previous_results": context.previous_results,
-                    **reads,
+                    **(reads if not shown else {shown.get(k, k): v for k, v in reads.items()}),
                 }
                 for dep in dependencies:
                     if dep in results or tolerant is None:
-                        task_input[f"{dep}_result"] = results[dep]
+                        name = dep[strip:] if strip and dep.startswith(prefix) else dep
+                        task_input[f"{name}_result"] = results[dep]
                 task_input["idempotency_key"] = f"{context.task_id}:{task_id}"
                 values.append(task_input)
         if not any_keyword:

@@ -245,13 +245,17 @@ def _copy(parent: str, inc: Include, specs: Sequence[TaskSpec],
                 keys = [(inner, f"{prefix}.{outer}") for inner, outer in handler.keys]
                 handler = handler.__wrapped__
             handler = (AsyncRenamed if spec.is_async else Renamed)(handler, new_id, keys)
+        shown = dict(spec.task_input_names)
+        requires = tuple(required(key, spec.id) for key in spec.requires)
         copies.append(attrs.evolve(
             spec,
             id=new_id,
             handler=handler,
+            task_input_names=tuple((new, shown.get(old, old))
+                                   for old, new in zip(spec.requires, requires)),
             name=spec.name if spec.name != spec.id else f"{prefix}.{spec.id}",
             depends_on=tuple(depends_on),
-            requires=tuple(required(key, spec.id) for key in spec.requires),
+            requires=requires,
             produces=tuple(f"{prefix}.{key}" for key in spec.produces),
             bind=rewire(spec.params, dict(spec.bind), f"task {spec.id!r}'s bind"),
             run_if_bind=rewire(spec.run_if_params, dict(spec.run_if_bind),

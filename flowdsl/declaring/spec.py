@@ -95,6 +95,9 @@ class TaskSpec:
     included: tuple[str, ...] = attrs.field(converter=tuple, default=())
     #: True for the task ``"<prefix>"`` that gathers an included sub-flow's terminal results
     gathers: bool = False
+    #: for an included task: (context key, the name its ``task_input`` shows it under), so
+    #: seed-style handlers of a sub-flow read the names they were written with
+    task_input_names: tuple[tuple[str, str], ...] = attrs.field(converter=tuple, default=())
 
     @property
     def critical(self) -> bool:
