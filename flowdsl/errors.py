@@ -6,7 +6,7 @@ these types only describe what flowdsl itself refused or observed.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     "FlowError",
@@ -81,7 +81,7 @@ class DuplicateTaskError(DefinitionError):
 class MissingInputError(FlowError, LookupError):
     """A context key the flow needs was not supplied by the caller."""
 
-    def __init__(self, missing: dict[str, Sequence[str]], tasks: Iterable[str] = ()) -> None:
+    def __init__(self, missing: Mapping[str, Sequence[str]], tasks: Iterable[str] = ()) -> None:
         self.missing = {key: tuple(readers) for key, readers in missing.items()}
         task_ids = list(tasks)
         parts = []

@@ -11,8 +11,6 @@ from flowdsl import (
     DuplicateTaskError,
     Flow,
     MissingInputError,
-    Priority,
-    UnknownDependencyError,
 )
 from flowdsl.store.fingerprint import task_fingerprint
 

@@ -104,7 +104,7 @@ def _predicate_name(step: Any) -> str:
 def marks(step: Any) -> list[str]:
     """What sets a step apart: mapped, conditional, trigger rule, included, gathering."""
     notes = []
-    if getattr(step, "map_over", ()):
+    if (getattr(step, "map_over", None) or ()):
         notes.append("mapped over " + ", ".join(step.map_over))
     if getattr(step, "run_if", None) is not None:
         notes.append(f"conditional (run_if {_predicate_name(step)})")
@@ -194,7 +194,7 @@ _BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def _label_lines(step: Any) -> list[str]:
     lines = [step.id, f"priority {priority(step.priority)}"]
-    if getattr(step, "map_over", ()):
+    if (getattr(step, "map_over", None) or ()):
         lines.append("map over " + ", ".join(step.map_over))
     if getattr(step, "run_if", None) is not None:
         lines.append(f"if {_predicate_name(step)}")
@@ -231,7 +231,7 @@ def mermaid(plan: Plan) -> str:
     def node(step: Any) -> str:
         label = "<br/>".join(_label_lines(step)).replace('"', "#quot;")
         style = ":::critical" if step.critical else ""
-        if getattr(step, "map_over", ()):  # stacked rectangle: many elements (Mermaid 11.3+)
+        if (getattr(step, "map_over", None) or ()):  # stacked rectangle: many elements (Mermaid 11.3+)
             # (styled by a `class` line below: `:::` does not follow this syntax)
             return f'{names[step.id]}@{{ shape: processes, label: "{label}" }}'
         if getattr(step, "run_if", None) is not None:  # a hexagon: decided at run time
@@ -256,7 +256,7 @@ def mermaid(plan: Plan) -> str:
             text = f"key {key}".replace('"', "#quot;")
             lines.append(f'    {names[upstream]} -. "{text}" .-> {names[downstream]}')
     stacked = [names[step.id] for step in plan.steps
-               if step.critical and getattr(step, "map_over", ())]
+               if step.critical and (getattr(step, "map_over", None) or ())]
     if stacked:
         lines.append(f"    class {','.join(stacked)} critical")
     if any(step.critical for step in plan.steps):
@@ -278,7 +278,7 @@ def dot(plan: Plan) -> str:
     def node(step: Any, indent: str) -> str:
         label = _dot_id("\n".join(_label_lines(step)))
         extra = ", style=bold, color=red" if step.critical else ""
-        if getattr(step, "map_over", ()):
+        if (getattr(step, "map_over", None) or ()):
             extra += ", shape=box3d"
         elif getattr(step, "run_if", None) is not None:
             extra += ", shape=hexagon"

@@ -99,7 +99,7 @@ class Renamed:
 class AsyncRenamed(Renamed):
     """`Renamed` for an async handler."""
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._rename(await self.__wrapped__(*args, **kwargs))
 
 

@@ -48,10 +48,10 @@ def infer_edges(producers: Mapping[str, list[str]], wirings: Mapping[str, Wiring
             )
     for task, wiring in wirings.items():
         for key in wiring.keys():
-            tasks = producers.get(key)
-            if not tasks:
+            found = producers.get(key)
+            if not found:
                 continue
-            others = [p for p in tasks if p != task]
+            others = [p for p in found if p != task]
             if len(others) != 1:
                 continue
             producer = others[0]

@@ -78,11 +78,11 @@ def task_fingerprint(step: Any, serializer: str) -> str:
     run_if = getattr(step, "run_if", None)
     if run_if is not None:
         parts.append(["run_if", _handler(run_if)])
-    if getattr(step, "map_over", ()):
+    if tuple(getattr(step, "map_over", None) or ()):
         parts.append(["map_over", list(step.map_over)])
     if getattr(step, "trigger", "all_succeeded") != "all_succeeded":
         parts.append(["trigger", step.trigger])
-    if spec is not None and getattr(spec, "bind", ()):
+    if spec is not None and getattr(spec, "bind", None):
         parts.append(["bind", [[p, s if isinstance(s, str) else getattr(s, "__qualname__", "?")]
                                for p, s in spec.bind]])
     return hashlib.sha256(repr(parts).encode()).hexdigest()
