@@ -22,6 +22,7 @@ import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,9 +78,10 @@ needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None,
 
 @needs_valgrind
 @pytest.mark.parametrize(("case", "impl"), CASES, ids=[f"{c}-{i}" for c, i in CASES])
-def test_instructions_per_task(case: str, impl: str, record_property: object) -> None:
+def test_instructions_per_task(case: str, impl: str, results: Any) -> None:
     count = per_task(case, impl)
     assert count > 0
+    results.instructions[(case, impl)] = count  # printed beside the timings at the end
     line = f"{case:22} {impl:11} {count:12,.0f} instructions/task"
     if impl == "flowdsl":
         line += f"   overhead {count - per_task(case, 'plain loop'):,.0f}/task"

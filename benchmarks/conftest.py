@@ -61,6 +61,8 @@ class Results:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], Entry] = {}
+        #: (case, impl) -> instructions per task, counted with callgrind (bench_instructions)
+        self.instructions: dict[tuple[str, str], float] = {}
 
     def add(self, entry: Entry) -> Entry:
         self.entries[(entry.case, entry.impl)] = entry
@@ -304,5 +306,23 @@ def _minima_ratio(results: Results, case: str) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS_KEY, None)
     lines = summary_lines(results) if results is not None else []
+    if results is not None and results.instructions:
+        lines += ["", *instruction_lines(results)]
     write_section(terminalreporter, config, "flowdsl: overhead per task vs baselines (medians)",
                   lines, "flowdsl-summary.txt")
+
+
+def instruction_lines(results: Results) -> list[str]:
+    """Instructions per task (callgrind), beside the timings: deterministic on a shared machine."""
+    lines = ["Instructions per task (valgrind callgrind, one run = 3 runs - 1 run, "
+             "PYTHONHASHSEED=0):",
+             f"  {'case':22} {'plain loop':>12} {'flowdsl':>12} {'overhead':>12} {'µs/task':>9}"]
+    for case in sorted({case for case, _ in results.instructions}):
+        plain = results.instructions.get((case, PLAIN))
+        mine = results.instructions.get((case, "flowdsl"))
+        if plain is None or mine is None:
+            continue
+        timed = results.overhead_us(case)
+        lines.append(f"  {case:22} {plain:12,.0f} {mine:12,.0f} {mine - plain:12,.0f} "
+                     f"{'-' if timed is None else f'{timed:9.2f}'}")
+    return lines

@@ -17,7 +17,7 @@ import asyncio
 import sys
 from pathlib import PurePath
 
-from flowdsl import Flow, Priority, TaskContext
+from flowdsl import Flow, Priority, RunFailedError, TaskContext
 
 FLOW_NAME = "data_processing"
 flow = Flow(FLOW_NAME)
@@ -145,10 +145,12 @@ if __name__ == "__main__":
     initial = {"data_source": sys.argv[1]} if len(sys.argv) > 1 else {}
     print(f"input: {initial or 'none (load uses its default, default.csv)'}\n")
 
-    result = flow.run(initial)
+    try:
+        result = flow.run(initial)
+    except RunFailedError as exc:  # raised once every independent task has run
+        print_run(exc.result)
+        raise  # exit non-zero, naming each failed task and its error
     print_run(result)
-    if result.results.get("report"):
-        print("\n" + result.results["report"]["title"] + ":")
-        for line in result.results["report"]["insights"]:
-            print(f"  - {line}")
-    result.raise_for_status()  # exit non-zero (with the task's error) if the run failed
+    print("\n" + result.results["report"]["title"] + ":")
+    for line in result.results["report"]["insights"]:
+        print(f"  - {line}")

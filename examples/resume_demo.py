@@ -10,7 +10,7 @@ context changes) and runs only publish.
 import os
 import time
 
-from flowdsl import Flow, Priority
+from flowdsl import Flow, Priority, RunFailedError
 
 flow = Flow("resume_demo")
 
@@ -40,4 +40,11 @@ def publish(summarize, task_input):
 
 
 if __name__ == "__main__":
-    print(flow.run().status.value)
+    try:
+        result = flow.run()
+    except RunFailedError as exc:  # publish failed; the other tasks ran (exc.result has them)
+        print(exc)
+        print("completed:", ", ".join(t for t, r in exc.result.tasks.items()
+                                      if r.status.value == "completed"))
+    else:
+        print(result.status.value)

@@ -11,6 +11,10 @@ imperative form: a handler whose only parameter is `task_input` receives
 and each key listed in `output_context_keys` is taken from the returned mapping and
 written to the shared state.
 
+Like the seed, it is driven by `await flow.execute_sequence(initial)`, which returns the run's
+`TaskContext` (the summary in `context.metadata["execution_summary"]`) and does not raise
+for a failed run; `flow.run()` is the everyday form.
+
 Run it:   python examples/seed_orchestrator.py
 """
 
@@ -96,15 +100,18 @@ flow.add_task("generate_report", "Generate Report", generate_report,
               priority=TaskPriority.NORMAL)
 
 
-def main():
-    result = flow.run({"data_source": "sales_2024.csv", "user_id": "analyst-7"})
+async def main():
+    # the seed program's call: run the sequence, get its TaskContext back
+    context = await flow.execute_sequence({"data_source": "sales_2024.csv",
+                                           "user_id": "analyst-7"})
 
-    print(f"Execution summary ({result.status.value}):")
-    for key, value in result.summary.items():
+    summary = context.metadata["execution_summary"]
+    print(f"Execution summary ({summary['status']}):")
+    for key, value in summary.items():
         shown = f"{value:.6f}" if isinstance(value, float) else value
         print(f"  {key:<32} {shown}")
 
-    report = result.results.get("generate_report")
+    report = context.get_result("generate_report")
     if report:
         print(f"\nReport: quality score {report['quality_score']}, "
               f"sections {', '.join(report['sections'])}")
@@ -121,8 +128,9 @@ def main():
     print(f"  current context size             {metrics['current_context_size']}")
     print(f"  task status distribution         {metrics['task_status_distribution']}")
 
-    result.raise_for_status()
+    failed = [e["task_id"] for e in context.execution_trace if e["action"] == "task_failed"]
+    return 1 if failed else 0  # execute_sequence does not raise: the seed's didn't
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(asyncio.run(main()))

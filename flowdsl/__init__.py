@@ -49,6 +49,10 @@ def __getattr__(name: str) -> object:
         from .store import SqliteStore
 
         return SqliteStore
+    if name == "PostgresStore":  # needs the `postgres` extra (psycopg 3)
+        from .store.postgres import PostgresStore
+
+        return PostgresStore
     if name == "DaskExecutor":  # needs the `dask` extra
         from .executors.dask import DaskExecutor
 
@@ -66,8 +70,9 @@ __all__ = [
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
 ]
-# `flowdsl.SqliteStore` and `flowdsl.DaskExecutor` are public too, but load on first use (they
-# import sqlite3 and Dask): they stay out of `__all__`, so `from flowdsl import *` stays cheap.
+# `flowdsl.SqliteStore`, `flowdsl.PostgresStore` and `flowdsl.DaskExecutor` are public too, but
+# load on first use (they import sqlite3, psycopg and Dask): they stay out of `__all__`, so
+# `from flowdsl import *` stays cheap.
 
 # A library adds no sinks: flowdsl's log records are off until `logger.enable("flowdsl")`.
 _logger.disable("flowdsl")

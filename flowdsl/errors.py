@@ -111,7 +111,7 @@ class MissingOutputError(FlowError, LookupError):
         self.task_id = task_id
         self.key = key
         if isinstance(result, dict) or hasattr(result, "keys"):
-            why = f"its result has keys {sorted(map(str, result.keys()))!r}"  # type: ignore[union-attr]
+            why = f"its result has keys {sorted(map(str, result.keys()))!r}"
         else:
             why = f"its result is a {type(result).__name__}, not a mapping"
         super().__init__(f"task {task_id!r} declares produces={key!r} but {why}")
@@ -130,7 +130,9 @@ class TaskTimeoutError(FlowError, TimeoutError):
 
 
 class RunFailedError(FlowError, RuntimeError):
-    """Raised by ``RunResult.raise_for_status()``; chained to the first task error."""
+    """A run ended FAILED (raised by ``flow.run()`` unless ``raise_on_failure=False``, and by
+    ``RunResult.raise_for_status()``); chained to the first task error. ``result`` is the
+    whole `RunResult`."""
 
     def __init__(self, message: str, result: object = None) -> None:
         self.result = result
@@ -169,3 +171,8 @@ class ResumeError(FlowError, RuntimeError):
 
 class StoreError(FlowError, RuntimeError):
     """The run store failed or holds something it cannot decode."""
+
+
+def error_text(exc: BaseException) -> str:
+    """``"TypeName: message"``: how an error is shown in the trace and the run store."""
+    return f"{type(exc).__name__}: {exc}"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-import threading
 from time import perf_counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, check_include, expand
@@ -17,6 +14,7 @@ from .declaring.dsl import check_pool_size, check_serializer, make_spec
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .executors.base import adrive, drive
+from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
 from .observers.logging import LoggingObserver, logging_enabled
@@ -26,7 +24,8 @@ from .declaring.retry import DEFAULT_WAIT
 from .running.events import Event, Observer
 from .running.runtime import Run
 from .declaring.spec import TaskSpec
-from .status import Priority
+from .running.context import TaskContext
+from .status import Priority, RunStatus
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
 if TYPE_CHECKING:  # the store loads lazily (sqlite3)
@@ -70,7 +69,24 @@ class Flow:
     def task(self, fn: F, /) -> F: ...
 
     @overload
-    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], F]: ...
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        depends_on: Iterable[str | Callable[..., Any]] | None = None,
+        priority: int = Priority.NORMAL,
+        requires: Iterable[str] | None = None,
+        produces: Iterable[str] | None = None,
+        retries: int = 0,
+        retry_wait: Any = None,
+        retry_on: Any = None,
+        timeout: float | None = None,
+        serializer: str | None = None,
+        pool: str | None = None,
+    ) -> Callable[[F], F]: ...
 
     def task(
         self,
@@ -308,11 +324,11 @@ class Flow:
                       run_id: str | None, resume: str | None, force: bool) -> RunJournal:
         """Start (or resume) the run in the store; a store made from a path is closed when
         the run ends."""
-        from .store import SqliteStore  # sqlite3 is imported only when a store is used
+        from .store import SqlStore, open_store  # sqlite3 is imported only when a store is used
 
-        owned = not isinstance(store, SqliteStore)
-        if owned:
-            store = SqliteStore(store)
+        owned = not isinstance(store, SqlStore)
+        if owned:  # a path, or a postgresql:// DSN
+            store = open_store(store)
         try:
             journal: RunJournal = store.open_run(
                 plan, flow=self.name, serializer=self.serializer,
@@ -339,10 +355,17 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
     ) -> RunResult:
-        """Run the flow and return its `RunResult` (check ``.status`` or call
-        ``.raise_for_status()``). Definition errors and missing inputs raise before any task.
+        """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
+        before any task.
+
+        A run that ends FAILED raises `RunFailedError` once it has finished (every
+        independent task ran; with a store, everything is journalled): its message names
+        each failed task and its error, it is chained to the first task error, and its
+        ``.result`` is the whole `RunResult`. ``raise_on_failure=False`` returns the FAILED
+        result instead (check ``.status``, or call ``.raise_for_status()`` later).
 
         A flow of sync handlers runs inline in this thread, with no event loop. A flow with
         async handlers gets one event loop for the run (a private one in a helper thread when
@@ -363,10 +386,10 @@ class Flow:
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
-            elif _loop_running():
-                result = _in_helper_thread(lambda: _run_on_new_loop(adrive(executor, run)))
+            elif loop_running():
+                result = in_helper_thread(lambda: run_on_new_loop(adrive(executor, run)))
             else:
-                result = _run_on_new_loop(adrive(executor, run))
+                result = run_on_new_loop(adrive(executor, run))
         except BaseException as exc:
             # asyncio.run turns Ctrl-C into a fresh KeyboardInterrupt: carry the result over
             if getattr(exc, "flowdsl_result", None) is None and run.final is not None:
@@ -374,6 +397,8 @@ class Flow:
             self._record_interrupted(exc)
             raise
         self._metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
         return result
 
     async def arun(
@@ -389,9 +414,11 @@ class Flow:
         force: bool = False,
         max_concurrency: int | None = None,
         adaptive: bool = True,
+        raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
     ) -> RunResult:
-        """``await flow.arun(...)``: the native form in async code (same keywords as `run`)."""
+        """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
+        a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
         executor = _choose_executor(executor, max_concurrency, adaptive)
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
                             targets)
@@ -401,7 +428,31 @@ class Flow:
             self._record_interrupted(exc)
             raise
         self._metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
         return result
+
+    async def execute_sequence(self, initial_context: Mapping[str, Any] | None = None,
+                               sequence_id: str | None = None, **options: Any) -> TaskContext:
+        """The seed program's entry point: run the flow (``await``) and return its
+        `TaskContext`. A failed run does not raise (the seed's didn't): read the outcome in
+        ``context.metadata["execution_summary"]`` or ``context.execution_trace``.
+
+        ``sequence_id`` is the run id; ``options`` are `arun`'s keywords. The context's
+        metadata gets the seed's ``sequence_id``, ``start_time``, ``end_time`` (ISO text) and
+        ``execution_summary`` (the run's summary, with its ``status``).
+        """
+        start = datetime.now()
+        options["raise_on_failure"] = False
+        result = await self.arun(initial_context, run_id=sequence_id, **options)
+        context = result.context
+        context.metadata.update({
+            "sequence_id": result.run_id,
+            "start_time": start.isoformat(),
+            "end_time": datetime.now().isoformat(),
+            "execution_summary": {**result.summary, "status": result.status.value},
+        })
+        return context
 
     def _record_interrupted(self, exc: BaseException) -> None:
         result = getattr(exc, "flowdsl_result", None)
@@ -414,10 +465,9 @@ class Flow:
         plan = self.compile()
         if store is None:
             return explain(plan, self._metrics.durations())
-        from .store import SqliteStore
+        from .store import open_store
 
-        if not isinstance(store, SqliteStore):
-            store = SqliteStore(store)
+        store = open_store(store)
         return explain(plan, store.durations(self.name))
 
     def get_execution_metrics(self) -> dict[str, Any]:
@@ -466,51 +516,3 @@ def _choose_executor(executor: Executor | None, max_concurrency: int | None,
     if max_concurrency is None or max_concurrency == 1:
         return SequentialExecutor()
     return ConcurrentExecutor(max_concurrency, adaptive=adaptive)
-
-
-def _run_on_new_loop(main: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """``asyncio.run(main)``, but a `CancelledError` raised by the run (a handler's) reaches
-    the caller as it was raised: Python 3.10 replaces it with a bare one (its message lost)
-    when it leaves the run's asyncio task."""
-    if sys.version_info >= (3, 11):
-        return asyncio.run(main)
-    raised: list[BaseException] = []
-
-    async def guarded() -> RunResult | None:
-        try:
-            return await main
-        except asyncio.CancelledError as exc:
-            raised.append(exc)
-            return None
-
-    result = asyncio.run(guarded())
-    if raised:
-        raise raised[0]
-    assert result is not None
-    return result
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _in_helper_thread(work: Callable[[], RunResult]) -> RunResult:
-    """Run ``work`` in a helper thread (a private event loop) and hand back its outcome."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = work()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    helper = threading.Thread(target=target, name="flowdsl-run-loop", daemon=True)
-    helper.start()
-    helper.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]

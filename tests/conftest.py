@@ -1,13 +1,28 @@
 """Shared fixtures. Core behaviour tests take ``run_flow`` so that every executor
-(sequential today; concurrent and Dask later) runs the same assertions."""
+(sequential, concurrent and Dask) runs the same assertions."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import signal
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from flowdsl import ConcurrentExecutor, Flow, SequentialExecutor
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_raises_keyboard_interrupt() -> Iterator[None]:
+    """Tests that send SIGINT expect Python's default handler (KeyboardInterrupt), which Python
+    does not install when it starts with SIGINT ignored, as in a background job."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class FakeSleep:
@@ -87,3 +102,40 @@ def run_flow(executor: Any) -> Callable[..., Any]:
 def flow(request: pytest.FixtureRequest) -> Flow:
     """A fresh flow per test, named after it."""
     return Flow(request.node.name)
+
+
+# -- run stores: SQLite and a throw-away PostgreSQL server (tests/pg.py) ---------------------
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A PostgreSQL server for the session, started from Debian's `postgresql` package."""
+    pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
+    from tests.pg import Cluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does it)")
+    cluster = Cluster(bindir)
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_schema(pg_cluster: Any) -> str:
+    """A fresh, empty schema of the session's server (one per test)."""
+    return str(pg_cluster.new_schema())
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Any, pg_schema: str) -> str:
+    """A DSN whose tables live in a schema of this test's own."""
+    return str(pg_cluster.dsn(pg_schema))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Where a durable test keeps its runs: an SQLite file, then a PostgreSQL DSN."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return str(request.getfixturevalue("pg_dsn"))

@@ -363,6 +363,7 @@ def test_graph_mermaid_and_dot(tmp_path: Path) -> None:
     assert dot.stdout.count("->") == 6
 
 
+@pytest.mark.slow
 def test_runs_and_show(tmp_path: Path, failing: Path) -> None:
     assert flowdsl(tmp_path, "run", DATA_PROCESSING, "--run-id", "ok-run").returncode == 0
     assert flowdsl(tmp_path, "run", failing, "--run-id", "bad-run").returncode == 1
@@ -502,6 +503,7 @@ SLOW = '''
 '''
 
 
+@pytest.mark.slow
 def test_no_progress_bar_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
     write(tmp_path / "slow_flow.py", SLOW)
     proc = flowdsl(tmp_path, "run", "slow_flow.py")
@@ -535,6 +537,7 @@ def run_on_a_terminal(cwd: Path, *args: str) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
 @pytest.mark.parametrize("quiet", [False, True], ids=["shown", "quiet"])
 def test_progress_bar_on_a_terminal(tmp_path: Path, quiet: bool) -> None:

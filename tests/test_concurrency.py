@@ -178,6 +178,7 @@ def outcome(result):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag=random_dags(), n=st.sampled_from([2, 3, 5]))
 def test_random_dags_keep_order_caps_and_outcome_of_the_sequential_run(dag, n):
@@ -186,12 +187,12 @@ def test_random_dags_keep_order_caps_and_outcome_of_the_sequential_run(dag, n):
     flow = build_flow("random", tasks, pools, holder)
 
     holder["tracker"] = Tracker(pools)
-    sequential = flow.run(max_concurrency=1)
+    sequential = flow.run(max_concurrency=1, raise_on_failure=False)
     assert holder["tracker"].peak <= 1
 
     for _ in range(2):  # the second run has history: adaptive scheduling reorders
         tracker = holder["tracker"] = Tracker(pools)
-        result = flow.run(max_concurrency=n)
+        result = flow.run(max_concurrency=n, raise_on_failure=False)
 
         assert tracker.peak <= n, f"max_concurrency={n} exceeded: {tracker.peak} at once"
         for pool, size in pools.items():
@@ -233,8 +234,9 @@ def test_four_independent_sleeping_tasks_overlap_at_n4(is_async):
     runs = list(result.tasks.values())
     assert max(r.started_at for r in runs) < min(r.ended_at for r in runs), \
         "the four tasks' [started_at, ended_at] intervals do not all intersect"
-    # handler time is the union of the intervals, not their sum: the overhead stays >= 0
-    assert result.summary["orchestration_overhead_per_task"] >= 0.0
+    # handler time is the union of the intervals, not their sum (which exceeds the wall time
+    # here, and would clamp the figure to 0): the overhead is positive
+    assert result.summary["orchestration_overhead_per_task"] > 0.0
 
 
 def test_current_task_and_idempotency_key_are_right_in_every_concurrent_task():
@@ -293,7 +295,8 @@ def test_critical_failure_cancels_async_in_flight_and_waits_for_sync(worker_time
     def worker():
         worker_started.set()
         assert crit_raised.wait(LONG)
-        time.sleep(0.1)  # still in flight while the run handles the critical failure
+        # still in flight while the run handles the critical failure (it cancels the waiter)
+        assert waiter_cancelled.wait(LONG)
         return "worker done"
 
     @flow.task
@@ -312,7 +315,7 @@ def test_critical_failure_cancels_async_in_flight_and_waits_for_sync(worker_time
     def queued():  # ready from the start, but all 3 slots are taken
         return "never"
 
-    result = flow.run(max_concurrency=3, context_strategy=strategy)
+    result = flow.run(max_concurrency=3, context_strategy=strategy, raise_on_failure=False)
     tasks = result.tasks
 
     assert result.status is RunStatus.FAILED
@@ -557,7 +560,7 @@ def test_abandoned_sync_attempt_keeps_its_pool_slot_but_frees_its_concurrency_sl
         return "b"
 
     try:
-        result = flow.run(max_concurrency=2)
+        result = flow.run(max_concurrency=2, raise_on_failure=False)
     finally:
         release.set()
     tasks = result.tasks
@@ -664,13 +667,13 @@ def determinism_flow(seed=5, n=30):
 def test_results_and_final_shared_state_are_the_same_for_n_1_2_8():
     flow = determinism_flow()
     initial = {"to_delete": "x"}
-    outcomes = {n: outcome(flow.run(initial, max_concurrency=n)) for n in (1, 2, 8)}
+    outcomes = {n: outcome(flow.run(initial, max_concurrency=n, raise_on_failure=False)) for n in (1, 2, 8)}
     statuses = outcomes[1][0]
     assert TaskStatus.FAILED in statuses.values() and TaskStatus.COMPLETED in statuses.values()
     assert outcomes[2] == outcomes[1]
     assert outcomes[8] == outcomes[1]
     # and again with history known (adaptive scheduling reorders)
-    assert outcome(flow.run(initial, max_concurrency=8)) == outcomes[1]
+    assert outcome(flow.run(initial, max_concurrency=8, raise_on_failure=False)) == outcomes[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -701,7 +704,7 @@ def test_explain_schedule_before_any_run_has_no_history():
     plan = flow.compile()
     info = flow.explain_schedule()
     assert info["history_known"] is False
-    for tid, entry in info["tasks"].items():
+    for entry in info["tasks"].values():
         assert entry["history"] == []
         assert entry["expected"] == 0.0
         assert entry["critical_path"] == 0.0

@@ -23,6 +23,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
+pytestmark = pytest.mark.slow  # a real cluster: seconds per test
+
 import flowdsl  # noqa: E402
 from flowdsl import (  # noqa: E402
     DefinitionError,
@@ -109,7 +111,7 @@ def test_a_killed_worker_without_retries_fails_the_task_with_the_worker_named(
         strict_client, tmp_path):
     flow = _killing_flow(tmp_path, retries=0)
 
-    result = flow.run(executor=DaskExecutor(strict_client))
+    result = flow.run(executor=DaskExecutor(strict_client), raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     victim = result.tasks["victim"]
@@ -204,7 +206,7 @@ def test_a_result_that_cannot_be_pickled_fails_the_task_with_serialization_error
     def independent():
         return "fine"
 
-    result = flow.run(executor=DaskExecutor(dask_client))
+    result = flow.run(executor=DaskExecutor(dask_client), raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     maker_run = result.tasks["maker"]
@@ -225,7 +227,7 @@ def test_a_serialization_error_is_not_retried(dask_client):
     def maker():
         return threading.Lock()
 
-    result = flow.run(executor=DaskExecutor(dask_client))
+    result = flow.run(executor=DaskExecutor(dask_client), raise_on_failure=False)
 
     assert isinstance(result.tasks["maker"].error, SerializationError)
     assert result.tasks["maker"].attempts == 1
@@ -242,7 +244,8 @@ def test_an_argument_that_cannot_be_pickled_fails_the_task_with_serialization_er
     def after(needs):
         return needs
 
-    result = flow.run({"handle": threading.Lock()}, executor=DaskExecutor(dask_client))
+    result = flow.run({"handle": threading.Lock()}, executor=DaskExecutor(dask_client),
+                      raise_on_failure=False)
 
     assert result.tasks["needs"].status is TaskStatus.FAILED
     assert isinstance(result.tasks["needs"].error, SerializationError)
@@ -505,7 +508,7 @@ def test_a_timed_out_attempt_is_cancelled_and_retried(dask_client, tmp_path, mon
         return "late"
 
     try:
-        result = flow.run(executor=DaskExecutor(dask_client))
+        result = flow.run(executor=DaskExecutor(dask_client), raise_on_failure=False)
     finally:
         release.write_text("x")  # give the worker threads back to the shared cluster
 
@@ -527,11 +530,12 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
                                                        caplog):
     before = _futures_now(caplog)
     submitted = _spy_on_attempt_futures(monkeypatch)
-    release = tmp_path / "release"
+    release, started = tmp_path / "release", tmp_path / "started"
     flow = Flow("dask-critical-stop")
 
     @flow.task
     def slow():
+        started.write_text("x")
         for _ in range(50):
             if release.exists():
                 break
@@ -540,7 +544,10 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
 
     @flow.task(priority=Priority.CRITICAL)
     def critical():
-        time.sleep(0.3)  # slow is running by now
+        for _ in range(500):  # (workers are other processes: a file is the event)
+            if started.exists():  # slow is running
+                break
+            time.sleep(0.01)
         raise RuntimeError("boom")
 
     @flow.task
@@ -548,7 +555,7 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
         return critical
 
     try:
-        result = flow.run(executor=DaskExecutor(dask_client))
+        result = flow.run(executor=DaskExecutor(dask_client), raise_on_failure=False)
     finally:
         release.write_text("x")
 
@@ -593,20 +600,20 @@ def test_resume_on_dask_does_not_rerun_completed_tasks(dask_client, tmp_path):
 
     store = tmp_path / "runs.db"
     first = flow.run({"source": "s.csv"}, executor=DaskExecutor(dask_client), store=store,
-                     run_id="r1")
+                     run_id="r1", raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     assert first.tasks["transform"].status is TaskStatus.FAILED
     assert first.tasks["load"].status is TaskStatus.SKIPPED
 
     fixed.write_text("x")
-    resumed = flow.run(executor=DaskExecutor(dask_client), store=store, resume="r1")
+    resumed = flow.run(executor=DaskExecutor(dask_client), store=store, resume="r1", raise_on_failure=False)
 
     assert resumed.status is RunStatus.SUCCEEDED, {k: t.error for k, t in resumed.tasks.items()}
     assert resumed.tasks["extract"].reason == "restored from the run store"
     assert len(_lines(counts / "extract")) == 1  # not re-run
     assert len(_lines(counts / "transform")) == 2  # failed once, then ran again
     assert len(_lines(counts / "load")) == 1
-    fresh = flow.run({"source": "s.csv"})
+    fresh = flow.run({"source": "s.csv"}, raise_on_failure=False)
     assert resumed.results == fresh.results
     assert resumed.context.shared_state == fresh.context.shared_state
 

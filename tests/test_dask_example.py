@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("distributed")
 
+pytestmark = pytest.mark.slow  # a real cluster: seconds per test
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "examples" / "dask_pipeline.py"
 TASKS = ["load_data", "validate_data", "transform_data", "analyze_data", "generate_report"]
@@ -22,10 +24,13 @@ def test_dask_pipeline_example_exits_0_and_reports_each_task_and_its_worker():
     out = completed.stdout
     assert "succeeded on Dask" in out, out
     for task_id in TASKS:
-        line = next((l for l in out.splitlines() if l.startswith(task_id + " ")), None)
+        line = next((text for text in out.splitlines() if text.startswith(task_id + " ")), None)
         assert line is not None, f"no line for {task_id}:\n{out}"
         assert "completed" in line
         assert re.search(r"tcp://[\d.]+:\d+$", line), line  # the worker that ran it
     assert "logged on a worker, seen on the driver" in out
     assert "Report: quality score" in out
-    assert "Traceback" not in completed.stderr
+    # Dask may log tracebacks of its own while the cluster shuts down (closed comms between
+    # the scheduler and the workers): noise. A traceback through flowdsl or the example is not.
+    for block in completed.stderr.split("Traceback (most recent call last):")[1:]:
+        assert "flowdsl" not in block and "dask_pipeline" not in block, block

@@ -1,5 +1,6 @@
 """Each script in examples/ runs to completion as a user would run it."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,17 @@ def test_there_are_examples():
     assert set(KEY_LINES) <= {path.name for path in EXAMPLES}
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.name)
+def _case(path: Path) -> object:
+    if path.name == "dask_pipeline.py":  # starts a LocalCluster (tests/test_dask_example.py
+        # checks its output in detail)
+        no_dask = importlib.util.find_spec("distributed") is None
+        return pytest.param(path, marks=[pytest.mark.slow, pytest.mark.skipif(
+            no_dask, reason="needs the dask extra")])
+    return path
+
+
+@pytest.mark.parametrize("script", [_case(path) for path in EXAMPLES],
+                         ids=lambda path: path.name)
 def test_example_runs(script):
     completed = subprocess.run(
         [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -35,4 +46,7 @@ def test_example_runs(script):
     assert completed.stdout.strip(), "the example printed nothing"
     for expected in KEY_LINES.get(script.name, []):
         assert expected in completed.stdout, f"{expected!r} not in output:\n{completed.stdout}"
-    assert "Traceback" not in completed.stderr
+    # Dask may log tracebacks of its own while a cluster shuts down: noise, unless they pass
+    # through flowdsl or the example
+    for block in completed.stderr.split("Traceback (most recent call last):")[1:]:
+        assert "flowdsl" not in block and script.name not in block, block

@@ -80,7 +80,7 @@ def test_failure_skips_downstream_and_independent_tasks_still_run(flow, run_flow
     flow.task(priority=Priority.LOW)(independent)
     flow.task(priority=Priority.LOW)(needs_ok)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     tasks = result.tasks
     assert result.status is RunStatus.FAILED
@@ -112,7 +112,7 @@ def test_summary_counts_skipped_and_cancelled_apart_from_failed(flow, run_flow):
     def later():
         return "never"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
     summary = result.summary
 
     assert summary["total_tasks"] == 6
@@ -128,7 +128,7 @@ def test_skipped_reason_names_the_failed_task_not_the_skipped_parent(flow, run_f
     flow.task(after_fail)
     flow.task(grandchild)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert names(result.tasks["grandchild"].reason, "fail")
     assert not names("upstream task 'after_fail' failed", "fail")  # the check itself is exact
@@ -162,7 +162,7 @@ def test_critical_failure_skips_downstream_and_cancels_the_rest(flow, run_flow):
     def after_prepare(prepare):
         return "never"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
     tasks = result.tasks
 
     assert result.status is RunStatus.FAILED
@@ -191,7 +191,7 @@ def test_priority_one_or_lower_is_critical(flow, run_flow):
     def later():
         return "never"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     assert result.tasks["later"].status is TaskStatus.CANCELLED
@@ -207,7 +207,7 @@ def test_a_non_critical_failure_does_not_stop_the_run(flow, run_flow):
     def later():
         return "ran"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     assert result.tasks["later"].status is TaskStatus.COMPLETED
@@ -226,7 +226,7 @@ def test_sync_timeout_raises_task_timeout_error_naming_task_and_limit(flow, run_
         return "late"
 
     try:
-        result = run_flow(flow)
+        result = run_flow(flow, raise_on_failure=False)
     finally:
         release.set()
 
@@ -247,7 +247,7 @@ def test_async_timeout_raises_task_timeout_error_naming_task_and_limit(flow, run
         await asyncio.sleep(LONG)
         return "late"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     error = result.tasks["slow_async"].error
     assert result.tasks["slow_async"].status is TaskStatus.FAILED
@@ -312,7 +312,7 @@ def test_timeout_not_retried_when_retry_on_excludes_it(flow, run_flow):
         release.wait(LONG)
 
     try:
-        result = run_flow(flow)
+        result = run_flow(flow, raise_on_failure=False)
     finally:
         release.set()
 
@@ -339,7 +339,7 @@ def test_late_shared_state_writes_of_a_sync_attempt_are_discarded(flow, run_flow
         context.shared_state["kept"] = True
 
     try:
-        result = run_flow(flow)
+        result = run_flow(flow, raise_on_failure=False)
     finally:
         release.set()
     assert wrote.wait(LONG)
@@ -396,7 +396,7 @@ def test_late_shared_state_writes_of_an_async_attempt_are_discarded(flow, run_fl
             await asyncio.sleep(0)  # let the cancelled attempt finish
         return "settled"
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert isinstance(result.tasks["slow_async"].error, TaskTimeoutError)
     assert late_writes == [True]  # the late write was attempted...
@@ -421,7 +421,7 @@ def test_an_abandoned_sync_thread_never_delays_the_end_of_the_run(flow, run_flow
         return "after"
 
     try:
-        result = run_flow(flow)
+        result = run_flow(flow, raise_on_failure=False)
         # the run ended while the abandoned handler was still blocked
         assert not finished.is_set()
     finally:
@@ -446,7 +446,7 @@ def stuck():
 def after():
     return "after"
 
-result = flow.run()
+result = flow.run(raise_on_failure=False)
 print(result.tasks["stuck"].status.value, result.results["after"])
 """
 
@@ -464,7 +464,7 @@ def test_a_handlers_own_timeout_error_is_not_converted(flow, run_flow):
     def raises_timeout():
         raise TimeoutError("my own")
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     error = result.tasks["raises_timeout"].error
     assert type(error) is TimeoutError and error.args == ("my own",)
@@ -482,7 +482,7 @@ def test_missing_output_fails_naming_task_and_key(flow, run_flow, returned):
     def reader(k):
         return k
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     error = result.tasks["make"].error
     assert result.tasks["make"].status is TaskStatus.FAILED
@@ -498,7 +498,7 @@ def test_missing_output_names_the_missing_key_of_several(flow, run_flow):
     def make():
         return {"first": 1}
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     error = result.tasks["make"].error
     assert isinstance(error, MissingOutputError)
@@ -506,33 +506,35 @@ def test_missing_output_names_the_missing_key_of_several(flow, run_flow):
     assert result.context.shared_state == {}  # nothing half-written
 
 
-def test_missing_output_is_retried(flow, run_flow):
+def test_missing_output_is_not_retried(flow, run_flow):
     @flow.task(produces=["k"], retries=2, retry_wait=0)
     def make():
         if flowdsl.current_task().attempt == 1:
             return {}
         return {"k": "second try"}
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
-    assert result.tasks["make"].status is TaskStatus.COMPLETED
-    assert result.tasks["make"].attempts == 2
-    assert result.context.shared_state == {"k": "second try"}
-    retries = [e for e in result.context.execution_trace if e["action"] == "task_retry"]
-    assert len(retries) == 1 and "MissingOutputError" in str(retries[0]["details"])
+    task = result.tasks["make"]
+    assert task.status is TaskStatus.FAILED and type(task.error) is MissingOutputError
+    assert task.attempts == 1
+    assert result.context.shared_state == {}
+    assert not [e for e in result.context.execution_trace if e["action"] == "task_retry"]
 
 
-def test_missing_output_of_an_async_task_is_retried(flow, run_flow):
-    @flow.task(produces=["k"], retries=1, retry_wait=0)
+def test_missing_output_of_an_async_task_is_not_retried(flow, run_flow, fake_sleep):
+    @flow.task(produces=["k"], retries=1, retry_wait=5)
     async def make():
         if flowdsl.current_task().attempt == 1:
             return "not a mapping"
         return {"k": 1}
 
-    result = run_flow(flow)
+    with pytest.raises(flowdsl.RunFailedError) as info:
+        run_flow(flow)
 
-    assert result.tasks["make"].attempts == 2
-    assert result.context.shared_state == {"k": 1}
+    assert info.value.result.tasks["make"].attempts == 1
+    assert type(info.value.__cause__) is MissingOutputError
+    assert fake_sleep.waits == []
 
 
 # -- interrupts ------------------------------------------------------------------------------
@@ -725,7 +727,7 @@ def test_handler_exception_is_stored_as_raised_after_retries():
         raised.append(error)
         raise error
 
-    result = flow.run()
+    result = flow.run(raise_on_failure=False)
 
     assert len(raised) == 4
     assert result.tasks["fails"].error is raised[2]  # the last attempt's exception
@@ -740,7 +742,7 @@ def test_handler_exception_is_not_wrapped(run_flow):
     def fails():
         raise Boom("mine", 42)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     error = result.tasks["fails"].error
     assert type(error) is Boom and error.args == ("mine", 42)

@@ -74,6 +74,7 @@ PLAN_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
     outputs = {seed: python(PLAN_SCRIPT, PYTHONHASHSEED=seed) for seed in ("0", "12345", "987")}
     assert len(outputs["0"].splitlines()[0].split(",")) == 300
@@ -84,13 +85,13 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 # The picture, bottom to top (README, "Layout"):
 #   errors, status, version  <-  declaring.spec  <-  declaring.retry, running.context,
 #   running.strategies, running.metrics  <-  declaring.dsl, running.result  <-  compiling.plan,
-#   compiling.binding  <-  compiling.compiler, running.events, running.unit, running.journal,
+#   compiling.binding  <-  compiling.compiler, running.events, running.journal,
 #   running.attempts, store.fingerprint  <-  running.runtime  <-  executors/*, observers/*,
 #   store/*  <-  flow, measure  <-  __init__, cli  <-  __main__
 # A module may import only modules of a strictly lower level (siblings inside one sub-package
 # share a level). The run side reads one way: `running.runtime` (what happens to a task)
 # imports no executor; the executors (when and where) and their drivers sit above it.
-# `running.journal` is the protocol the store implements; `running.unit` the unit of work.
+# `running.journal` is the protocol the store implements.
 LEVELS: dict[str, float] = {
     "errors": 0, "status": 0, "version": 0, "declaring": 1, "compiling": 3, "running": 2,
     "declaring.spec": 1,
@@ -98,7 +99,7 @@ LEVELS: dict[str, float] = {
     "declaring.dsl": 2.5, "running.result": 2.5,
     "compiling.plan": 3, "compiling.binding": 3, "compiling.producers": 3, "compiling.include": 3,
     "compiling.compiler": 4, "compiling.targets": 4, "running.events": 4, "running.attempts": 4,
-    "running.unit": 4, "running.journal": 4, "store.fingerprint": 4,
+    "running.journal": 4, "store.fingerprint": 4,
     "running.runtime": 5,
     "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,

@@ -44,7 +44,7 @@ def _flow():
 
 
 def test_flowdsl_logs_nothing_by_default(captured, run_flow):
-    result = run_flow(_flow())
+    result = run_flow(_flow(), raise_on_failure=False)
 
     assert result.tasks["first"].status.value == "completed"
     assert flowdsl_records(captured) == []
@@ -53,7 +53,7 @@ def test_flowdsl_logs_nothing_by_default(captured, run_flow):
 def test_enabled_logger_records_carry_run_and_task_ids(captured, run_flow):
     logger.enable("flowdsl")
 
-    result = run_flow(_flow(), run_id="logged-run")
+    result = run_flow(_flow(), run_id="logged-run", raise_on_failure=False)
 
     records = flowdsl_records(captured)
     assert records
@@ -71,10 +71,27 @@ def test_enabled_logger_records_carry_run_and_task_ids(captured, run_flow):
 
 def test_disabling_again_stops_the_records(captured, run_flow):
     logger.enable("flowdsl")
-    run_flow(_flow())
+    run_flow(_flow(), raise_on_failure=False)
     logger.disable("flowdsl")
     captured.clear()
 
-    run_flow(_flow())
+    run_flow(_flow(), raise_on_failure=False)
 
     assert flowdsl_records(captured) == []
+
+
+def test_error_text_in_log_lines_is_type_and_message(captured, run_flow, flow):
+    @flow.task(retries=1, retry_wait=0)
+    def read():
+        open("/nonexistent/flowdsl-input.csv")
+
+    logger.enable("flowdsl")
+    run_flow(flow, raise_on_failure=False)
+
+    messages = [r["message"] for r in flowdsl_records(captured)
+                if r["extra"].get("task_id") == "read" and r["level"].name in ("WARNING", "ERROR")]
+    text = ("FileNotFoundError: [Errno 2] No such file or directory: "
+            "'/nonexistent/flowdsl-input.csv'")
+    assert len(messages) == 2  # the retry and the failure
+    assert all(text in message for message in messages), messages
+    assert not any("FileNotFoundError(" in message for message in messages)

@@ -357,6 +357,6 @@ class _FakeContext:
     """Just what a binder reads: results by task id, shared state, initial data."""
 
     def __init__(self, results: dict[str, Any], data: dict[str, Any]) -> None:
-        self._results = results
+        self.results = results
         self.shared_state: dict[str, Any] = {}
         self.data = data

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import flowdsl
 from flowdsl import (
     DELETED,
     Flow,
@@ -29,7 +28,7 @@ from flowdsl import (
     TaskStatus,
     current_task,
 )
-from flowdsl.store import SqliteStore
+from flowdsl.store import SqliteStore, open_store
 from flowdsl.store.journal import fingerprints_of
 
 RESTORED = "restored from the run store"
@@ -103,12 +102,12 @@ def uninterrupted():
     return result
 
 
-def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(store_url):
+    path = store_url
     calls: list = []
     flags = {"fail": True}
     flow = build_pipeline(calls, flags)
-    first = flow.run(INPUTS, store=path)
+    first = flow.run(INPUTS, store=path, raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     assert first.tasks["fragile"].status is TaskStatus.FAILED
     assert first.tasks["publish"].status is TaskStatus.SKIPPED
@@ -167,16 +166,17 @@ def test_resume_after_a_failure_restores_completed_tasks_and_runs_the_rest(tmp_p
     assert summary["average_task_duration"] == pytest.approx(sum(ran) / 2)
 
 
-def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resumed_run_keeps_its_id_and_history_shows_two_sessions(store_url):
+    path = store_url
     flags = {"fail": True}
     flow = build_pipeline([], flags)
-    first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01")
+    first = flow.run(INPUTS, store=path, run_id="etl-2024-06-01", raise_on_failure=False)
+    assert first.status.value == "failed"
     flags["fail"] = False
     resumed = flow.run(INPUTS, store=path, resume="etl-2024-06-01")  # same inputs: fine
     assert resumed.run_id == "etl-2024-06-01"
 
-    store = SqliteStore(path)
+    store = open_store(path)
     assert [r["run_id"] for r in store.runs()] == ["etl-2024-06-01"]
     record = store.get_run("etl-2024-06-01")
     assert record["status"] == "succeeded"
@@ -272,11 +272,11 @@ def test_resume_reuses_the_stored_inputs(tmp_path):
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
-    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path)
+    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path, raise_on_failure=False)
     assert SqliteStore(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 2, "z": 0}
     flags["fail"] = False
     calls.clear()
-    resumed = flow.run(store=path, resume=first.run_id)
+    resumed = flow.run(store=path, resume=first.run_id, raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert calls == ["gate"]
     assert resumed.context.data == {"x": 1, "y": 2, "z": 0}
@@ -287,12 +287,12 @@ def test_resume_with_other_inputs_is_refused_without_force(tmp_path):
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
-    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path)
+    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path, raise_on_failure=False)
     flags["fail"] = False
     calls.clear()
     before = SqliteStore(path).get_run(first.run_id)
     with pytest.raises(ResumeError) as info:
-        flow.run({"x": 1, "y": 5, "z": 0}, store=path, resume=first.run_id)
+        flow.run({"x": 1, "y": 5, "z": 0}, store=path, resume=first.run_id, raise_on_failure=False)
     assert "'y'" in str(info.value) and "force" in str(info.value)
     assert calls == []
     assert SqliteStore(path).get_run(first.run_id) == before
@@ -303,7 +303,7 @@ def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
-    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path)
+    first = flow.run({"x": 1, "y": 2, "z": 0}, store=path, raise_on_failure=False)
     assert first.results == {"read_x": 2, "after_x": 3, "read_y": 6, "after_y": 7}
     flags["fail"] = False
     calls.clear()
@@ -374,14 +374,14 @@ def test_closure_values_do_not_change_the_fingerprint():
 @pytest.mark.parametrize("change", ["code", "retries"])
 def test_definition_change_is_refused_naming_the_changed_task(tmp_path, change):
     path = tmp_path / "runs.db"
-    first = build_defined([], {"fail": True}, 1).run(store=path)
+    first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     calls: list = []
     changed = (build_defined(calls, {"fail": False}, 2) if change == "code"
                else build_defined(calls, {"fail": False}, 1, retries=3))
     before = SqliteStore(path).get_run(first.run_id)
     with pytest.raises(ResumeError) as info:
-        changed.run(store=path, resume=first.run_id)
+        changed.run(store=path, resume=first.run_id, raise_on_failure=False)
     message = str(info.value)
     assert "transform" in message
     assert "force" in message
@@ -393,18 +393,18 @@ def test_definition_change_is_refused_naming_the_changed_task(tmp_path, change):
 
 def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(tmp_path):
     path = tmp_path / "runs.db"
-    first = build_defined([], {"fail": True}, 1).run(store=path)
+    first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     assert set(first.results) == {"extract", "transform", "load", "side"}
     calls: list = []
     resumed = build_defined(calls, {"fail": False}, 2).run(store=path, resume=first.run_id,
-                                                           force=True)
+                                                           force=True, raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert sorted(calls) == ["finish", "load", "transform"]  # extract and side kept
     assert resumed.tasks["extract"].reason == RESTORED
     assert resumed.tasks["side"].reason == RESTORED
     assert resumed.results == {"extract": 10, "transform": 110, "load": 220, "side": 9,
                                "finish": 229}
-    assert resumed.results == build_defined([], {"fail": False}, 2).run().results
+    assert resumed.results == build_defined([], {"fail": False}, 2).run(raise_on_failure=False).results
 
     # the store now holds the new definition: resuming with it again is not a change
     calls.clear()
@@ -414,11 +414,11 @@ def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(
 
 def test_added_and_removed_tasks_are_definition_changes(tmp_path):
     path = tmp_path / "runs.db"
-    first = build_defined([], {"fail": True}, 1).run(store=path)
+    first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     bigger = build_defined([], {"fail": False}, 1)
     bigger.task(lambda finish: finish, id="extra_step")
     with pytest.raises(ResumeError, match="extra_step"):
-        bigger.run(store=path, resume=first.run_id)
+        bigger.run(store=path, resume=first.run_id, raise_on_failure=False)
 
 
 # -- fingerprints across processes ---------------------------------------------------------------------
@@ -471,6 +471,7 @@ def load_module(path: Path, name: str):
     return module
 
 
+@pytest.mark.slow
 def test_fingerprints_are_identical_across_processes_and_hash_seeds(tmp_path):
     flow_file = tmp_path / "fpflow.py"
     flow_file.write_text(FINGERPRINT_FLOW)
@@ -533,11 +534,11 @@ def test_idempotency_key_is_stable_across_retries_and_a_resume(tmp_path):
 
         return flow
 
-    first = build().run(store=path, run_id="order-42")
+    first = build().run(store=path, run_id="order-42", raise_on_failure=False)
     assert first.tasks["charge"].status is TaskStatus.FAILED
     assert first.tasks["charge"].attempts == 3
     flags["fail"] = False
-    resumed = build().run(store=path, resume="order-42")
+    resumed = build().run(store=path, resume="order-42", raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert current_task() is None  # only inside a task
 
@@ -600,12 +601,12 @@ RUNNER = textwrap.dedent('''
 
 
 @pytest.fixture
-def owned(tmp_path):
+def owned(tmp_path, store_url):
     flow_file = tmp_path / "owned_flow.py"
     flow_file.write_text(OWNED_FLOW)
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
-    paths = {"flow": flow_file, "runner": runner, "store": tmp_path / "runs.db",
+    paths = {"flow": flow_file, "runner": runner, "store": store_url,
              "log": tmp_path / "log.txt", "control": tmp_path / "control"}
     paths["log"].touch()
     return paths
@@ -657,7 +658,7 @@ def test_run_left_running_by_a_dead_process_is_taken_over_by_resume(owned, death
                     assert time.monotonic() < deadline, proc_state(proc.pid)
                     time.sleep(0.005)
 
-        store = SqliteStore(owned["store"])
+        store = open_store(owned["store"])
         record = store.get_run("orphan")
         assert record["status"] == "running"  # the dead owner could not say otherwise
         assert record["tasks"]["first"]["status"] == "completed"
@@ -697,7 +698,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         owned["control"].write_text("go")  # let the owner finish
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        record = SqliteStore(owned["store"]).get_run("busy")
+        record = open_store(owned["store"]).get_run("busy")
         assert record["status"] == "succeeded"
         assert len(record["sessions"]) == 1  # the refused resume added none
     finally:
@@ -706,6 +707,7 @@ def test_resume_of_a_run_whose_owner_is_alive_names_the_owner(owned):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     dead = start_owner(owned, "contested", "exit")
     assert dead.wait(timeout=30) == 3  # left RUNNING by a dead owner
@@ -739,6 +741,6 @@ def test_two_processes_resuming_one_run_exactly_one_runs_it(owned):
     assert [pid for name, pid in lines if name == "middle-start"] == [dead.pid, winner.pid]
     assert [name for name, _ in lines].count("first") == 1
     assert [name for name, _ in lines].count("last") == 1
-    record = SqliteStore(owned["store"]).get_run("contested")
+    record = open_store(owned["store"]).get_run("contested")
     assert record["status"] == "succeeded"
     assert [s["pid"] for s in record["sessions"]] == [dead.pid, winner.pid]

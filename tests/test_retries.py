@@ -4,7 +4,7 @@ import pytest
 import tenacity
 
 import flowdsl
-from flowdsl import ContextPreservationStrategy, Flow, RunStatus, TaskRetrying, TaskStatus
+from flowdsl import ContextPreservationStrategy, RunStatus, TaskRetrying, TaskStatus
 
 
 class Boom(Exception):
@@ -45,7 +45,7 @@ def raises_other():
 def test_a_failing_task_makes_retries_plus_one_attempts(flow, run_flow, retries, handler):
     flow.task(id="task", retries=retries, retry_wait=0)(handler)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     task = result.tasks["task"]
     assert task.status is TaskStatus.FAILED
@@ -69,7 +69,7 @@ def test_a_task_stops_retrying_once_it_succeeds(flow, run_flow, handler):
 def test_decorator_default_is_no_retries(flow, run_flow, fake_sleep):
     flow.task(always_fails)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["always_fails"].attempts == 1
     assert fake_sleep.waits == []
@@ -78,7 +78,7 @@ def test_decorator_default_is_no_retries(flow, run_flow, fake_sleep):
 def test_add_task_default_is_three_retries(flow, run_flow):
     flow.add_task("task", "Task", always_fails)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["task"].attempts == 4
 
@@ -141,7 +141,7 @@ def test_retry_events_carry_the_attempt_error_and_wait(flow, run_flow):
     flow.task(id="task", retries=2, retry_wait=1.5)(always_fails)
     events = []
 
-    result = run_flow(flow, observers=[events.append])
+    result = run_flow(flow, observers=[events.append], raise_on_failure=False)
 
     retrying = [e for e in events if isinstance(e, TaskRetrying)]
     assert [e.attempt for e in retrying] == [1, 2]
@@ -155,7 +155,7 @@ def test_retry_events_carry_the_attempt_error_and_wait(flow, run_flow):
 def test_add_task_default_wait_is_exponential_1_2_4(flow, run_flow, fake_sleep):
     flow.add_task("task", "Task", always_fails)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert fake_sleep.waits == [1, 2, 4]
 
@@ -164,7 +164,7 @@ def test_add_task_default_wait_is_exponential_1_2_4(flow, run_flow, fake_sleep):
 def test_decorator_default_wait_is_exponential(flow, run_flow, fake_sleep, handler):
     flow.task(id="task", retries=3)(handler)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert fake_sleep.waits == [1, 2, 4]
 
@@ -172,7 +172,7 @@ def test_decorator_default_wait_is_exponential(flow, run_flow, fake_sleep, handl
 def test_default_wait_is_capped_at_60_seconds(flow, run_flow, fake_sleep):
     flow.task(id="task", retries=8)(always_fails)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert fake_sleep.waits == [1, 2, 4, 8, 16, 32, 60, 60]
 
@@ -180,7 +180,7 @@ def test_default_wait_is_capped_at_60_seconds(flow, run_flow, fake_sleep):
 def test_retry_wait_number_is_fixed_seconds(flow, run_flow, fake_sleep):
     flow.task(id="task", retries=2, retry_wait=0.25)(always_fails)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert fake_sleep.waits == [0.25, 0.25]
 
@@ -188,7 +188,7 @@ def test_retry_wait_number_is_fixed_seconds(flow, run_flow, fake_sleep):
 def test_retry_wait_zero_never_waits(flow, run_flow, fake_sleep):
     flow.task(id="task", retries=2, retry_wait=0)(always_fails)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert all(wait == 0 for wait in fake_sleep.waits)
 
@@ -207,7 +207,7 @@ def test_tenacity_wait_strategies_pass_straight_through(flow, run_flow, fake_sle
                                                         expected):
     flow.task(id="task", retries=3, retry_wait=wait)(always_fails)
 
-    run_flow(flow)
+    run_flow(flow, raise_on_failure=False)
 
     assert fake_sleep.waits == expected
 
@@ -216,7 +216,7 @@ def test_tenacity_wait_strategies_pass_straight_through(flow, run_flow, fake_sle
 def test_no_wait_after_the_last_attempt(flow, run_flow, fake_sleep, handler):
     flow.task(id="task", retries=2, retry_wait=7)(handler)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["task"].attempts == 3
     assert fake_sleep.waits == [7, 7]
@@ -236,7 +236,7 @@ def test_retry_on_a_type_retries_matching_errors(flow, run_flow):
 def test_retry_on_a_type_does_not_retry_other_errors(flow, run_flow, fake_sleep):
     flow.task(id="task", retries=3, retry_wait=0, retry_on=Boom)(raises_other)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["task"].status is TaskStatus.FAILED
     assert result.tasks["task"].attempts == 1
@@ -249,7 +249,7 @@ def test_retry_on_a_tuple_of_types(flow, run_flow):
     flow.task(id="boom", retries=2, retry_wait=0, retry_on=(KeyError, Boom))(always_fails)
     flow.task(id="other", retries=2, retry_wait=0, retry_on=(KeyError, Boom))(raises_other)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["boom"].attempts == 3
     assert result.tasks["other"].attempts == 1
@@ -258,7 +258,7 @@ def test_retry_on_a_tuple_of_types(flow, run_flow):
 def test_retry_on_subclasses_of_the_named_type(flow, run_flow):
     flow.task(id="task", retries=2, retry_wait=0, retry_on=Exception)(always_fails)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["task"].attempts == 3
 
@@ -276,7 +276,7 @@ def test_retry_on_a_tenacity_predicate(flow, run_flow):
     predicate = tenacity.retry_if_exception_message(match="transient.*")
     flow.task(id="task", retries=5, retry_wait=0, retry_on=predicate)(fails_with_message)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     task = result.tasks["task"]
     assert task.status is TaskStatus.FAILED
@@ -290,7 +290,7 @@ def test_retry_on_combined_tenacity_predicates(flow, run_flow):
     flow.task(id="task", retries=5, retry_wait=0, retry_on=predicate)(fails_with_message)
     flow.task(id="other", retries=2, retry_wait=0, retry_on=predicate)(raises_other)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.tasks["task"].attempts == 2
     assert result.tasks["other"].attempts == 3
@@ -300,7 +300,7 @@ def test_retries_per_task_are_independent(flow, run_flow):
     flow.task(id="retried", retries=2, retry_wait=0)(always_fails)
     flow.task(id="not_retried")(always_fails)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     assert result.tasks["retried"].attempts == 3

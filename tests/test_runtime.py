@@ -10,7 +10,6 @@ import pytest
 
 import flowdsl
 from flowdsl import (
-    Flow,
     FlowError,
     Priority,
     RunFailedError,
@@ -70,7 +69,7 @@ def test_results_and_statuses_of_a_successful_run(flow, run_flow):
     assert result.status is RunStatus.SUCCEEDED
     assert result.results == {"source": 2, "double": 4, "add_one": 5}
     assert set(result.tasks) == {"source", "double", "add_one"}
-    for task_id, task in result.tasks.items():
+    for task in result.tasks.values():
         assert task.status is TaskStatus.COMPLETED
         assert task.attempts == 1
         assert task.error is None
@@ -141,12 +140,12 @@ def test_raise_for_status_chains_to_the_failing_tasks_own_exception(flow, run_fl
     flow.task(explode)
     flow.task(double)
 
-    result = run_flow(flow)
-
-    assert result.status is RunStatus.FAILED
     with pytest.raises(RunFailedError) as info:
-        result.raise_for_status()
+        run_flow(flow)
+
     error = info.value
+    result = error.result
+    assert result.status is RunStatus.FAILED
     assert isinstance(error, FlowError) and isinstance(error, RuntimeError)
     cause = error.__cause__
     assert cause is result.tasks["explode"].error
@@ -160,7 +159,7 @@ def test_raise_for_status_chains_to_the_first_failure_in_time(flow, run_flow):
     flow.task(priority=Priority.HIGH)(explode)
     flow.task(priority=Priority.LOW)(explode_later)
 
-    result = run_flow(flow)
+    result = run_flow(flow, raise_on_failure=False)
 
     assert result.status is RunStatus.FAILED
     first = result.tasks["explode"]
@@ -179,12 +178,14 @@ def test_handler_exception_is_stored_as_raised_identity(flow):
     def fails():
         raise raised
 
-    result = flow.run()
-
-    assert result.tasks["fails"].error is raised
     with pytest.raises(RunFailedError) as info:
-        result.raise_for_status()
+        flow.run()
+
+    assert info.value.result.tasks["fails"].error is raised
     assert info.value.__cause__ is raised
+    with pytest.raises(RunFailedError) as again:
+        info.value.result.raise_for_status()
+    assert again.value.__cause__ is raised and again.value.result is info.value.result
 
 
 def test_missing_input_raises_before_any_task_starts(flow, run_flow):
@@ -366,10 +367,13 @@ def test_arun_is_awaitable_and_runs_on_the_callers_loop(flow):
 def test_arun_reports_failures_like_run(flow):
     flow.task(explode)
 
-    result = asyncio.run(flow.arun())
+    with pytest.raises(RunFailedError) as info:
+        asyncio.run(flow.arun())
 
-    assert result.status is RunStatus.FAILED
-    assert type(result.tasks["explode"].error) is Boom
+    assert info.value.result.status is RunStatus.FAILED
+    assert type(info.value.__cause__) is Boom
+    assert info.value.__cause__ is info.value.result.tasks["explode"].error
+    assert asyncio.run(flow.arun(raise_on_failure=False)).status is RunStatus.FAILED
 
 
 # -- what handlers receive ----------------------------------------------------------------
@@ -564,7 +568,7 @@ def test_observers_receive_typed_events_in_order(flow, run_flow, fake_sleep):
 
     observer = Collect()
     as_function = []
-    result = run_flow(flow, observers=[observer, as_function.append])
+    result = run_flow(flow, observers=[observer, as_function.append], raise_on_failure=False)
 
     events = observer.events
     assert as_function == events  # a plain callable observer gets the same events

@@ -15,18 +15,18 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import textwrap
 import time
 import uuid
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import flowdsl
 from flowdsl import (
     Flow,
     ResumeError,
@@ -36,7 +36,7 @@ from flowdsl import (
     TaskContext,
     TaskStatus,
 )
-from flowdsl.store import SqliteStore
+from flowdsl.store import SqliteStore, open_store
 from flowdsl.store.schema import SCHEMA_VERSION
 
 # A picklable type JSON cannot hold (module level, so pickle finds it by name).
@@ -191,13 +191,13 @@ def test_runs_newest_first_with_counts(tmp_path):
         return b + 1
 
     # ids sort opposite to start time: the listing must follow time, not ids
-    flow.run(store=path, run_id="z-first")
+    flow.run(store=path, run_id="z-first", raise_on_failure=False)
     time.sleep(0.01)
     fail["on"] = True
-    flow.run(store=path, run_id="m-second")
+    flow.run(store=path, run_id="m-second", raise_on_failure=False)
     time.sleep(0.01)
     fail["on"] = False
-    flow.run(store=path, run_id="a-third")
+    flow.run(store=path, run_id="a-third", raise_on_failure=False)
 
     runs = SqliteStore(path).runs()
     assert [r["run_id"] for r in runs] == ["a-third", "m-second", "z-first"]
@@ -231,7 +231,7 @@ def test_get_run_record_shape_and_failed_task_traceback(tmp_path):
     def report(validate):
         return "never"
 
-    result = flow.run({"source": "data.csv"}, store=path, run_id="shape-1")
+    result = flow.run({"source": "data.csv"}, store=path, run_id="shape-1", raise_on_failure=False)
     assert result.status is RunStatus.FAILED
     record = SqliteStore(path).get_run("shape-1")
 
@@ -296,16 +296,16 @@ def test_summary_has_store_time_and_restored_tasks(tmp_path):
     path = tmp_path / "runs.db"
     calls, fail = [], {"on": True}
     flow = two_step_flow("summary", lambda: 1, calls, fail)
-    first = flow.run(store=path)
+    first = flow.run(store=path, raise_on_failure=False)
     assert first.summary["store_time"] > 0
     assert first.summary["restored_tasks"] == 0
     fail["on"] = False
-    resumed = flow.run(store=path, resume=first.run_id)
+    resumed = flow.run(store=path, resume=first.run_id, raise_on_failure=False)
     assert resumed.summary["restored_tasks"] == 1
     assert resumed.summary["store_time"] > 0
     assert resumed.summary["successful_tasks"] == 2
 
-    without = flow.run()
+    without = flow.run(raise_on_failure=False)
     assert "store_time" not in without.summary
     assert "restored_tasks" not in without.summary
 
@@ -388,15 +388,19 @@ def test_late_result_of_a_timed_out_attempt_is_never_recorded(tmp_path):
     path = tmp_path / "runs.db"
     flow = Flow("late")
 
+    release, returned = threading.Event(), threading.Event()
+
     @flow.task(timeout=0.1)
     def slow(context: TaskContext):
-        time.sleep(0.4)
+        release.wait(10)  # until the run has given up on it
         context.shared_state["late"] = True
+        returned.set()
         return "too late"
 
-    result = flow.run(store=path, run_id="late-1")
+    result = flow.run(store=path, run_id="late-1", raise_on_failure=False)
     assert result.tasks["slow"].status is TaskStatus.FAILED
-    time.sleep(0.5)  # the abandoned thread has returned by now
+    release.set()
+    assert returned.wait(10)  # the abandoned attempt has written and returned
     task = SqliteStore(path).get_run("late-1")["tasks"]["slow"]
     assert task["status"] == "failed"
     assert "TaskTimeoutError" in task["error"]
@@ -424,10 +428,10 @@ def test_async_flow_resumes_from_the_store(tmp_path):
             raise RuntimeError("db down")
         return len(fetch["ids"])
 
-    first = flow.run(store=path)
+    first = flow.run(store=path, raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     fail["on"] = False
-    resumed = asyncio.run(flow.arun(store=path, resume=first.run_id))
+    resumed = asyncio.run(flow.arun(store=path, resume=first.run_id, raise_on_failure=False))
     assert resumed.status is RunStatus.SUCCEEDED
     assert calls == ["fetch", "store_it", "store_it"]
     assert same(resumed.results["fetch"], {"when": dt.date(2024, 1, 2), "ids": (1, 2)})
@@ -458,8 +462,8 @@ EXTRAS = {
 }
 
 
-def test_values_round_trip_equal_and_same_type(tmp_path):
-    path = tmp_path / "runs.db"
+def test_values_round_trip_equal_and_same_type(store_url):
+    path = store_url
     calls, fail = [], {"on": True}
     flow = Flow("extras")
 
@@ -481,10 +485,10 @@ def test_values_round_trip_equal_and_same_type(tmp_path):
             raise RuntimeError("not yet")
         return "open"
 
-    first = flow.run(store=path)
+    first = flow.run(store=path, raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     fail["on"] = False
-    resumed = flow.run(store=path, resume=first.run_id)
+    resumed = flow.run(store=path, resume=first.run_id, raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert calls == ["make", "write"]  # restored from the store, not recomputed
     restored = resumed.results["make"]
@@ -495,7 +499,7 @@ def test_values_round_trip_equal_and_same_type(tmp_path):
     assert same(resumed.context.shared_state["extras"], EXTRAS)
     assert same(resumed.context.shared_state[7], (1, 2))
     # the history shows the decoded value too (JSON is safe to decode)
-    shown = SqliteStore(path).get_run(first.run_id)["tasks"]["make"]["result"]
+    shown = open_store(path).get_run(first.run_id)["tasks"]["make"]["result"]
     assert same(shown, EXTRAS)
 
 
@@ -535,7 +539,7 @@ def test_value_json_cannot_hold_fails_the_task_with_serialization_error(
     def independent():
         return "still runs"
 
-    result = flow.run({"seed": 1}, store=path, run_id="ser")
+    result = flow.run({"seed": 1}, store=path, run_id="ser", raise_on_failure=False)
     task = result.tasks["awkward"]
     assert task.status is TaskStatus.FAILED
     assert isinstance(task.error, SerializationError)
@@ -575,7 +579,7 @@ def test_serialization_error_undoes_a_deletion_and_produced_keys(tmp_path):
         context.shared_state.pop("keep")
         return {"out": object()}
 
-    result = flow.run(store=tmp_path / "runs.db")
+    result = flow.run(store=tmp_path / "runs.db", raise_on_failure=False)
     assert isinstance(result.tasks["bad"].error, SerializationError)
     assert result.context.shared_state == {"keep": [1, 2]}
 
@@ -588,7 +592,7 @@ def test_unjsonable_shared_state_write_fails_the_task(tmp_path):
         context.shared_state["handle"] = Point(0, 0)
         return "fine result"
 
-    result = flow.run(store=tmp_path / "runs.db")
+    result = flow.run(store=tmp_path / "runs.db", raise_on_failure=False)
     error = result.tasks["writer"].error
     assert isinstance(error, SerializationError)
     assert "writer" in str(error) and "Point" in str(error)
@@ -598,7 +602,7 @@ def test_unjsonable_shared_state_write_fails_the_task(tmp_path):
 def test_flowdsl_never_falls_back_to_pickle(tmp_path):
     flow = Flow("nofallback")
     flow.task(lambda: Fraction(1, 3), id="frac")
-    result = flow.run(store=tmp_path / "runs.db")
+    result = flow.run(store=tmp_path / "runs.db", raise_on_failure=False)
     assert isinstance(result.tasks["frac"].error, SerializationError)
     assert sql(tmp_path / "runs.db", "SELECT COUNT(*) FROM tasks WHERE codec = 'pickle'")[0][0] == 0
 
@@ -626,7 +630,7 @@ def test_pickle_serializer_stores_and_resume_restores(tmp_path, where):
             raise RuntimeError("closed")
         return int(compute["third"] * 3)
 
-    first = flow.run(store=path)
+    first = flow.run(store=path, raise_on_failure=False)
     assert first.tasks["compute"].status is TaskStatus.COMPLETED
     codec = sql(path, "SELECT codec FROM tasks WHERE task_id = 'compute'")[0][0]
     assert codec == "pickle"
@@ -634,7 +638,7 @@ def test_pickle_serializer_stores_and_resume_restores(tmp_path, where):
     assert re.fullmatch(r"<pickle value, \d+ bytes, not loaded>", shown)
 
     fail["on"] = False
-    resumed = flow.run(store=path, resume=first.run_id)
+    resumed = flow.run(store=path, resume=first.run_id, raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert calls == ["compute", "gate", "gate"]
     restored = resumed.results["compute"]
@@ -663,7 +667,7 @@ def _failed_run(path, flow_serializer="json"):
             raise RuntimeError("later")
         return alpha
 
-    first = flow.run(store=path, run_id="codec-run")
+    first = flow.run(store=path, run_id="codec-run", raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     fail["on"] = False
     calls.clear()
@@ -684,7 +688,7 @@ def test_stored_value_that_disagrees_is_a_store_error_before_any_task(
               (stored_value, stored_codec))
     before = SqliteStore(path).get_run("codec-run")
     with pytest.raises(StoreError) as info:
-        flow.run(store=path, resume="codec-run")
+        flow.run(store=path, resume="codec-run", raise_on_failure=False)
     message = str(info.value)
     assert "codec-run" in message and "alpha" in message
     assert calls == []  # before any task runs
@@ -722,6 +726,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_store_at_the_same_time(tmp_path):
     path = tmp_path / "shared.db"
     script = tmp_path / "writer.py"
@@ -801,15 +806,16 @@ class _RoundTrip:
 _roundtrip_dir = tempfile.TemporaryDirectory(prefix="flowdsl-roundtrip-")
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=json_values)
 def test_random_json_values_round_trip_through_resume(value):
     rt = _RoundTrip(Path(_roundtrip_dir.name) / "runs.db")
     rt.value = value
-    first = rt.flow.run(store=rt.path)
+    first = rt.flow.run(store=rt.path, raise_on_failure=False)
     assert first.tasks["emit"].status is TaskStatus.COMPLETED, first.tasks["emit"].error
     rt.value, rt.fail = "poisoned: emit must not run again", False
-    resumed = rt.flow.run(store=rt.path, resume=first.run_id)
+    resumed = rt.flow.run(store=rt.path, resume=first.run_id, raise_on_failure=False)
     assert resumed.status is RunStatus.SUCCEEDED
     assert rt.emitted == 1
     assert same(resumed.results["emit"], {"value": value, "again": [value]})
@@ -855,7 +861,7 @@ def test_malicious_pickle_is_never_loaded_by_listing_showing_or_json_resume(tmp_
             raise RuntimeError("parser down")
         return "parsed"
 
-    flow.run({"url": "https://example.org"}, store=path, run_id="victim-1")
+    flow.run({"url": "https://example.org"}, store=path, run_id="victim-1", raise_on_failure=False)
     if column == "inputs":
         write_sql(path, "UPDATE runs SET inputs = ?, inputs_codec = 'pickle' "
                         "WHERE run_id = 'victim-1'", (payload,))
@@ -877,7 +883,7 @@ def test_malicious_pickle_is_never_loaded_by_listing_showing_or_json_resume(tmp_
     assert not marker.exists()
 
     with pytest.raises(StoreError) as info:
-        flow.run(store=path, resume="victim-1")
+        flow.run(store=path, resume="victim-1", raise_on_failure=False)
     assert "victim-1" in str(info.value)
     if column != "inputs":
         assert "fetch" in str(info.value)

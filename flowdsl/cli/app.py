@@ -34,11 +34,18 @@ USAGE, FAILED = 2, 1
 
 
 class Failure(click.ClickException):
-    """An error the command reports in one line (``Error: ...``) before exiting."""
+    """An error the command reports in one line (``Error: ...``) before exiting 2."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    exit_code = USAGE  # a class attribute (click >= 8.5 types it as a ClassVar)
+
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
-        self.exit_code = exit_code
+
+
+class StoreFailure(Failure):
+    """The run store failed: exit 1."""
+
+    exit_code = FAILED
 
 
 @contextmanager
@@ -56,7 +63,7 @@ def reporting(debug: bool = False) -> Iterator[None]:
             message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
         elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
             message = f"{type(exc).__name__}: {message}"
-        raise Failure(message, FAILED if isinstance(exc, StoreError) else USAGE) from exc
+        raise (StoreFailure if isinstance(exc, StoreError) else Failure)(message) from exc
 
 
 def stdout_console() -> Console:
@@ -73,7 +80,10 @@ def setup_logging(level: str) -> None:
 
     logger.remove()
     # looked up per message: while the progress bar is up, sys.stderr is its proxy
-    logger.add(lambda message: sys.stderr.write(message), level=level,
+    def write(message: str) -> None:
+        sys.stderr.write(message)
+
+    logger.add(write, level=level,
                colorize=sys.stderr.isatty(),
                format="<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
                       "{extra[run_id]} <level>{message}</level>")
@@ -81,16 +91,31 @@ def setup_logging(level: str) -> None:
     logger.enable("flowdsl")
 
 
-def open_store(path: str, *, create: bool) -> Any:
-    """A `flowdsl.SqliteStore` on ``path``; ``create=False`` refuses a missing file."""
-    import flowdsl
+def is_dsn(path: str) -> bool:
+    """A ``postgresql://`` / ``postgres://`` DSN rather than an SQLite file's path."""
+    return path.startswith(("postgresql://", "postgres://"))
 
+
+def store_exists(path: str) -> bool:
+    """Is there a store to read? (A PostgreSQL server is asked when opened.)"""
+    return is_dsn(path) or os.path.exists(os.path.expanduser(path))
+
+
+def open_store(path: str, *, create: bool) -> Any:
+    """A `flowdsl.SqliteStore` on ``path`` (``create=False`` refuses a missing file), or a
+    `flowdsl.PostgresStore` for a ``postgresql://`` / ``postgres://`` DSN."""
+    from flowdsl.store import SqliteStore
+
+    if is_dsn(path):
+        from flowdsl.store.postgres import PostgresStore  # needs the `postgres` extra
+
+        return PostgresStore(path)
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
     if create:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return flowdsl.SqliteStore(path)
+    return SqliteStore(path)
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -113,8 +138,9 @@ input_option = click.option("--input", "input_file", metavar="FILE.json",
 target_option = click.option("--target", "targets", multiple=True, metavar="ID",
                               help="Only this task and its ancestors (repeatable).")
 store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", show_envvar=True,
-                            default=DEFAULT_STORE, show_default=True, metavar="PATH",
-                            help="The SQLite run store.")
+                            default=DEFAULT_STORE, show_default=True, metavar="PATH|DSN",
+                            help="The run store: an SQLite file, or a PostgreSQL DSN "
+                                 "(postgresql://user@host/db).")
 
 
 @main.command()
@@ -203,7 +229,8 @@ def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], 
          resume: str | None, force: bool, run_id: str | None, debug: bool,
          executor: Any = None, concurrency: int | None = None,
          targets: tuple[str, ...] = ()) -> Any:
-    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id}
+    options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
+                               "raise_on_failure": False}  # a failed run is shown, exit 1
     if targets:
         options["targets"] = targets
     if executor is not None:
@@ -254,7 +281,7 @@ def plan(target: str, schedule: bool, targets: tuple[str, ...], store_path: str)
         compiled = flow.compile(targets or None)
         explained = None
         if schedule:
-            store = open_store(store_path, create=False) if Path(store_path).exists() else None
+            store = open_store(store_path, create=False) if store_exists(store_path) else None
             explained = flow.explain_schedule(store=store)
     console = stdout_console()
     console.print(render.plan_table(compiled))
@@ -293,7 +320,7 @@ def graph(target: str, fmt: str) -> None:
 def runs(store_path: str, limit: int, as_json: bool) -> None:
     """List the runs in the store, newest first."""
     with reporting():
-        if not os.path.exists(os.path.expanduser(store_path)):
+        if not store_exists(store_path):
             if as_json:
                 click.echo("[]")
             else:

@@ -308,7 +308,10 @@ def print_record(console: Any, record: Mapping[str, Any]) -> None:
     """One stored run as `flowdsl show` prints it."""
     started, ended = record.get("started"), record.get("ended")
     took = duration(ended - started) if started is not None and ended is not None else "-"
-    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     say(f"run {record['run_id']} of flow {record.get('flow')!r}: {record.get('status')}")
     say(f"started {timestamp(started)}, ended {timestamp(ended)} ({took})")
     inputs = record.get("inputs")

@@ -15,6 +15,7 @@ import attrs
 
 from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
+from .plan import Binder
 
 __all__ = ["Source", "Input", "make_binder", "NO_READS"]
 
@@ -40,7 +41,7 @@ class Input:
 
 def _resolve(context: Any, inp: Input, task_id: str) -> Any:
     if inp.producer is not None:
-        return context._results[inp.producer][inp.key]
+        return context.results[inp.producer][inp.key]
     return _look_up(context, inp, task_id)
 
 
@@ -48,7 +49,7 @@ def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
     """Under ``none_failed`` / ``all_done``: a producer that did not complete gives the
     parameter's default, else None."""
     if inp.producer is not None:
-        produced = context._results.get(inp.producer, MISSING)
+        produced = context.results.get(inp.producer, MISSING)
         if produced is MISSING:
             return None if inp.default is MISSING else inp.default
         return produced[inp.key]
@@ -73,7 +74,7 @@ def make_binder(
     tolerant: Mapping[str, Any] | None = None,
     included: Sequence[str] = (),
     shown: Mapping[str, str] | None = None,
-) -> Any:
+) -> Binder:
     """Build the binder of one step (``results_only``: every parameter is a positional
     upstream result, when the caller already knows it). ``tolerant`` (parameter -> default)
     makes a binder for ``none_failed`` / ``all_done`` tasks: a dependency that did not
@@ -89,9 +90,9 @@ def make_binder(
             return lambda context: (no_args, no_kwargs, NO_READS)
         if len(sources) == 1:
             upstream = sources[0][3]
-            return lambda context: ((context._results[upstream],), no_kwargs, NO_READS)
+            return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
         get_results = itemgetter(*(ref for _, _, _, ref in sources))
-        return lambda context: (get_results(context._results), no_kwargs, NO_READS)
+        return lambda context: (get_results(context.results), no_kwargs, NO_READS)
 
     sources = tuple(sources)
     inputs = tuple(inputs)
@@ -105,7 +106,7 @@ def make_binder(
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
         reads = {inp.key: resolve(context, inp, task_id) for inp in inputs}
-        results = context._results
+        results = context.results
         values = []
         for kind, name, _, ref in sources:
             if kind == "result":

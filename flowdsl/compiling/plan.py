@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
-from ..declaring.spec import EMPTY, TaskSpec
+from ..declaring.spec import EMPTY, TaskSpec, tuple_of_any, tuple_of_str
+
+if TYPE_CHECKING:  # binders read the run's context
+    from ..running.context import TaskContext
 
 __all__ = ["Step", "Plan", "Binder"]
 
 #: ``bind(context) -> (args, kwargs, reads)``: a step's arguments, from the run's context.
-Binder = Callable[[Any], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
+Binder = Callable[["TaskContext"], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
 
 
 
@@ -79,16 +82,16 @@ class Plan:
     """
 
     flow: str
-    steps: tuple[Step, ...] = attrs.field(converter=tuple, repr=False)
-    order: tuple[str, ...] = attrs.field(converter=tuple)
-    inputs: tuple[str, ...] = attrs.field(converter=tuple)
+    steps: tuple[Step, ...] = attrs.field(converter=tuple_of_any, repr=False)
+    order: tuple[str, ...] = attrs.field(converter=tuple_of_str)
+    inputs: tuple[str, ...] = attrs.field(converter=tuple_of_str)
     input_readers: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     children: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
     #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
-    targets: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    targets: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 

@@ -47,8 +47,8 @@ def _is_exception_type(value: Any) -> bool:
 def as_retry(value: Any, task: str) -> retry_base:
     """Exception type(s) or a tenacity retry predicate -> a tenacity retry predicate.
 
-    Whatever the user passes, interrupts (KeyboardInterrupt, SystemExit, CancelledError)
-    and `SerializationError` are never retried.
+    Whatever the user passes, interrupts (KeyboardInterrupt, SystemExit, CancelledError),
+    `MissingOutputError` and `SerializationError` are never retried.
     """
     from ..errors import DefinitionError
 
@@ -65,6 +65,13 @@ def as_retry(value: Any, task: str) -> retry_base:
             f"task {task!r}: retry_on must be exception types or a tenacity retry predicate, "
             f"got {value!r}"
         )
-    from ..errors import SerializationError  # a value that cannot be stored will not improve
+    return tenacity.retry_if_not_exception_type(_not_retried()) & user
 
-    return tenacity.retry_if_not_exception_type((*never_retried, SerializationError)) & user
+
+def _not_retried() -> tuple[type[BaseException], ...]:
+    """Interrupts, and programming errors that another attempt cannot fix: a result without
+    its produced keys (`MissingOutputError`), a value the store cannot hold
+    (`SerializationError`)."""
+    from ..errors import MissingOutputError, SerializationError
+
+    return (*never_retried, MissingOutputError, SerializationError)

@@ -13,7 +13,7 @@ from ..running.runtime import Run
 __all__ = ["Executor", "Sleep", "AsyncSleep", "drive", "adrive"]
 
 #: ``sleep(seconds)`` between retries of sync attempts (tests inject a fake).
-Sleep = Callable[[float], object]
+Sleep = Callable[[float], None]
 #: ``await async_sleep(seconds)`` between retries of attempts driven from the event loop.
 AsyncSleep = Callable[[float], Awaitable[object]]
 
@@ -43,7 +43,7 @@ def drive(executor: Executor, run: Run) -> RunResult:
     try:
         executor.execute(run)
     except BaseException as exc:
-        run.abort(exc)
+        _stop(run, exc)
         raise
     return run.finish()
 
@@ -54,6 +54,16 @@ async def adrive(executor: Executor, run: Run) -> RunResult:
     try:
         await executor.aexecute(run)
     except BaseException as exc:
-        run.abort(exc)
+        _stop(run, exc)
         raise
     return run.finish()
+
+
+def _stop(run: Run, exc: BaseException) -> None:
+    """The run stops on ``exc``: cancel what is left and attach the `RunResult` to it as
+    ``exc.flowdsl_result`` (the driver re-raises it)."""
+    run.interrupt(exc)
+    try:
+        exc.flowdsl_result = run.finish()  # type: ignore[attr-defined]
+    except Exception:  # the original exception matters more than a failed summary
+        pass

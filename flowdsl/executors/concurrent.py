@@ -15,7 +15,7 @@ from typing import Any
 
 from ..compiling.plan import Plan, Step
 from ..errors import TaskTimeoutError
-from ..running.attempts import Args, Kwargs, Means, await_with_timeout, start_thread
+from ..running.attempts import Args, Kwargs, Means, Wait, await_with_timeout, start_thread
 from ..running.context import CurrentTask
 from ..running.runtime import Run
 from .base import AsyncSleep, Executor, Sleep
@@ -65,11 +65,11 @@ class LocalAttempts:
                 slots.hold_pool(pool)
                 future.add_done_callback(
                     lambda _: loop.call_soon_threadsafe(slots.release_pool, pool))
-            raise TaskTimeoutError(step.id, step.timeout)
+            raise TaskTimeoutError(step.id, step.timeout or 0.0)
         return future.result()
 
 
-def slot_wait(slots: Slots, async_sleep: AsyncSleep | None) -> Any:
+def slot_wait(slots: Slots, async_sleep: AsyncSleep | None) -> Wait:
     """The wait between retries: the attempt's slot is given back for it, taken again after."""
     sleep = async_sleep or asyncio.sleep
 

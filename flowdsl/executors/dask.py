@@ -84,8 +84,9 @@ def _rebuild(value: Any, copy: _ContextCopy | None, context: TaskContext | None)
 
 
 def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attempt: int,
-                  copy: _ContextCopy | None, args: tuple, kwargs: dict,
-                  upstream: frozenset[Any] = frozenset()) -> tuple[Any, dict, list]:
+                  copy: _ContextCopy | None, args: Args, kwargs: Kwargs,
+                  upstream: frozenset[Any] = frozenset(),
+                  ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """What a worker executes for one attempt: the handler, under a record that catches its
     writes to the context copy. Returns ``(result, delta, trace entries it logged)``.
 
@@ -98,7 +99,7 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     token = _current.set(CurrentTask(task_id, run_id, record, attempt))
     try:
         if is_async:  # on the worker's own event loop
-            loop = get_worker().loop.asyncio_loop
+            loop = get_worker().loop.asyncio_loop  # type: ignore[attr-defined]
             result = asyncio.run_coroutine_threadsafe(handler(*args, **kwargs), loop).result()
         else:
             result = handler(*args, **kwargs)
@@ -171,13 +172,21 @@ class DaskAttempts:
         def settle(done: Any) -> None:  # in a thread of the client's
             if outcome.done() or loop.is_closed():  # timed out or cancelled: nobody waits
                 return
+            error: BaseException | None = None
+            value: Any = None
             try:
                 value = done.result()
             except BaseException as exc:  # the handler's error, as raised on the worker
                 error = exc
-                deliver = lambda: outcome.done() or outcome.set_exception(error)  # noqa: E731
-            else:
-                deliver = lambda: outcome.done() or outcome.set_result(value)  # noqa: E731
+
+            def deliver() -> None:
+                if outcome.done():
+                    return
+                if error is not None:
+                    outcome.set_exception(error)
+                else:
+                    outcome.set_result(value)
+
             try:
                 loop.call_soon_threadsafe(deliver)
             except RuntimeError:  # the run's loop closed meanwhile
@@ -192,7 +201,7 @@ class DaskAttempts:
                 if not done:
                     outcome.cancel()
                     future.cancel()
-                    raise TaskTimeoutError(step.id, step.timeout)
+                    raise TaskTimeoutError(step.id, step.timeout or 0.0)
                 result, delta, logged = outcome.result()
         except asyncio.CancelledError:
             outcome.cancel()
@@ -202,7 +211,7 @@ class DaskAttempts:
             raise result.error
         self.context.shared_state.apply(delta)  # the worker's writes become the task's delta
         for entry in logged:  # the handler's own log_execution entries
-            self.context.trace(entry)
+            self.context.trace_log.add(entry)
         self.futures[step.id] = future
         return result
 
@@ -251,12 +260,12 @@ class DaskExecutor(Executor):
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
                             f"({version.__version__}): {wrong}")
         for unit in run.units:
-            if unit.task.status is not TaskStatus.PENDING:
+            if unit.status is not TaskStatus.PENDING:
                 continue
             try:
                 cloudpickle.dumps(unit.step.handler)
             except Exception as exc:
-                raise DefinitionError(f"task {unit.step.id!r}: its handler (with its closure) "
+                raise DefinitionError(f"task {unit.id!r}: its handler (with its closure) "
                                       f"cannot be pickled to run on Dask: {exc!r}") from exc
 
     async def aexecute(self, run: Run) -> None:

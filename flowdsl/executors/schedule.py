@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..compiling.plan import Plan
+
 __all__ = ["expected_durations", "critical_paths", "explain"]
 
 
-def expected_durations(plan: Any, history: Mapping[str, list[float]]) -> dict[str, float]:
+def expected_durations(plan: Plan, history: Mapping[str, list[float]]) -> dict[str, float]:
     from statistics import median  # (slow to import: only for adaptive scheduling)
 
     known = {step.id: median(history[step.id][-10:])
@@ -22,7 +24,7 @@ def expected_durations(plan: Any, history: Mapping[str, list[float]]) -> dict[st
     return {step.id: known.get(step.id, fallback) for step in plan.steps}
 
 
-def critical_paths(plan: Any, expected: Mapping[str, float]) -> dict[str, float]:
+def critical_paths(plan: Plan, expected: Mapping[str, float]) -> dict[str, float]:
     longest: dict[str, float] = {}
     for step in reversed(plan.steps):  # children come later in plan order
         below = max((longest[child] for child in plan.children[step.id]), default=0.0)
@@ -30,7 +32,7 @@ def critical_paths(plan: Any, expected: Mapping[str, float]) -> dict[str, float]
     return longest
 
 
-def explain(plan: Any, history: Mapping[str, list[float]]) -> dict[str, Any]:
+def explain(plan: Plan, history: Mapping[str, list[float]]) -> dict[str, Any]:
     """What the concurrent executor will use: per task its history, expected duration and
     critical path, and the critical path of the whole flow."""
     expected = expected_durations(plan, history)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from ..compiling.plan import Plan
 from ..running.attempts import Means
 from ..running.runtime import Run
-from ..running.unit import Unit
+from ..running.result import TaskRun
 from ..status import TaskStatus
 from .schedule import critical_paths, expected_durations
 from .slots import Slots
@@ -47,10 +47,10 @@ class Scheduler:
         self.means = means
         self.rank = rank
         self.cancels_sync = cancels_sync
-        self.units = {unit.step.id: unit for unit in run.units}
+        self.units = run.tasks
         self.waiting = {step.id: len(step.dependencies) for step in run.plan.steps}
         self.ready: list[tuple[Rank, str]] = []
-        self.running: dict[asyncio.Future[None], Unit] = {}
+        self.running: dict[asyncio.Future[None], TaskRun] = {}
         self.cancelling: set[asyncio.Future[None]] = set()
 
     def _push(self, task_id: str) -> None:
@@ -65,7 +65,7 @@ class Scheduler:
             for child in plan.children[stack.pop()]:
                 waiting[child] -= 1
                 unit = self.units[child]
-                if waiting[child] or unit.task.status is not PENDING:
+                if waiting[child] or unit.status is not PENDING:
                     continue
                 cause = run.blocking_cause(unit.step) if run.blocked else None
                 if cause is not None and run.stopped_by is None:
@@ -76,10 +76,10 @@ class Scheduler:
 
     def _seed(self) -> None:
         for unit in self.run.units:
-            if unit.task.status is not PENDING:  # restored from the run store
-                self.settled(unit.step.id)
+            if unit.status is not PENDING:  # restored from the run store
+                self.settled(unit.id)
             elif not unit.step.dependencies:
-                self._push(unit.step.id)
+                self._push(unit.id)
 
     async def run_all(self) -> None:
         """Start ready units as slots free up, until every task has settled."""
@@ -88,7 +88,7 @@ class Scheduler:
             await self._loop()
             if self.run.stopped_by is not None:
                 for unit in self.run.units:
-                    if unit.task.status is PENDING:
+                    if unit.status is PENDING:
                         self.run.stop_pending(unit)
         except BaseException:
             await self._abandon()
@@ -116,7 +116,7 @@ class Scheduler:
                     run.cancel_in_flight(unit, f"critical task {run.stopped_by!r} failed")
                 else:
                     job.result()  # re-raise a store failure
-                self.settled(unit.step.id)
+                self.settled(unit.id)
 
     def _start(self) -> None:
         """Start ready units while slots are free; skip over those whose pool is full."""
@@ -134,7 +134,7 @@ class Scheduler:
         for item in deferred:
             heapq.heappush(ready, item)
 
-    async def _run_one(self, unit: Unit) -> None:
+    async def _run_one(self, unit: TaskRun) -> None:
         try:
             await self.run.arun_unit(unit, self.means)
         finally:
@@ -144,7 +144,7 @@ class Scheduler:
         """After a critical failure: cancel the attempts in flight that can be cancelled."""
         for job, unit in self.running.items():
             if (unit.step.is_async or self.cancels_sync) and job not in self.cancelling:
-                self.run.close_in_flight(unit.step.id)
+                self.run.close_in_flight(unit.id)
                 job.cancel()
                 self.cancelling.add(job)
 

@@ -1,4 +1,4 @@
-"""Passive observers of runtime events: logging (loguru) first; metrics and progress later."""
+"""Passive observers of runtime events: logging (loguru) and the CLI's progress display."""
 
 from .logging import LoggingObserver, logging_enabled
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from loguru import logger
 
+from ..errors import error_text
 from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from ..status import TaskStatus
 
@@ -50,16 +51,17 @@ class LoggingObserver:
             self.log.bind(task_id=event.task_id).debug("task {!r} started", event.task_id)
         elif isinstance(event, TaskRetrying):
             self.log.bind(task_id=event.task_id).warning(
-                "task {!r} attempt {} failed ({!r}); retrying in {:.3g} s",
-                event.task_id, event.attempt, event.error, event.wait)
+                "task {!r} attempt {} failed ({}); retrying in {:.3g} s",
+                event.task_id, event.attempt, error_text(event.error), event.wait)
         elif isinstance(event, TaskFinished):
             log = self.log.bind(task_id=event.task_id)
             if event.status is TaskStatus.COMPLETED:
                 log.info("task {!r} completed in {:.6f} s ({} attempt(s))", event.task_id,
                          event.duration, event.attempts)
             elif event.status is TaskStatus.FAILED:
-                log.error("task {!r} failed after {} attempt(s): {!r}", event.task_id,
-                          event.attempts, event.error)
+                log.error("task {!r} failed after {} attempt(s): {}", event.task_id,
+                          event.attempts,
+                          error_text(event.error) if event.error is not None else "no error")
             else:
                 log.warning("task {!r} {}: {}", event.task_id, event.status.value, event.reason)
         elif isinstance(event, RunFinished):

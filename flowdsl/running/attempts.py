@@ -28,7 +28,7 @@ from ..errors import MissingOutputError, TaskTimeoutError
 from .context import CurrentTask, _current
 
 __all__ = [
-    "Args", "Kwargs", "Submit", "Means", "check_produces", "start_thread", "call_in_thread",
+    "Args", "Kwargs", "Submit", "Wait", "Means", "check_produces", "start_thread", "call_in_thread",
     "await_with_timeout", "submit_on_loop", "wait_on_loop", "local_means",
 ]
 
@@ -45,7 +45,7 @@ class Means:
     """What an executor lends the runtime to run attempts its way."""
 
     submit: Submit
-    sleep: Callable[[float], object] = time.sleep
+    sleep: Callable[[float], None] = time.sleep
     wait: Wait | None = None  # None: ``asyncio.sleep``
 
 
@@ -94,7 +94,7 @@ def call_in_thread(step: Step, current: CurrentTask, args: Args, kwargs: Kwargs)
         raise
     if not done:
         attempt.live = False
-        raise TaskTimeoutError(step.id, step.timeout)
+        raise TaskTimeoutError(step.id, step.timeout or 0.0)
     return future.result()
 
 
@@ -136,7 +136,7 @@ async def await_with_timeout(step: Step, current: CurrentTask, args: Args,
     if not done:
         attempt.live = False
         running.cancel()
-        raise TaskTimeoutError(step.id, step.timeout)
+        raise TaskTimeoutError(step.id, step.timeout or 0.0)
     result = running.result()
     if type(result) is _Cancelled:
         raise result.error
@@ -164,7 +164,7 @@ def wait_on_loop(sleep: Callable[[float], Awaitable[object]]) -> Wait:
     return wait
 
 
-def local_means(sleep: Callable[[float], object] | None,
+def local_means(sleep: Callable[[float], None] | None,
                 async_sleep: Callable[[float], Awaitable[object]] | None) -> Means:
     """Attempts on this loop or inline, with the given (or the real) sleeps."""
     return Means(submit=submit_on_loop, sleep=sleep or time.sleep,

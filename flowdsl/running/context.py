@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 
 from ..errors import ContextPrunedError
 from ..declaring.spec import EMPTY, MISSING
+from ..status import TaskStatus
 
 __all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
 
@@ -80,7 +81,7 @@ class TaskRecord:
         # key -> new value (DELETED for a deletion); a dict from the task's first write on
         self.delta: Mapping[str, Any] = EMPTY
         self.duration = 0.0
-        self.status: Any = None
+        self.status: TaskStatus | None = None
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
         # (sequence, key, replaced value or MISSING) per write; a list from the first write on
@@ -128,8 +129,14 @@ class SharedState(dict):  # type: ignore[type-arg]
         return True
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if self._journal(key, value):
-            dict.__setitem__(self, key, value)
+        # `_journal` inlined: the one write every `produces` key makes
+        current = _current.get()
+        if current is not None:
+            record = current.record
+            if not current.live or record.closed:
+                return
+            record.wrote(next(self.sequence), key, dict.get(self, key, MISSING), value)
+        dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
         if key not in self:
@@ -137,11 +144,11 @@ class SharedState(dict):  # type: ignore[type-arg]
         if self._journal(key, DELETED):
             dict.__delitem__(self, key)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def __ior__(self, other: Any) -> "SharedState":  # type: ignore[override]
+    def __ior__(self, other: Any) -> SharedState:  # type: ignore[misc]
         self.update(other)
         return self
 
@@ -151,7 +158,7 @@ class SharedState(dict):  # type: ignore[type-arg]
         self[key] = default
         return default
 
-    def pop(self, key: Any, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: Any, *default: Any) -> Any:
         if key in self:
             value = dict.__getitem__(self, key)
             del self[key]
@@ -287,8 +294,8 @@ class TaskContext:
     """
 
     __slots__ = (
-        "task_id", "data", "metadata", "shared_state", "_results", "_records",
-        "_previous", "_trace",
+        "task_id", "data", "metadata", "shared_state", "results", "book",
+        "previous_log", "trace_log",
     )
 
     def __init__(
@@ -303,64 +310,41 @@ class TaskContext:
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.shared_state = SharedState()
-        self._previous = _Entries(_previous_entry)
-        self._trace = _Entries(_trace_entry)
-        self._results: dict[str, Any] = {}
-        self._records = Records(max_records)
+        # kept by the runtime (its hot path writes them directly):
+        self.previous_log = _Entries(_previous_entry)  # -> previous_results
+        self.trace_log = _Entries(_trace_entry)  # -> execution_trace
+        self.results: dict[str, Any] = {}  # task id -> result of each completed task
+        self.book = Records(max_records)  # task records, bounded, and those in flight
 
     @property
     def previous_results(self) -> list[dict[str, Any]]:
         """One entry per completed task, in completion order: ``task_id``, ``result``,
         ``metadata``, ``timestamp``."""
-        return self._previous.entries()
+        return self.previous_log.entries()
 
     @property
     def execution_trace(self) -> list[dict[str, Any]]:
         """One entry per task outcome, per retry, and per ``log_execution``: ``task_id``,
         ``action``, ``details``, ``timestamp``."""
-        return self._trace.entries()
+        return self.trace_log.entries()
 
-    # -- what the runtime does to the context -------------------------------------------
-    @property
-    def results(self) -> dict[str, Any]:
-        """Task id -> result of each completed task (the run's ``RunResult.results``)."""
-        return self._results
-
-    @property
-    def records_in_flight(self) -> dict[str, TaskRecord]:
-        """Records of the tasks running now (task id -> record)."""
-        return self._records.active
-
-    def publish(self, outcome: Outcome, task_id: str, result: Any) -> None:
-        """A task completed: its result, its ``previous_results`` and trace entries."""
-        self._results[task_id] = result
-        self._previous.add(outcome)
-        self._trace.add(outcome)
-
+    # -- kept by the runtime ------------------------------------------------------------
     def seed(self, previous: Iterable[dict[str, Any]], results: Mapping[str, Any]) -> None:
         """Start a copy of a run's context (on a Dask worker) from its entries and results."""
         for entry in previous:
-            self._previous.add(entry)
-        self._results.update(results)
-
-    def trace(self, entry: dict[str, Any] | Outcome) -> None:
-        """Add a trace entry (or an outcome to make it from)."""
-        self._trace.add(entry)
-
-    def keep(self, record: TaskRecord) -> None:
-        """Keep a closed record (the bound may evict an older one)."""
-        self._records.add(record)
+            self.previous_log.add(entry)
+        self.results.update(results)
 
     def forget_in_flight(self, task_id: str) -> None:
         """A task in flight was cancelled: it keeps no record."""
-        record = self._records.active.pop(task_id, None)
+        record = self.book.active.pop(task_id, None)
         if record is not None:
-            self._records.forget(record, cancelled=True)
+            self.book.forget(record, cancelled=True)
 
     @property
     def records(self) -> Mapping[str, TaskRecord]:
         """Task id -> record, for the tasks that ran and whose record was not pruned."""
-        return self._records.view
+        return self.book.view
 
     @property
     def idempotency_key(self) -> str | None:
@@ -370,14 +354,14 @@ class TaskContext:
 
     def add_result(self, task_id: str, result: Any, metadata: dict[str, Any] | None = None) -> None:
         """Record ``task_id``'s result and append it to ``previous_results``."""
-        self._results[task_id] = result
-        self._previous.add(
+        self.results[task_id] = result
+        self.previous_log.add(
             {"task_id": task_id, "result": result, "metadata": metadata or {}, "timestamp": time.time()}
         )
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         """The result of a completed task, else ``default``."""
-        return self._results.get(task_id, default)
+        return self.results.get(task_id, default)
 
     def update_shared_state(self, key: str, value: Any) -> None:
         """Write ``key`` to the shared state (part of the running task's delta)."""
@@ -385,12 +369,12 @@ class TaskContext:
 
     def log_execution(self, task_id: str, action: str, details: dict[str, Any] | None = None) -> None:
         """Append an entry of your own to ``execution_trace``."""
-        self._trace.add(
+        self.trace_log.add(
             {"task_id": task_id, "action": action, "details": details or {}, "timestamp": time.time()}
         )
 
     def _record(self, task_id: str) -> TaskRecord:
-        records = self._records
+        records = self.book
         record = records.by_task.get(task_id) or records.active.get(task_id)
         if record is not None:
             return record
@@ -406,7 +390,7 @@ class TaskContext:
         """The shared state as it was when ``task_id`` started, rebuilt from the records."""
         record = self._record(task_id)
         start = record.start_seq
-        records = self._records
+        records = self.book
         if records.pruned_seq > start:
             culprit = next(t for t, seq in records.pruned.items() if seq > start)
             raise ContextPrunedError(task_id, culprit, cancelled=culprit in records.cancelled)

@@ -6,7 +6,8 @@ subscribed, the runtime builds no event at all.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Union, runtime_checkable
+import warnings
+from typing import Any, Callable, Iterable, Protocol, Union, runtime_checkable
 
 import attrs
 
@@ -14,7 +15,7 @@ from ..status import RunStatus, TaskStatus
 
 __all__ = [
     "Event", "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
-    "Observer", "as_callback",
+    "Observer", "Emit", "emitter", "as_callback",
 ]
 
 
@@ -68,6 +69,27 @@ class Observer(Protocol):
     """Anything with ``on_event(event)``; a plain callable taking the event works too."""
 
     def on_event(self, event: Event) -> None: ...
+
+
+Emit = Callable[[Event], None]
+
+
+def emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
+    """One callable handing each event to every observer (None without observers, so the
+    runtime builds no event at all); an observer that raises gives a `RuntimeWarning`."""
+    callbacks = [as_callback(o) for o in observers]
+    if not callbacks:
+        return None
+
+    def emit(event: Event) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception as exc:  # an observer cannot change the run
+                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
+                              stacklevel=2)
+
+    return emit
 
 
 def as_callback(observer: Observer | Callable[[Event], None]) -> Callable[[Event], None]:

@@ -34,10 +34,21 @@ class Restored:
 class Journal(Protocol):
     """One session of one run in a store; each method is one write."""
 
-    run_id: str
-    inputs: Mapping[str, Any]
-    restored: Sequence[Restored]
-    open_time: float  # seconds spent opening the run (counted as store_time)
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+
+    @property
+    def inputs(self) -> Mapping[str, Any]:
+        """The run's inputs (stored ones, on resume)."""
+
+    @property
+    def restored(self) -> Sequence[Restored]:
+        """Tasks completed in earlier sessions, in completion order."""
+
+    @property
+    def open_time(self) -> float:
+        """Seconds spent opening the run (counted as ``store_time``)."""
 
     def history(self) -> Mapping[str, list[float]]:
         """Recent durations per task of this flow (adaptive scheduling)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from .context import TaskContext
 from ..errors import RunFailedError
 from ..status import RunStatus, TaskStatus
+
+if TYPE_CHECKING:  # a task run points to its step (the plan sits above the results)
+    from ..compiling.plan import Step
 
 __all__ = ["TaskRun", "RunResult"]
 
@@ -16,19 +17,25 @@ _PENDING = TaskStatus.PENDING
 
 
 class TaskRun:
-    """One task of one run. It carries the seed program's `Task` attribute names too
-    (``id``, ``name``, ``priority``, ``dependencies``, ``context_requirements``,
-    ``output_context_keys``, ``status``, ``result``, ``start_time``, ``end_time``), so a
-    `ContextPreservationStrategy` written for the seed receives what it expects."""
+    """One task of one run, and the runtime's unit of work: the attempts of (task, element
+    index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
+    `TaskRun` per element (``index`` 0, 1, ...), each run, retried, timed out, slotted,
+    cached or settled as a unit of its own, and report them as its ``elements``.
+
+    It carries the seed program's `Task` attribute names too (``id``, ``name``, ``priority``,
+    ``dependencies``, ``context_requirements``, ``output_context_keys``, ``status``,
+    ``result``, ``start_time``, ``end_time``), so a `ContextPreservationStrategy` written for
+    the seed receives what it expects."""
 
     __slots__ = (
-        "id", "step", "status", "result", "error", "attempts", "reason",
+        "id", "step", "index", "status", "result", "error", "attempts", "reason",
         "started_at", "ended_at", "duration",
     )
 
-    def __init__(self, step: Any) -> None:
+    def __init__(self, step: Step, index: int | None = None) -> None:
         self.id: str = step.id
         self.step = step
+        self.index = index
         self.status = _PENDING
         self.result: Any = None
         self.error: BaseException | None = None
@@ -88,19 +95,31 @@ class TaskRun:
         )
 
 
-@attrs.define(kw_only=True, repr=False)
+def _first_line(error: BaseException | None) -> str:
+    """``f"{type(e).__name__}: {e}"``, first line only (a traceback-sized message stays out)."""
+    if error is None:
+        return "no error recorded"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 class RunResult:
     """The outcome of one run: statuses, results, the context and the summary."""
 
-    flow: str
-    run_id: str
-    status: RunStatus
-    results: dict[str, Any]
-    tasks: dict[str, TaskRun]
-    context: TaskContext
-    summary: dict[str, Any]
-    error: BaseException | None = None  # the task error that happened first in time
-    failed_task: str | None = None
+    __slots__ = ("flow", "run_id", "status", "results", "tasks", "context", "summary", "error",
+                 "failed_task")
+
+    def __init__(self, *, flow: str, run_id: str, status: RunStatus, results: dict[str, Any],
+                 tasks: dict[str, TaskRun], context: TaskContext, summary: dict[str, Any],
+                 error: BaseException | None = None, failed_task: str | None = None) -> None:
+        self.flow = flow
+        self.run_id = run_id
+        self.status = status
+        self.results = results
+        self.tasks = tasks
+        self.context = context
+        self.summary = summary
+        self.error = error  # the task error that happened first in time
+        self.failed_task = failed_task
 
     @property
     def ok(self) -> bool:
@@ -108,18 +127,26 @@ class RunResult:
         return self.status is RunStatus.SUCCEEDED
 
     def raise_for_status(self) -> "RunResult":
-        """Raise `RunFailedError` (chained to the first task error) unless the run succeeded."""
+        """Raise `RunFailedError` (chained to the first task error, carrying this result as
+        ``.result``) unless the run succeeded; return the result when it did."""
         if self.status is RunStatus.SUCCEEDED:
             return self
-        counts = ", ".join(
-            f"{self.summary.get(key, 0)} {key.split('_')[0]}"
-            for key in ("failed_tasks", "skipped_tasks", "cancelled_tasks")
-        )
-        where = f": task {self.failed_task!r} raised {self.error!r}" if self.failed_task else ""
-        raise RunFailedError(
-            f"run {self.run_id} of flow {self.flow!r} {self.status.value} ({counts}){where}",
+        raise self.failure() from self.error
+
+    def failure(self) -> RunFailedError:
+        """The `RunFailedError` this result stands for (not raised, not chained): its message
+        names each FAILED task with its error's first line, and counts the skipped and
+        cancelled ones."""
+        failed = [task for task in self.tasks.values() if task.status is TaskStatus.FAILED]
+        parts = [f"task {task.id!r} failed: {_first_line(task.error)}" for task in failed]
+        for status, word in ((TaskStatus.SKIPPED, "skipped"), (TaskStatus.CANCELLED, "cancelled")):
+            count = sum(1 for task in self.tasks.values() if task.status is status)
+            if count or status is TaskStatus.SKIPPED:
+                parts.append(f"{count} task{'' if count == 1 else 's'} {word}")
+        return RunFailedError(
+            f"run {self.run_id} of flow {self.flow!r} {self.status.value}: " + "; ".join(parts),
             self,
-        ) from self.error
+        )
 
     def __repr__(self) -> str:
         return (

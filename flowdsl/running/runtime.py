@@ -4,15 +4,16 @@ A `Run` owns one execution of a plan: it binds a unit's arguments, calls its han
 policy (retries through tenacity, timeouts, produced keys), publishes the result, records the
 delta and settles the status, journalling and emitting events on the way. *When* and *where*
 each attempt runs is the executors' business (``flowdsl.executors``): they pick the next
-`Unit` and lend their `Means`. The run knows nothing of executors, logging sinks, stores or
-progress bars: it calls a `Journal` and emits typed events.
+unit of work (a `TaskRun`: the attempts of one task, or of one element of a mapped task) and
+lend their `Means`. The run knows nothing of executors, logging sinks, stores or progress
+bars: it calls a `Journal` and emits typed events.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import Token
 from time import perf_counter
 from typing import Any
 
@@ -20,49 +21,32 @@ import tenacity
 
 from ..compiling.plan import Plan, Step
 from ..declaring.spec import MISSING
-from ..errors import SerializationError
+from ..errors import SerializationError, error_text
 from ..status import RunStatus, TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
-from .events import (Event, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
-                     TaskStarted, as_callback)
+from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
+                     TaskStarted, emitter)
 from .journal import Journal, Restored
 from .metrics import summarize
 from .result import RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
-from .unit import Unit
 
 __all__ = ["Run", "RESTORED"]
 
-COMPLETED, FAILED, RUNNING = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.RUNNING
+PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
+                                       TaskStatus.FAILED)
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
 
-Emit = Callable[[Event], None]
-
-
-def _emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
-    callbacks = [as_callback(o) for o in observers]
-    if not callbacks:
-        return None
-
-    def emit(event: Event) -> None:
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception as exc:  # an observer cannot change the run
-                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
-                              stacklevel=2)
-
-    return emit
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 class Run:
-    """One execution of a plan: its context, its units and task runs, its bookkeeping."""
+    """One execution of a plan: its context, its units of work, its bookkeeping.
+
+    A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
+    RETRYING between attempts (`_retry`) -> COMPLETED (`_completed`) or FAILED (`_failed`);
+    PENDING -> SKIPPED or CANCELLED, and RUNNING -> CANCELLED (`_settle`); COMPLETED from the
+    store on resume (`restore_completed`).
+    """
 
     def __init__(
         self,
@@ -81,14 +65,12 @@ class Run:
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
-        self.tasks: dict[str, TaskRun] = {}
-        #: One unit per task, in plan order (a mapped task will add one per element).
-        self.units: list[Unit] = []
-        for step in plan.steps:
-            task = self.tasks[step.id] = TaskRun(step)
-            self.units.append(Unit(step, task))
+        #: The units of work, in plan order: one per task (a mapped task will add its
+        #: elements' as it starts).
+        self.units = [TaskRun(step) for step in plan.steps]
+        self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
-        self.emit = _emitter(observers)
+        self.emit = emitter(observers)
         self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
@@ -131,9 +113,15 @@ class Run:
             task.result = entry.result
             task.attempts = entry.attempts
             task.started_at, task.ended_at, task.duration = entry.started, entry.ended, entry.duration
-            context.publish(task, task.id, entry.result)
+            context.results[step.id] = entry.result
+            context.previous_log.add(task)
+            context.trace_log.add(task)
             record.duration = entry.duration or 0.0
-            self._close_record(record, COMPLETED)
+            record.status = COMPLETED
+            record.closed = True
+            if record.delta and record.importance < 6:
+                record.importance += 1
+            context.book.add(record)
             self.restored += 1
 
     # -- which units may start ------------------------------------------------------------
@@ -147,14 +135,14 @@ class Run:
         return None
 
     # -- running one unit -----------------------------------------------------------------
-    def _begin(self, unit: Unit) -> tuple[TaskRecord, CurrentTask, Any]:
-        step, task = unit.step, unit.task
+    def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
+        step = unit.step
         record = TaskRecord(step.id, step.importance, next(self._sequence))
         current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
-        task.status = RUNNING
-        self.context.records_in_flight[step.id] = record
+        unit.status = RUNNING
+        self.context.book.active[step.id] = record
         if self.journal is not None:
-            self._journal(self.journal.task_started, task)
+            self._journal(self.journal.task_started, unit)
         if self.emit is not None:
             self.emit(TaskStarted(run_id=self.run_id, task_id=step.id))
         return record, current, _current.set(current)
@@ -167,19 +155,19 @@ class Run:
         finally:
             self.store_time += perf_counter() - start
 
-    def _enter(self, unit: Unit, record: TaskRecord, t0: float) -> tuple[float, Args, Kwargs]:
+    def _enter(self, unit: TaskRun, record: TaskRecord, t0: float) -> tuple[float, Args, Kwargs]:
         """The strategy's ``preserve_context``, then the handler's arguments; returns the
         first attempt's start time with them (binding is orchestration, not handler time)."""
         if self.preserve is not None:
-            self.preserve(self.context, unit.task)
+            self.preserve(self.context, unit)
             t0, hook_start = perf_counter(), t0
             self.preservation_time += t0 - hook_start
         args, kwargs, record.reads = unit.step.bind(self.context)
         t0 = perf_counter()
-        unit.task.started_at = self._offset + t0
+        unit.started_at = self._offset + t0
         return t0, args, kwargs
 
-    def run_unit(self, unit: Unit, sleep: Callable[[float], object] = time.sleep) -> None:
+    def run_unit(self, unit: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
         """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
         waits between retries."""
         step = unit.step
@@ -190,13 +178,15 @@ class Run:
             if step.retries or step.timeout is not None:
                 result = self._call_sync(unit, current, args, kwargs, sleep)
             else:
-                unit.task.attempts = 1
+                unit.attempts = 1
                 result = step.handler(*args, **kwargs)
                 if step.produces:
                     check_produces(step, result)
             t1 = perf_counter()  # the last attempt ended
-            if step.produces:
-                self._write_produced(step, result)
+            if step.produces:  # (`_write_produced`, inlined on the sync path)
+                state = self.context.shared_state
+                for key in step.produces:
+                    state[key] = result[key]
         except Exception as exc:
             self._failed(unit, record, exc, t0, perf_counter())
         else:
@@ -204,7 +194,7 @@ class Run:
         finally:
             _current.reset(token)
 
-    async def arun_unit(self, unit: Unit, means: Means) -> None:
+    async def arun_unit(self, unit: TaskRun, means: Means) -> None:
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
         loop, in a thread, on a Dask worker: the executor's choice)."""
         step = unit.step
@@ -224,15 +214,14 @@ class Run:
             _current.reset(token)
 
     # -- the policy: attempts, retries, timeouts --------------------------------------------
-    def _attempt_started(self, unit: Unit, current: CurrentTask) -> None:
-        task = unit.task
+    def _attempt_started(self, task: TaskRun, current: CurrentTask) -> None:
         task.attempts += 1
         current.attempt = task.attempts
         task.status = RUNNING
         if self.journal is not None and task.attempts > 1:  # the first: with the task's start
             self._journal(self.journal.attempt_started, task)
 
-    def _retrying(self, unit: Unit) -> dict[str, Any]:
+    def _retrying(self, unit: TaskRun) -> dict[str, Any]:
         step = unit.step
         return {
             "stop": tenacity.stop_after_attempt(step.retries + 1),
@@ -242,8 +231,8 @@ class Run:
             "reraise": True,
         }
 
-    def _call_sync(self, unit: Unit, current: CurrentTask, args: Args, kwargs: Kwargs,
-                   sleep: Callable[[float], object]) -> Any:
+    def _call_sync(self, unit: TaskRun, current: CurrentTask, args: Args, kwargs: Kwargs,
+                   sleep: Callable[[float], None]) -> Any:
         step = unit.step
 
         def attempt() -> Any:
@@ -260,7 +249,7 @@ class Run:
             return attempt()
         return tenacity.Retrying(sleep=sleep, **self._retrying(unit))(attempt)
 
-    async def _call_async(self, unit: Unit, current: CurrentTask, args: Args, kwargs: Kwargs,
+    async def _call_async(self, unit: TaskRun, current: CurrentTask, args: Args, kwargs: Kwargs,
                           means: Means) -> Any:
         step, submit = unit.step, means.submit
 
@@ -283,20 +272,20 @@ class Run:
             retrying = tenacity.AsyncRetrying(sleep=sleep, **self._retrying(unit))
         return await retrying(attempt)
 
-    def _retry(self, unit: Unit, state: tenacity.RetryCallState) -> None:
+    def _retry(self, unit: TaskRun, state: tenacity.RetryCallState) -> None:
         """tenacity's ``before_sleep``: an attempt failed and another one will follow."""
-        step, task = unit.step, unit.task
+        step, task = unit.step, unit
         error = state.outcome.exception() if state.outcome is not None else None
         assert error is not None
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         task.status = TaskStatus.RETRYING
         if self.journal is not None:
             self._journal(self.journal.attempt_failed, task, error)
-        details: dict[str, Any] = {"attempt": state.attempt_number, "error": _error_text(error),
+        details: dict[str, Any] = {"attempt": state.attempt_number, "error": error_text(error),
                                    "wait": wait}
         if unit.index is not None:
             details["index"] = unit.index
-        self.context.trace({"task_id": step.id, "action": "task_retry", "details": details,
+        self.context.trace_log.add({"task_id": step.id, "action": "task_retry", "details": details,
                             "timestamp": time.time()})
         if self.emit is not None:
             self.emit(TaskRetrying(run_id=self.run_id, task_id=step.id,
@@ -316,9 +305,9 @@ class Run:
             return exc
         return None
 
-    def _completed(self, unit: Unit, record: TaskRecord, result: Any, t0: float,
+    def _completed(self, unit: TaskRun, record: TaskRecord, result: Any, t0: float,
                    t1: float) -> None:
-        task = unit.task
+        task = unit
         task.status = COMPLETED
         task.result = result
         duration = t1 - t0
@@ -341,7 +330,10 @@ class Run:
             except BaseException:  # the store failed: the task is not done (it stops the run)
                 task.status, task.result = RUNNING, None
                 raise
-        self.context.publish(task, task.id, result)
+        context = self.context
+        context.results[task.id] = result
+        context.previous_log.add(task)  # made into entries only if read
+        context.trace_log.add(task)
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
@@ -358,9 +350,9 @@ class Run:
         record.undo = ()
         record.delta = {}
 
-    def _failed(self, unit: Unit, record: TaskRecord, exc: BaseException, t0: float,
+    def _failed(self, unit: TaskRun, record: TaskRecord, exc: BaseException, t0: float,
                 t1: float, hook_called: bool = False) -> None:
-        step, task = unit.step, unit.task
+        step, task = unit.step, unit
         task.status = FAILED
         task.error = exc
         if self.restore is not None and not hook_called:
@@ -369,7 +361,7 @@ class Run:
         task.duration = duration
         task.started_at = self._offset + t0
         task.ended_at = self._offset + t1
-        self.context.trace(task)
+        self.context.trace_log.add(task)
         if self.journal is not None:
             self._journal(self.journal.task_failed, task, exc)
         if self.first_error is None:
@@ -384,17 +376,15 @@ class Run:
 
     def _keep_record(self, record: TaskRecord, status: TaskStatus, duration: float,
                      t1: float) -> None:
-        record.duration = duration
-        del self.context.records_in_flight[record.task_id]
-        self._close_record(record, status)
-        self.preservation_time += perf_counter() - t1
-
-    def _close_record(self, record: TaskRecord, status: TaskStatus) -> None:
         record.status = status
+        record.duration = duration
         record.closed = True
         if record.delta and record.importance < 6:
             record.importance += 1
-        self.context.keep(record)
+        book = self.context.book
+        del book.active[record.task_id]
+        book.add(record)
+        self.preservation_time += perf_counter() - t1
 
     # -- settled without running ----------------------------------------------------------
     def _settle(self, task: TaskRun, status: TaskStatus, reason: str) -> None:
@@ -408,29 +398,29 @@ class Run:
                 self._unsaved.append(task)
         if task.ended_at is None:
             task.ended_at = time.time()  # when it was settled
-        self.context.trace(task)
+        self.context.trace_log.add(task)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=status,
                                    attempts=task.attempts, duration=0.0, reason=reason))
 
-    def skip(self, unit: Unit, cause: str) -> None:
+    def skip(self, unit: TaskRun, cause: str) -> None:
         """SKIPPED: an upstream task failed (``cause`` names it)."""
         self.blocked[unit.step.id] = cause
-        self._settle(unit.task, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
+        self._settle(unit, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
 
-    def stop_pending(self, unit: Unit) -> None:
+    def stop_pending(self, unit: TaskRun) -> None:
         """After a critical failure: skip what is downstream of a failure, cancel the rest."""
         cause = self.blocking_cause(unit.step)
         if cause is not None:
             self.skip(unit, cause)
         else:
-            self._settle(unit.task, TaskStatus.CANCELLED,
+            self._settle(unit, TaskStatus.CANCELLED,
                          f"critical task {self.stopped_by!r} failed")
 
-    def settled_before_start(self, unit: Unit) -> bool:
+    def settled_before_start(self, unit: TaskRun) -> bool:
         """Whether ``unit`` is settled without running: restored earlier, or settled now
         because the run stopped or a task upstream failed."""
-        if unit.task.status is not TaskStatus.PENDING:  # restored from the run store
+        if unit.status is not PENDING:  # restored from the run store
             return True
         if self.stopped_by is not None:
             self.stop_pending(unit)
@@ -445,7 +435,7 @@ class Run:
     def close_in_flight(self, task_id: str | None = None) -> None:
         """Discard from now on the writes of one task in flight (all, without ``task_id``):
         it is about to be cancelled, and what it writes while unwinding must not count."""
-        active = self.context.records_in_flight
+        active = self.context.book.active
         if task_id is None:
             records = list(active.values())
         else:
@@ -459,11 +449,11 @@ class Run:
             task.duration = task.ended_at - task.started_at
         self.context.forget_in_flight(task.id)  # it keeps no record
 
-    def cancel_in_flight(self, unit: Unit, reason: str) -> None:
+    def cancel_in_flight(self, unit: TaskRun, reason: str) -> None:
         """CANCELLED while running (its async attempt was cancelled): no record is kept and
         ``restore_context`` is not called; its later writes are discarded."""
-        self._drop_in_flight(unit.task)
-        self._settle(unit.task, TaskStatus.CANCELLED, reason)
+        self._drop_in_flight(unit)
+        self._settle(unit, TaskStatus.CANCELLED, reason)
 
     def interrupt(self, exc: BaseException) -> None:
         """KeyboardInterrupt, SystemExit, CancelledError (or a runtime failure): stop now.
@@ -476,7 +466,7 @@ class Run:
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
                 self._settle(task, TaskStatus.CANCELLED, reason)
-            elif task.status is TaskStatus.PENDING:
+            elif task.status is PENDING:
                 self._settle(task, TaskStatus.CANCELLED, reason)
 
     # -- the end --------------------------------------------------------------------------
@@ -513,12 +503,3 @@ class Run:
             self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
                                   summary=summary))
         return result
-
-    def abort(self, exc: BaseException) -> None:
-        """The run stops on ``exc``: cancel what is left and attach the `RunResult` to it as
-        ``exc.flowdsl_result`` (the caller re-raises it)."""
-        self.interrupt(exc)
-        try:
-            exc.flowdsl_result = self.finish()  # type: ignore[attr-defined]
-        except Exception:  # the original exception matters more than a failed summary
-            pass

@@ -10,7 +10,14 @@ before a task's first attempt, ``restore_context`` just after its last attempt e
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the hooks' arguments
+    from .context import TaskContext
+    from .result import TaskRun
+
+#: A bound hook: ``hook(context, task)``.
+Hook = Callable[["TaskContext", "TaskRun"], object]
 
 __all__ = ["ContextPreservationStrategy", "IncrementalContextStrategy", "DEFAULT_MAX_RECORDS"]
 
@@ -22,11 +29,11 @@ class ContextPreservationStrategy(abc.ABC):
     """Hooks called around each task that runs; subclass to preserve context your way."""
 
     @abc.abstractmethod
-    def preserve_context(self, context: Any, task: Any) -> Any:
+    def preserve_context(self, context: TaskContext, task: TaskRun) -> Any:
         """Called just before ``task``'s first attempt starts."""
 
     @abc.abstractmethod
-    def restore_context(self, context: Any, task: Any) -> Any:
+    def restore_context(self, context: TaskContext, task: TaskRun) -> Any:
         """Called just after ``task``'s last attempt ends (completed or failed)."""
 
 
@@ -46,17 +53,17 @@ class IncrementalContextStrategy(ContextPreservationStrategy):
             raise ValueError(f"max_context_items must be an int >= 0, got {max_context_items!r}")
         self.max_context_items = max_context_items
 
-    def preserve_context(self, context: Any, task: Any) -> None:
+    def preserve_context(self, context: TaskContext, task: TaskRun) -> None:
         """Nothing to copy: the runtime journals the task's writes as they happen."""
 
-    def restore_context(self, context: Any, task: Any) -> None:
+    def restore_context(self, context: TaskContext, task: TaskRun) -> None:
         """Nothing to restore: the task's delta is already in its record."""
 
     def __repr__(self) -> str:
         return f"IncrementalContextStrategy(max_context_items={self.max_context_items})"
 
 
-def active_hooks(strategy: ContextPreservationStrategy) -> tuple[Any, Any]:
+def active_hooks(strategy: ContextPreservationStrategy) -> tuple[Hook | None, Hook | None]:
     """The strategy's bound hooks, or None for each one that is the default's no-op."""
     kind = type(strategy)
     preserve = None if kind.preserve_context is IncrementalContextStrategy.preserve_context \

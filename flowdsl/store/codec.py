@@ -133,6 +133,8 @@ def decode(data: bytes | str | None, codec: str, serializer: str, where: str) ->
         )
     try:
         if codec == "pickle":
+            if not isinstance(data, bytes):
+                raise TypeError(f"a pickle is bytes, not {type(data).__name__}")
             return pickle.loads(data)  # noqa: S301 - opted in by serializer="pickle"
         return _from_json(json.loads(data))
     except Exception as exc:
@@ -147,6 +149,6 @@ def describe(data: bytes | str | None, codec: str) -> Any:
     if codec == "pickle":
         return f"<pickle value, {len(data)} bytes, not loaded>"
     try:
-        return _from_json(json.loads(data))
+        return _from_json(json.loads(data))  # str or bytes both parse
     except Exception:
         return f"<undecodable {codec} value, {len(data)} bytes>"

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ResumeError
 from ..running.journal import Restored
+from ..running.result import TaskRun
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
 from .codec import decode, encode
-from .owner import identity, owner_gone
+from .owner import identity
 from .schema import dumps, now
 
 if TYPE_CHECKING:  # the store calls open_run with itself
-    from .sqlite import SqliteStore
+    from ..compiling.plan import Plan
+    from .base import Claim, SqlStore
 
 __all__ = ["open_run", "RunJournal", "Restored"]
 
-def fingerprints_of(plan: Any) -> dict[str, str]:
+def fingerprints_of(plan: Plan) -> dict[str, str]:
     """The plan's task fingerprints, computed once per plan."""
-    cached = plan.derived.get("fingerprints")
+    cached: dict[str, str] | None = plan.derived.get("fingerprints")
     if cached is None:
         cached = plan.derived["fingerprints"] = plan_fingerprints(
             plan, {step.id: step.serializer for step in plan.steps})
@@ -40,9 +42,9 @@ def _error_text(exc: BaseException) -> str:
 class RunJournal:
     """The store's side of one run (one session of it)."""
 
-    def __init__(self, store: SqliteStore, flow: str, run_id: str, session: int,
+    def __init__(self, store: SqlStore, flow: str, run_id: str, session: int,
                  inputs: Mapping[str, Any], restored: list[Restored], seq: int,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, claim: Claim | None = None) -> None:
         self.store = store
         self.flow = flow
         self.run_id = run_id
@@ -53,48 +55,50 @@ class RunJournal:
         self.owns_store = False  # the store was opened for this run: close it at the end
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
+        self.claim = claim  # this session's hold on the run (a lease on PostgreSQL)
 
     def history(self) -> dict[str, list[float]]:
         """Recent durations per task of this flow, for adaptive scheduling."""
         return self.store.durations(self.flow)
 
-    def task_started(self, task: Any) -> None:
+    def task_started(self, task: TaskRun) -> None:
         stamp = now()
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
                        "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, stamp))
             db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
                        "started, status) VALUES (?, ?, ?, 1, ?, 'running')",
                        (self.run_id, task.id, self.session, stamp))
 
-    def attempt_started(self, task: Any) -> None:
-        with self.store.write() as db:
+    def attempt_started(self, task: TaskRun) -> None:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'running', attempts = ? WHERE run_id = ? "
                        "AND task_id = ?", (task.attempts, self.run_id, task.id))
             db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
                        "started, status) VALUES (?, ?, ?, ?, ?, 'running')",
                        (self.run_id, task.id, self.session, task.attempts, now()))
 
-    def attempt_failed(self, task: Any, error: BaseException) -> None:
-        with self.store.write() as db:
+    def attempt_failed(self, task: TaskRun, error: BaseException) -> None:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'retrying' WHERE run_id = ? AND task_id = ?",
                        (self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def _end_attempt(self, db: Any, task: Any, status: str, error: str | None) -> None:
+    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None) -> None:
         db.execute("UPDATE attempts SET ended = ?, status = ?, error = ? WHERE run_id = ? AND "
                    "task_id = ? AND session = ? AND attempt = ?",
                    (now(), status, error, self.run_id, task.id, self.session, task.attempts))
 
-    def task_completed(self, task: Any, result: Any, delta: Mapping[Any, Any]) -> None:
+    def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
         where = f"task {task.id!r}"
-        blob = encode(result, serializer, where)
-        delta_blob = encode([[key, value] for key, value in delta.items()], serializer, where,
-                            "its shared-state writes") if delta else None
+        blob = self.store.blob(encode(result, serializer, where))
+        delta_blob = self.store.blob(encode(
+            [[key, value] for key, value in delta.items()], serializer, where,
+            "its shared-state writes")) if delta else None
         self._seq += 1
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
                        "ended = ?, duration = ?, result = ?, delta = ?, codec = ?, seq = ?, "
                        "error = NULL, traceback = NULL WHERE run_id = ? AND task_id = ?",
@@ -102,9 +106,9 @@ class RunJournal:
                         delta_blob, serializer, self._seq, self.run_id, task.id))
             self._end_attempt(db, task, "completed", None)
 
-    def task_failed(self, task: Any, error: BaseException) -> None:
+    def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
                        "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
                        "AND task_id = ?",
@@ -112,31 +116,32 @@ class RunJournal:
                         _error_text(error), text, self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def task_settled(self, task: Any) -> None:
+    def task_settled(self, task: TaskRun) -> None:
         """SKIPPED or CANCELLED before it started."""
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             self._settle(db, task)
 
-    def _settle(self, db: Any, task: Any) -> None:
+    def _settle(self, db: Any, task: TaskRun) -> None:
         db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, reason) "
                    "VALUES (?, ?, ?, ?, ?)",
                    (self.run_id, task.id, task.status.value, task.attempts, task.reason))
         if task.attempts:  # cancelled in flight
             self._end_attempt(db, task, "cancelled", task.reason)
 
-    def run_finished(self, status: RunStatus, unsaved: list[Any]) -> None:
+    def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
         finally:
+            self.store.detach(self.claim)
             if self.owns_store:
                 self.store.close()
 
-    def _finish(self, status: RunStatus, unsaved: list[Any]) -> None:
+    def _finish(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         stamp = now()
-        with self.store.write() as db:
+        with self.store.write(self.claim) as db:
             for task in unsaved:
                 self._settle(db, task)
             db.execute("UPDATE runs SET status = ?, ended = ?, owner_host = NULL, "
@@ -144,6 +149,8 @@ class RunJournal:
                        (status.value, stamp, self.run_id))
             db.execute("UPDATE sessions SET ended = ?, status = ? WHERE run_id = ? AND "
                        "session = ?", (stamp, status.value, self.run_id, self.session))
+            if self.claim is not None:
+                self.store.release(db, self.claim)
 
 
 def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
@@ -154,7 +161,7 @@ def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, 
     }
 
 
-def _kept_tasks(plan: Any, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
+def _kept_tasks(plan: Plan, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
                 changed_inputs: set[str]) -> set[str]:
     """Completed tasks that stay completed: same fingerprint, no changed input read, and every
     upstream task kept too (everything downstream of a re-run task re-runs)."""
@@ -167,93 +174,127 @@ def _kept_tasks(plan: Any, completed: set[str], old: Mapping[str, str], new: Map
     return kept
 
 
-def open_run(store: SqliteStore, plan: Any, *, flow: str, serializer: str, run_id: str,
+def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
-    fingerprints = fingerprints_of(plan)
-    host, pid, started = identity()
-    stamp = now()
+    fingerprints_of(plan)  # computed (once per plan) outside the write transaction
     with store.write() as db:
         if resume is None:
-            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                raise ResumeError(f"run {run_id!r} already exists in {store.path}: pass "
-                                  f"resume={run_id!r} to continue it, or another run_id")
-            given = dict(inputs or {})
-            check_inputs(given)
-            db.execute(
-                "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
-                "inputs_codec, fingerprints, owner_host, owner_pid, owner_start) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, flow, stamp, len(plan.steps), encode(given, serializer, "the run's inputs"),
-                 serializer, dumps(fingerprints), host, pid, started))
-            db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
-                       "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
-            return RunJournal(store, flow, run_id, 1, given, [], 0)
-
-        row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
-                         "owner_pid, owner_start FROM runs WHERE run_id = ?", (resume,)).fetchone()
-        if row is None:
-            raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.path}")
-        stored_flow, status, blob, codec, stored_prints, o_host, o_pid, o_start = row
-        where = f"run {resume!r}"
-        stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
-        given = dict(stored_inputs if inputs is None else inputs)
-        changed_inputs = {k for k in set(given) | set(stored_inputs)
-                          if given.get(k, KeyError) != stored_inputs.get(k, KeyError)}
-        if changed_inputs and not force:
-            raise ResumeError(f"cannot resume {where} with other inputs "
-                              f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
-                              "the same inputs (or none, to reuse them), or force=True")
-        old_prints = json.loads(stored_prints)
-        changes = _changed_tasks(old_prints, fingerprints)
-        if stored_flow != flow:
-            changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
-        if any(changes.values()) and not force:
-            what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
-                             for kind, items in changes.items() if items)
-            raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
-                              "pass force=True to keep the completed tasks that did not change")
-        if status == RunStatus.RUNNING.value:
-            gone = owner_gone(o_host, o_pid, o_start) if o_host else True
-            if not gone:
-                raise ResumeError(f"cannot resume {where}: it is in progress in process {o_pid} "
-                                  f"on {o_host}" + (" (another host: cannot tell whether it "
-                                                    "lives)" if gone is None else ""))
-        rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
-                          "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
-                          "ORDER BY seq", (resume,)).fetchall()
-        kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints, changed_inputs)
-        steps = plan.index
-        restored = []
-        for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
-            if task_id not in kept:
-                continue
-            task_serializer = steps[task_id].serializer
-            task_where = f"{where}, task {task_id!r}"
-            value = decode(result, task_codec, task_serializer, task_where)
-            pairs = decode(delta, task_codec, task_serializer, task_where) if delta else []
-            restored.append(Restored(task_id, value, [tuple(p) for p in pairs], attempts,
-                                     t0, t1, duration))
-        seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
-                         (resume,)).fetchone()[0]
-        if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
-            return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
-        check_inputs(given)
-        session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
-                             "run_id = ?", (resume,)).fetchone()[0]
-        db.execute("UPDATE sessions SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
-                   "status = 'running'", (stamp, resume))
-        db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
-                   "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-                   "total_tasks = ? WHERE run_id = ?",
-                   (host, pid, started, dumps(fingerprints),
-                    encode(given, serializer, "the run's inputs"), len(plan.steps), resume))
-        db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
-                   "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
-        stale = [t for t in steps if t not in kept]
-        db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
-                       [(resume, t) for t in stale])
-        return RunJournal(store, flow, resume, session, given, restored, seq)
+            return _start_run(db, store, plan, flow, serializer, run_id, inputs, check_inputs)
+        return _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
+                           check_inputs)
 
 
+def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
+               run_id: str, inputs: Mapping[str, Any] | None,
+               check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
+    """A new run: refuse an existing id, check the inputs, write the run and its session."""
+    host, pid, started = identity()
+    stamp = now()
+    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+        raise ResumeError(f"run {run_id!r} already exists in {store.label}: pass "
+                          f"resume={run_id!r} to continue it, or another run_id")
+    given = dict(inputs or {})
+    check_inputs(given)
+    db.execute(
+        "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
+        "inputs_codec, fingerprints, owner_host, owner_pid, owner_start) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, flow, stamp, len(plan.steps),
+         store.blob(encode(given, serializer, "the run's inputs")),
+         serializer, dumps(fingerprints_of(plan)), host, pid, started))
+    db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
+               "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
+    return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1))
+
+
+def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
+                resume: str, inputs: Mapping[str, Any] | None, force: bool,
+                check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
+    """An earlier run continued: refuse what cannot be resumed, restore what stays completed,
+    and open a new session (none for a SUCCEEDED run that stays complete)."""
+    fingerprints = fingerprints_of(plan)
+    row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
+                     "owner_pid, owner_start FROM runs WHERE run_id = ?" + store.for_update,
+                     (resume,)).fetchone()
+    if row is None:
+        raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
+    status, old_prints = row[1], json.loads(row[4])
+    given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force)
+    if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
+        store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7])
+    kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
+    if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
+        return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
+    check_inputs(given)
+    host, pid, started = identity()
+    stamp = now()
+    session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
+                         "run_id = ?", (resume,)).fetchone()[0]
+    db.execute("UPDATE sessions SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
+               "status = 'running'", (stamp, resume))
+    db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
+               "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
+               "total_tasks = ? WHERE run_id = ?",
+               (host, pid, started, dumps(fingerprints),
+                store.blob(encode(given, serializer, "the run's inputs")), len(plan.steps),
+                resume))
+    db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
+               "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
+    stale = [t for t in plan.index if t not in kept]
+    db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
+                   [(resume, t) for t in stale])
+    return RunJournal(store, flow, resume, session, given, restored, seq,
+                      claim=store.claim(db, resume, session))
+
+
+def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
+                     inputs: Mapping[str, Any] | None, force: bool,
+                     ) -> tuple[dict[str, Any], set[str]]:
+    """Refuse other inputs or a changed flow without ``force``; return the inputs to use and
+    those that changed."""
+    stored_flow, status, blob, codec, stored_prints = row[:5]
+    where = f"run {resume!r}"
+    stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
+    given = dict(stored_inputs if inputs is None else inputs)
+    changed_inputs = {k for k in set(given) | set(stored_inputs)
+                      if given.get(k, KeyError) != stored_inputs.get(k, KeyError)}
+    if changed_inputs and not force:
+        raise ResumeError(f"cannot resume {where} with other inputs "
+                          f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
+                          "the same inputs (or none, to reuse them), or force=True")
+    changes = _changed_tasks(json.loads(stored_prints), fingerprints_of(plan))
+    if stored_flow != flow:
+        changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
+    if any(changes.values()) and not force:
+        what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
+                         for kind, items in changes.items() if items)
+        raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
+                          "pass force=True to keep the completed tasks that did not change")
+    return given, changed_inputs
+
+
+def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
+              changed_inputs: set[str]) -> tuple[set[str], list[Restored], int]:
+    """The completed tasks that stay completed, decoded, and the run's last sequence number."""
+    where = f"run {resume!r}"
+    rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
+                      "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
+                      "ORDER BY seq", (resume,)).fetchall()
+    kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints_of(plan),
+                       changed_inputs)
+    steps = plan.index
+    restored = []
+    for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
+        if task_id not in kept:
+            continue
+        task_serializer = steps[task_id].serializer
+        task_where = f"{where}, task {task_id!r}"
+        value = decode(result, task_codec, task_serializer, task_where)
+        pairs = decode(delta, task_codec, task_serializer, task_where) if delta else []
+        restored.append(Restored(task_id, value, [tuple(p) for p in pairs], attempts,
+                                 t0, t1, duration))
+    seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
+                     (resume,)).fetchone()[0]
+    return kept, restored, seq

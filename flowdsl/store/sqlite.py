@@ -10,7 +10,6 @@ shared memory).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -19,17 +18,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from ..status import RunStatus
-from .codec import describe
-from .journal import open_run
-from .schema import MIGRATIONS, SCHEMA_VERSION, dumps, now
+from .base import Claim, SqlStore
+from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SqliteStore"]
 
 _DURABILITY = {"normal": "NORMAL", "full": "FULL"}
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """A run store in one SQLite file: ``SqliteStore("runs.db")``; pass it (or just the
     path) as ``flow.run(..., store=...)``. Read the history with `runs` and `get_run`."""
 
@@ -102,7 +99,7 @@ class SqliteStore:
                 raise
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, claim: Claim | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``); errors -> `StoreError`."""
         with self._lock:
             conn = self.connection
@@ -120,13 +117,13 @@ class SqliteStore:
                     raise StoreError(f"run store {self.path}: {exc}") from exc
                 raise
 
-    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of one query (a consistent snapshot)."""
         with self._lock:
             try:
                 cursor = self.connection.execute(sql, params)
                 names = [d[0] for d in cursor.description]
-                return [dict(zip(names, row)) for row in cursor.fetchall()]  # type: ignore[misc]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
             except sqlite3.Error as exc:
                 raise StoreError(f"run store {self.path}: {exc}") from exc
 
@@ -137,84 +134,10 @@ class SqliteStore:
                 self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "SqliteStore":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    @property
+    def label(self) -> str:
+        """The store's name in messages: its path."""
+        return str(self.path)
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, durability={self.durability!r})"
-
-    # -- history ----------------------------------------------------------------------------
-    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Runs newest first: ``{run_id, flow, status, started, ended, counts}``."""
-        sql = "SELECT run_id, flow, status, started, ended, total_tasks FROM runs " \
-              "ORDER BY started DESC, run_id DESC"
-        params: tuple[Any, ...] = ()
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = (int(limit),)
-        runs = self.read(sql, params)
-        if not runs:
-            return []
-        counts: dict[str, dict[str, int]] = {}
-        for row in self.read("SELECT run_id, status, COUNT(*) AS n FROM tasks GROUP BY run_id, status"):
-            counts.setdefault(row["run_id"], {})[row["status"]] = row["n"]
-        listing = []
-        for run in runs:
-            per_status = counts.get(run["run_id"], {})
-            pending = run["total_tasks"] - sum(per_status.values())
-            if pending > 0:
-                per_status = {**per_status, "pending": pending}
-            listing.append({
-                "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
-                "started": run["started"], "ended": run["ended"], "counts": per_status,
-            })
-        return listing
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """One run's record: inputs, sessions and each task's status, attempts, duration,
-        error, traceback and result (pickled values are described, never loaded)."""
-        rows = self.read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        if not rows:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-        run = rows[0]
-        sessions = self.read(
-            "SELECT pid, host, started, ended, status FROM sessions WHERE run_id = ? "
-            "ORDER BY session", (run_id,))
-        tasks = {}
-        for row in self.read(
-                "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
-                "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), started",
-                (run_id,)):
-            tasks[row["task_id"]] = {
-                "status": row["status"], "attempts": row["attempts"],
-                "duration": row["duration"], "error": row["error"],
-                "traceback": row["traceback"], "reason": row["reason"],
-                "result": describe(row["result"], row["codec"] or "json"),
-            }
-        return {
-            "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
-            "started": run["started"], "ended": run["ended"],
-            "inputs": describe(run["inputs"], run["inputs_codec"]),
-            "sessions": sessions, "tasks": tasks,
-        }
-
-    def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
-        """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""
-        rows = self.read(
-            "SELECT t.task_id, t.duration FROM tasks t JOIN runs r ON r.run_id = t.run_id "
-            "WHERE r.flow = ? AND t.status IN ('completed', 'failed') AND t.duration IS NOT NULL "
-            "ORDER BY t.ended DESC", (flow,))
-        history: dict[str, list[float]] = {}
-        for row in rows:
-            durations = history.setdefault(row["task_id"], [])
-            if len(durations) < last:
-                durations.append(row["duration"])
-        return {task: list(reversed(d)) for task, d in history.items()}
-
-    # -- runs -------------------------------------------------------------------------------
-    def open_run(self, plan: Any, **options: Any) -> Any:
-        """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
-        return open_run(self, plan, **options)

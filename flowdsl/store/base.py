@@ -1,0 +1,157 @@
+"""What both run stores share: reading the history (`runs`, `get_run`, `durations`) and
+opening a run, written once over the backend seam that each store provides.
+
+The seam (`SqlStore`'s abstract part) is small: ``write(claim)`` (one transaction, yielding a
+cursor-like object with ``execute``/``executemany`` for SQL in SQLite's dialect), ``read``
+(rows as dicts), ``blob`` (an encoded value as the backend keeps it), ``label`` (the store's
+name in messages), ``for_update`` (the row-lock clause of the SELECT that opens a run) and the
+ownership hooks ``check_owner``/``claim``/``release``/``detach``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from ..errors import ResumeError
+from .codec import describe
+from .journal import open_run
+from .owner import owner_gone
+
+__all__ = ["SqlStore", "Claim"]
+
+
+class Claim:
+    """This process's hold on a run it is writing (one session of it)."""
+
+    __slots__ = ("run_id", "session", "lease", "heartbeat")
+
+    def __init__(self, run_id: str, session: int, lease: float = 0.0) -> None:
+        self.run_id = run_id
+        self.session = session
+        self.lease = lease
+        self.heartbeat: Any = None  # the store's renewal of the lease, while the run lives
+
+
+class SqlStore:
+    """The history and run-opening logic of a store; subclasses give the backend seam."""
+
+    for_update = ""  # the row-lock clause (SQLite's BEGIN IMMEDIATE already serialises writers)
+
+    @property
+    def label(self) -> str:  # pragma: no cover - each store names itself
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def write(self, claim: Claim | None = None) -> Iterator[Any]:  # pragma: no cover
+        raise NotImplementedError
+        yield
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def blob(self, value: bytes | str) -> bytes | str:
+        """An encoded value as this backend stores it (SQLite: as is)."""
+        return value
+
+    def close(self) -> None:  # pragma: no cover - each store closes its own connection
+        raise NotImplementedError
+
+    # -- ownership (SQLite: the owner process on this host) ---------------------------------
+    def check_owner(self, db: Any, where: str, run_id: str, host: str | None, pid: int | None,
+                    started: str | None) -> None:
+        """Raise `ResumeError` unless the run in progress may be taken over now."""
+        gone = owner_gone(host, pid, started or "") if host and pid is not None else True
+        if not gone:
+            raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} "
+                              f"on {host}" + (" (another host: cannot tell whether it "
+                                              "lives)" if gone is None else ""))
+
+    def claim(self, db: Any, run_id: str, session: int) -> Claim:
+        """Record that this process now writes ``run_id`` (inside the opening transaction)."""
+        return Claim(run_id, session)
+
+    def release(self, db: Any, claim: Claim) -> None:
+        """The run ended: give the claim up (inside the last transaction)."""
+
+    def detach(self, claim: Claim | None) -> None:
+        """Stop whatever keeps the claim alive (called however the run ended)."""
+
+    def __enter__(self) -> "SqlStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- history ----------------------------------------------------------------------------
+    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs newest first: ``{run_id, flow, status, started, ended, counts}``."""
+        sql = "SELECT run_id, flow, status, started, ended, total_tasks FROM runs " \
+              "ORDER BY started DESC, run_id DESC"
+        params: tuple[Any, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (int(limit),)
+        runs = self.read(sql, params)
+        if not runs:
+            return []
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.read("SELECT run_id, status, COUNT(*) AS n FROM tasks GROUP BY run_id, status"):
+            counts.setdefault(row["run_id"], {})[row["status"]] = row["n"]
+        listing = []
+        for run in runs:
+            per_status = counts.get(run["run_id"], {})
+            pending = run["total_tasks"] - sum(per_status.values())
+            if pending > 0:
+                per_status = {**per_status, "pending": pending}
+            listing.append({
+                "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
+                "started": run["started"], "ended": run["ended"], "counts": per_status,
+            })
+        return listing
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """One run's record: inputs, sessions and each task's status, attempts, duration,
+        error, traceback and result (pickled values are described, never loaded)."""
+        rows = self.read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"no run {run_id!r} in {self.label}")
+        run = rows[0]
+        sessions = self.read(
+            "SELECT pid, host, started, ended, status FROM sessions WHERE run_id = ? "
+            "ORDER BY session", (run_id,))
+        tasks = {}
+        for row in self.read(
+                "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
+                "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), "
+                "COALESCE(started, 0)", (run_id,)):
+            tasks[row["task_id"]] = {
+                "status": row["status"], "attempts": row["attempts"],
+                "duration": row["duration"], "error": row["error"],
+                "traceback": row["traceback"], "reason": row["reason"],
+                "result": describe(row["result"], row["codec"] or "json"),
+            }
+        return {
+            "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
+            "started": run["started"], "ended": run["ended"],
+            "inputs": describe(run["inputs"], run["inputs_codec"]),
+            "sessions": sessions, "tasks": tasks,
+        }
+
+    def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
+        """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""
+        rows = self.read(
+            "SELECT t.task_id, t.duration FROM tasks t JOIN runs r ON r.run_id = t.run_id "
+            "WHERE r.flow = ? AND t.status IN ('completed', 'failed') AND t.duration IS NOT NULL "
+            "ORDER BY COALESCE(t.ended, 0) DESC", (flow,))
+        history: dict[str, list[float]] = {}
+        for row in rows:
+            durations = history.setdefault(row["task_id"], [])
+            if len(durations) < last:
+                durations.append(row["duration"])
+        return {task: list(reversed(d)) for task, d in history.items()}
+
+    # -- runs -------------------------------------------------------------------------------
+    def open_run(self, plan: Any, **options: Any) -> Any:
+        """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""
+        return open_run(self, plan, **options)
