@@ -360,3 +360,26 @@ class _FakeContext:
         self.results = results
         self.shared_state: dict[str, Any] = {}
         self.data = data
+
+
+def test_the_spec_records_the_second_wave_keywords_as_given() -> None:
+    flow = Flow("spec")
+    flow.task(id="files")(lambda: ["a"])
+
+    def nonempty(files):
+        return bool(files)
+
+    @flow.task(bind={"path": "files", "mode": "key:open_mode"}, map_over="path",
+               run_if=nonempty, trigger="none_failed")
+    def parse(path, mode="r"):
+        return path
+
+    spec = flow.spec(parse)
+    assert spec.bind == (("path", "files"), ("mode", "key:open_mode"))
+    assert spec.map_over == ("path",)
+    assert spec.run_if is nonempty and [p.name for p in spec.run_if_params] == ["files"]
+    assert spec.trigger == "none_failed"
+    assert spec.included == () and not spec.gathers
+    plain = flow.spec("files")
+    assert (plain.bind, plain.map_over, plain.run_if, plain.trigger) == (
+        (), (), None, "all_succeeded")
