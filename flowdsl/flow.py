@@ -209,6 +209,14 @@ class Flow:
                                       position=len(self._specs)))
         self._changed()
 
+    def _all_pools(self) -> dict[str, int]:
+        """This flow's pools, plus those of the flows it includes (its own sizes win)."""
+        pools: dict[str, int] = {}
+        for inc in self._includes:
+            pools.update(inc.flow._all_pools())  # type: ignore[attr-defined]
+        pools.update(self._pools)
+        return pools
+
     def included_flows(self) -> tuple["Flow", ...]:
         """The flows this one includes (directly)."""
         return tuple(inc.flow for inc in self._includes)  # type: ignore[misc]
@@ -269,7 +277,7 @@ class Flow:
         With ``targets``, the plan of those tasks and their ancestors (cached too)."""
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, specs, self.serializer, self._pools)
+            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools())
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)

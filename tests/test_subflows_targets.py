@@ -386,3 +386,15 @@ def test_a_seed_style_sub_flow_reads_its_own_names_in_task_input() -> None:
     result = outer.run({"csv": "a,b,c"})
     assert result.results["mid.inner.count"] == 3
     assert result.results["mid"] == {"inner": {"count": 3}}
+
+
+def test_an_included_flows_pools_come_with_it_and_the_parents_sizes_win() -> None:
+    sub = Flow("sub", pools={"db": 2, "api": 1})
+    sub.task(id="query", pool="db")(lambda: 1)
+    sub.task(id="call", pool="api")(lambda: 2)
+    flow = Flow("parent", pools={"db": 5})
+    flow.include(sub, prefix="s")
+    plan = flow.compile()
+    assert dict(plan.pools) == {"db": 5, "api": 1}
+    assert plan["s.query"].pool == "db"
+    assert flow.run().results["s"] == {"query": 1, "call": 2}
