@@ -100,3 +100,11 @@ def test_subflows_example_plan_through_the_cli(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "orders.parse" in shown.stdout and "customers.summary" in shown.stdout
     assert "gathers sub-flow 'orders'" in shown.stdout
+
+
+def test_graph_with_target_draws_only_the_target_plan(tmp_path: Path) -> None:
+    drawn = flowdsl(tmp_path, "graph", f"{TARGETS}:sales", "--target", "summary_report",
+                    "--format", "dot")
+    assert drawn.returncode == 0, drawn.stderr
+    assert '"totals" -> "summary_report"' in drawn.stdout
+    assert "train_forecast" not in drawn.stdout

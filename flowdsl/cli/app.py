@@ -304,11 +304,12 @@ def plan(target: str, schedule: bool, targets: tuple[str, ...], store_path: str)
 @target_argument
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True, help="Mermaid flowchart or Graphviz DOT.")
-def graph(target: str, fmt: str) -> None:
+@target_option
+def graph(target: str, fmt: str, targets: tuple[str, ...]) -> None:
     """Print the DAG of TARGET (edges go from upstream to downstream)."""
     with reporting():
         flow, _ = load_flow(target)
-        compiled = flow.compile()
+        compiled = flow.compile(targets or None)
     click.echo(render.mermaid(compiled) if fmt == "mermaid" else render.dot(compiled))
 
 
