@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
-from .compiling.include import Include, check_include, expand
+from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
-from .declaring.dsl import check_pool_size, check_serializer, make_spec
+from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .executors.base import adrive, drive
@@ -176,7 +176,7 @@ class Flow:
 
     def _register(self, spec: TaskSpec) -> None:
         position = self._positions.get(spec.id)
-        if position is not None and _redefines(self._specs[position], spec):
+        if position is not None and redefines(self._specs[position], spec):
             self._specs[position] = spec  # a notebook cell run again: the new definition wins
         else:
             self._positions.setdefault(spec.id, len(self._specs))
@@ -191,39 +191,22 @@ class Flow:
     # -- sub-flows ---------------------------------------------------------------------------
     def include(self, other: "Flow", *, prefix: str, inputs: Mapping[str, Any] | None = None,
                 depends_on: Iterable[str | Callable[..., Any]] | None = None) -> None:
-        """Copy the tasks of ``other`` into this flow at each compile, as ``"<prefix>.<id>"``,
-        with the keys it produces prefixed the same way; ``inputs`` maps its input keys to
-        this flow's task ids, decorated functions or ``"key:NAME"``; ``depends_on`` applies to
-        its tasks with no upstream inside it. A task ``"<prefix>"`` gathers its terminal
-        results as ``{terminal id: result}``. ``other`` is unchanged and still runs alone."""
-        check_include(self, other, prefix, (s.id for s in self._specs),
-                      (inc.prefix for inc in self._includes))
-        if inputs is not None and not isinstance(inputs, Mapping):
-            raise DefinitionError(f"flow {self.name!r}: include inputs= takes a mapping "
-                                  f"{{sub-flow key: source}}, got {inputs!r}")
-        if isinstance(depends_on, str) or callable(depends_on):
-            depends_on = (depends_on,)
-        self._includes.append(Include(flow=other, prefix=prefix,
-                                      inputs=tuple((inputs or {}).items()),
-                                      depends_on=tuple(depends_on or ()),
-                                      position=len(self._specs)))
+        """Copy ``other``'s tasks in at each compile as ``"<prefix>.<id>"`` (its produced keys
+        prefixed too), its inputs wired by ``inputs`` (like ``bind=``), its first tasks after
+        ``depends_on``; a task ``"<prefix>"`` gathers ``{terminal id: result}``."""
+        self._includes.append(make_include(self, other, prefix, inputs, depends_on, self._specs,
+                                           self._includes))
         self._changed()
 
     def _all_pools(self) -> dict[str, int]:
-        """This flow's pools, plus those of the flows it includes (its own sizes win)."""
-        pools: dict[str, int] = {}
-        for inc in self._includes:
-            pools.update(inc.flow._all_pools())  # type: ignore[attr-defined]
-        pools.update(self._pools)
-        return pools
+        return all_pools(self._pools, self._includes)
 
     def included_flows(self) -> tuple["Flow", ...]:
         """The flows this one includes (directly)."""
         return tuple(inc.flow for inc in self._includes)  # type: ignore[misc]
 
     def _stamp(self) -> tuple[Any, ...]:
-        """Changes whenever this flow or a flow it includes changes."""
-        return (self._version, tuple(inc.flow._stamp() for inc in self._includes))  # type: ignore[attr-defined]
+        return (self._version, tuple(inc.flow._stamp() for inc in self._includes))
 
     def expanded_specs(self) -> list[TaskSpec]:
         """This flow's tasks with included flows' copies in place (what compile() sees)."""
@@ -482,17 +465,6 @@ class Flow:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
         return self._metrics.report()
-
-
-def _redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
-    """A redefinition (a notebook cell run again): handlers with the same ``__module__`` and
-    ``__qualname__`` (a partial or a callable object without a qualname never is)."""
-    old, new = earlier.handler, later.handler
-    qualname = getattr(new, "__qualname__", None)
-    if qualname is None:
-        return False
-    return (getattr(old, "__module__", None) == getattr(new, "__module__", None)
-            and getattr(old, "__qualname__", None) == qualname)
 
 
 def _check_call(initial: Mapping[str, Any] | None, run_id: str | None, store: Any,

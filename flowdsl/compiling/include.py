@@ -19,7 +19,7 @@ from ..declaring.spec import KEY_PREFIX, Param, TaskSpec
 from ..errors import DefinitionError, MissingOutputError, did_you_mean
 
 __all__ = ["Include", "Includable", "Gather", "Renamed", "AsyncRenamed", "expand",
-           "check_include"]
+           "check_include", "make_include", "all_pools"]
 
 
 class Includable(Protocol):
@@ -32,6 +32,10 @@ class Includable(Protocol):
     def compile(self) -> Any: ...
 
     def included_flows(self) -> Iterable["Includable"]: ...
+
+    def _all_pools(self) -> dict[str, int]: ...
+
+    def _stamp(self) -> tuple[Any, ...]: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +105,28 @@ class AsyncRenamed(Renamed):
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._rename(await self.__wrapped__(*args, **kwargs))
+
+
+def all_pools(own: Mapping[str, int], includes: Sequence[Include]) -> dict[str, int]:
+    """A flow's pools plus those of the flows it includes (its own sizes win)."""
+    pools: dict[str, int] = {}
+    for inc in includes:
+        pools.update(inc.flow._all_pools())
+    pools.update(own)
+    return pools
+
+
+def make_include(parent: Includable, other: Any, prefix: Any, inputs: Any, depends_on: Any,
+                 own: Sequence[TaskSpec], includes: Sequence[Include]) -> Include:
+    """Check one ``include()`` call and record it (at the parent's current position)."""
+    check_include(parent, other, prefix, (s.id for s in own), (inc.prefix for inc in includes))
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise DefinitionError(f"flow {parent.name!r}: include inputs= takes a mapping "
+                              f"{{sub-flow key: source}}, got {inputs!r}")
+    if isinstance(depends_on, str) or callable(depends_on):
+        depends_on = (depends_on,)
+    return Include(flow=other, prefix=prefix, inputs=tuple((inputs or {}).items()),
+                   depends_on=tuple(depends_on or ()), position=len(own))
 
 
 def check_include(parent: Includable, other: Any, prefix: Any, own_ids: Iterable[str],

@@ -13,7 +13,7 @@ from ..errors import DefinitionError, did_you_mean
 from .retry import as_retry, as_wait
 from .spec import KEY_PREFIX, MISSING, TRIGGERS, Param, TaskSpec
 
-__all__ = ["make_spec", "read_params", "read_predicate_params", "is_async_callable", "check_serializer", "check_pool_size",
+__all__ = ["make_spec", "read_params", "read_predicate_params", "redefines", "is_async_callable", "check_serializer", "check_pool_size",
            "SERIALIZERS"]
 
 
@@ -159,6 +159,17 @@ def make_spec(
         run_if_params=read_predicate_params(run_if, task_id) if run_if is not None else (),
         trigger=trigger,
     )
+
+
+def redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
+    """A redefinition (a notebook cell run again): handlers with the same ``__module__`` and
+    ``__qualname__`` (a partial or a callable object without a qualname never is)."""
+    old, new = earlier.handler, later.handler
+    qualname = getattr(new, "__qualname__", None)
+    if qualname is None:
+        return False
+    return (getattr(old, "__module__", None) == getattr(new, "__module__", None)
+            and getattr(old, "__qualname__", None) == qualname)
 
 
 def read_predicate_params(predicate: Callable[..., Any], task: str) -> tuple[Param, ...]:
