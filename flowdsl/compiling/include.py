@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 import attrs
 
 from ..declaring.dsl import make_spec
-from ..declaring.spec import KEY_PREFIX, Param, TaskSpec
+from ..declaring.spec import KEY_PREFIX, Param, TaskSpec, tuple_of_any
 from ..errors import DefinitionError, MissingOutputError, did_you_mean
 
 __all__ = ["Include", "Includable", "Gather", "Renamed", "AsyncRenamed", "expand",
@@ -44,8 +44,8 @@ class Include:
 
     flow: Includable = attrs.field(eq=False)
     prefix: str
-    inputs: tuple[tuple[str, Any], ...] = attrs.field(converter=tuple, default=())
-    depends_on: tuple[Any, ...] = attrs.field(converter=tuple, default=())
+    inputs: tuple[tuple[str, Any], ...] = attrs.field(converter=tuple_of_any, default=())
+    depends_on: tuple[Any, ...] = attrs.field(converter=tuple_of_any, default=())
     position: int  # how many of the parent's own tasks were declared before it
 
 
