@@ -13,8 +13,8 @@ from ..errors import DefinitionError, did_you_mean
 from .retry import as_retry, as_wait
 from .spec import KEY_PREFIX, MISSING, TRIGGERS, Param, TaskSpec
 
-__all__ = ["make_spec", "read_params", "read_predicate_params", "redefines", "is_async_callable", "check_serializer", "check_pool_size",
-           "SERIALIZERS"]
+__all__ = ["make_spec", "read_params", "read_predicate_params", "redefines", "is_async_callable",
+           "check_serializer", "check_pool_size", "SERIALIZERS"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
