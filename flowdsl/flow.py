@@ -281,6 +281,10 @@ class Flow:
         targets: Iterable[str] | None = None,
     ) -> Run:
         """Check the call, open the run (in the store, when given) and build the `Run`."""
+        if resume is not None and store is not None and targets is None:
+            from .store.journal import stored_targets  # a target run resumes as one
+
+            targets = stored_targets(store, resume) or None
         plan = self.compile(targets)
         started = perf_counter()  # the run's wall clock: opening the store counts
         _check_call(initial, run_id, store, resume)

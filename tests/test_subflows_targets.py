@@ -398,3 +398,65 @@ def test_an_included_flows_pools_come_with_it_and_the_parents_sizes_win() -> Non
     assert dict(plan.pools) == {"db": 5, "api": 1}
     assert plan["s.query"].pool == "db"
     assert flow.run().results["s"] == {"query": 1, "call": 2}
+
+
+def _failing_report_flow(ran: list[str], fail: dict[str, bool]) -> Flow:
+    flow = report_flow(ran)
+
+    @flow.task
+    def publish(report):
+        ran.append("publish")
+        if fail["publish"]:
+            raise RuntimeError("printer jammed")
+        return report
+
+    return flow
+
+
+def test_resuming_a_target_run_keeps_its_targets(tmp_path: Any) -> None:
+    from flowdsl import ResumeError
+
+    ran: list[str] = []
+    fail = {"publish": True}
+    flow = _failing_report_flow(ran, fail)
+    store = tmp_path / "runs.db"
+    first = flow.run({"region": "eu", "horizon": 2}, targets=["publish"], store=store,
+                     run_id="part", raise_on_failure=False)
+    assert first.status is RunStatus.FAILED and "forecast" not in ran
+    with pytest.raises(ResumeError, match="targets"):
+        flow.run(targets=["forecast"], store=store, resume="part")
+    fail["publish"] = False
+    ran.clear()
+    resumed = flow.run(store=store, resume="part")  # no targets=: the stored ones
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert ran == ["publish"] and set(resumed.tasks) == {"load_sales", "total", "report",
+                                                          "publish"}
+    again = flow.run({"region": "eu", "horizon": 2}, store=store, run_id="whole")
+    assert again.status is RunStatus.SUCCEEDED
+    with pytest.raises(ResumeError, match="whole flow"):
+        flow.run(targets=["total"], store=store, resume="whole")
+
+
+def test_a_store_of_schema_1_migrates_forward_and_its_runs_resume(tmp_path: Any) -> None:
+    import sqlite3
+
+    from flowdsl.store import SqliteStore
+    from flowdsl.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # what flowdsl wrote before the targets column
+        for statement in MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+    ran: list[str] = []
+    fail = {"publish": True}
+    flow = _failing_report_flow(ran, fail)
+    first = flow.run({"region": "eu", "horizon": 2}, store=path, run_id="old",
+                     raise_on_failure=False)
+    assert first.status is RunStatus.FAILED
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT targets FROM runs").fetchone() == (None,)
+    fail["publish"] = False
+    assert flow.run(store=path, resume="old").status is RunStatus.SUCCEEDED
+    SqliteStore(path).close()

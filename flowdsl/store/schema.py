@@ -3,7 +3,8 @@
 Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
-  with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
+  with the flow's serializer), the task fingerprints (JSON), its ``targets`` (JSON, NULL for the whole flow; schema 2),
+  the owner while it runs (host,
   pid, process start time) and the number of tasks.
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
@@ -22,7 +23,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -80,6 +81,8 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (run_id, task_id, session, attempt)
         ) WITHOUT ROWID""",
     ],
+    # 2: the target tasks of a run made with targets= (JSON list; NULL: the whole flow)
+    2: ["ALTER TABLE runs ADD COLUMN targets TEXT"],
 }
 
 
