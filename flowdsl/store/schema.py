@@ -3,9 +3,9 @@
 Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
-  with the flow's serializer), the task fingerprints (JSON), its ``targets`` (JSON, NULL for the whole flow; schema 2),
-  the owner while it runs (host,
-  pid, process start time) and the number of tasks.
+  with the flow's serializer), the task fingerprints (JSON), its ``targets`` (JSON; NULL: the
+  whole flow; schema 2), the owner while it runs (host, pid, process start time) and the
+  number of tasks.
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
