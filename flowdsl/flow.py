@@ -376,6 +376,8 @@ class Flow:
         priority, the longest expected critical path (from earlier runs' durations).
         """
         executor = _choose_executor(executor, max_concurrency, adaptive)
+        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
+            executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
                             targets)
         try:
@@ -415,6 +417,8 @@ class Flow:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
         executor = _choose_executor(executor, max_concurrency, adaptive)
+        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
+            executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
                             targets)
         try:

@@ -25,6 +25,9 @@ from flowdsl import (
 
 SHORT = 0.05  # seconds: a timeout that a blocked handler always exceeds
 LONG = 10.0  # seconds: how long a blocked handler waits before giving up on its own
+#: seconds: a timeout that a prompt attempt always meets, even a round trip to a Dask worker on
+#: a loaded machine (SHORT is not: the retry of a timed-out attempt failed too under load)
+PROMPT = 2.0
 
 
 class Boom(Exception):
@@ -289,7 +292,7 @@ def test_timed_out_attempt_is_retried_and_its_late_result_discarded(flow, run_fl
 
 
 def test_async_timed_out_attempt_is_retried(flow, run_flow):
-    @flow.task(timeout=SHORT, retries=1, retry_wait=0)
+    @flow.task(timeout=PROMPT, retries=1, retry_wait=0)
     async def flaky_async():
         if flowdsl.current_task().attempt == 1:
             await asyncio.sleep(LONG)

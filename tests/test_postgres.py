@@ -178,7 +178,7 @@ def test_nul_characters_and_non_finite_floats_keep_their_promise(pg_dsn):
             raise ValueError("bad \x00 byte")
         return "ok"
 
-    first = flow.run(store=pg_dsn)
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
     store = PostgresStore(pg_dsn)
     record = store.get_run(first.run_id)
     assert "bad" in record["tasks"]["check"]["error"] and "byte" in record["tasks"]["check"]["error"]
@@ -219,7 +219,7 @@ def test_a_live_lease_elsewhere_is_refused_naming_host_and_pid_until_it_expires(
     calls: list = []
     fail = {"on": True}
     flow = chain("elsewhere", calls, fail)
-    flow.run(store=pg_dsn, run_id="shared")
+    flow.run(store=pg_dsn, run_id="shared", raise_on_failure=False)
     # the run is now in progress on another machine, whose lease is live
     pg_cluster.sql(pg_schema, "UPDATE runs SET status = 'running', owner_host = 'build-7', "
                               "owner_pid = 4242, owner_start = '1'")
@@ -397,3 +397,186 @@ def test_a_statement_timeout_stops_the_run_with_store_error(pg_cluster, pg_schem
     record = store.get_run("slow-db")
     assert record["status"] == "running"
     assert record["tasks"]["a"]["status"] != "completed"
+
+
+def test_pickle_opt_in_round_trips_and_is_never_loaded_for_showing(pg_dsn):
+    from fractions import Fraction
+
+    flow = Flow("pickled", serializer="pickle")
+    fail = {"on": True}
+
+    @flow.task
+    def make():
+        return {"third": Fraction(1, 3)}
+
+    @flow.task
+    def use(make):
+        if fail["on"]:
+            raise RuntimeError("not yet")
+        return make["third"] * 3
+
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
+    shown = PostgresStore(pg_dsn).get_run(first.run_id)["tasks"]["make"]["result"]
+    assert shown.startswith("<pickle value, ") and shown.endswith(" bytes, not loaded>")
+    fail["on"] = False
+    resumed = flow.run(store=pg_dsn, resume=first.run_id)
+    assert resumed.results == {"make": {"third": Fraction(1, 3)}, "use": Fraction(1)}
+
+
+def test_a_tampered_stored_value_is_a_store_error_before_any_task(pg_cluster, pg_schema, pg_dsn):
+    calls: list = []
+    fail = {"on": True}
+    flow = chain("tamper", calls, fail)
+    first = flow.run(store=pg_dsn, raise_on_failure=False)
+    pg_cluster.sql(pg_schema, "UPDATE tasks SET result = convert_to('{not json', 'UTF8') "
+                              "WHERE task_id = 'a'")
+    fail["on"] = False
+    with pytest.raises(StoreError) as info:
+        flow.run(store=pg_dsn, resume=first.run_id)
+    assert "'a'" in str(info.value) and first.run_id in str(info.value)
+    assert calls == ["a", "b"]  # nothing ran on resume
+
+
+def test_psycopg_is_imported_only_when_a_postgres_store_is_used():
+    code = ("import sys, flowdsl\n"
+            "from flowdsl.store import open_store\n"
+            "flowdsl.SqliteStore\n"
+            "print('psycopg' in sys.modules)\n"
+            "flowdsl.PostgresStore\n"
+            "print('psycopg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_connection_dropped_between_runs_is_reopened_for_reading_and_opening(
+        pg_cluster, pg_schema, pg_dsn):
+    store = PostgresStore(pg_dsn)
+    chain("between", []).run(store=store, run_id="one")
+
+    def drop() -> int:
+        pid = store.connection.info.backend_pid
+        pg_cluster.sql(pg_schema, "SELECT pg_terminate_backend(%s)", (pid,))
+        return pid
+
+    first = drop()
+    assert [r["run_id"] for r in store.runs()] == ["one"]  # a read reconnects once
+    assert store.connection.info.backend_pid != first
+    drop()
+    calls: list = []
+    result = chain("between", calls).run(store=store, run_id="two")  # opening the run too
+    assert result.status is RunStatus.SUCCEEDED and calls == ["a", "b", "c"]
+    assert sorted(r["run_id"] for r in store.runs()) == ["one", "two"]
+
+
+def test_two_processes_starting_one_new_run_id_exactly_one_runs_it(pg_dsn, tmp_path):
+    script = tmp_path / "starter.py"
+    script.write_text(textwrap.dedent('''
+        import sys
+        from flowdsl import Flow, ResumeError
+
+        flow = Flow("race")
+
+        @flow.task
+        def only():
+            print("ran", flush=True)
+            return 1
+
+        sys.stdin.readline()  # both processes are ready: go
+        try:
+            flow.run(store=sys.argv[1], run_id="same-id")
+        except ResumeError as exc:
+            print(f"ResumeError: {exc}", flush=True)
+            sys.exit(5)
+    '''))
+    procs = [subprocess.Popen([sys.executable, str(script), pg_dsn], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = []
+    try:
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+    codes = sorted(proc.returncode for proc in procs)
+    assert codes == [0, 5], outs
+    assert sum(out.count("ran") for out, _ in outs) == 1
+    assert any("already exists" in out and "resume=" in out for out, _ in outs)
+    assert PostgresStore(pg_dsn).get_run("same-id")["status"] == "succeeded"
+
+
+def test_a_run_id_taken_while_opening_it_is_a_resume_error(pg_cluster, pg_schema, pg_dsn):
+    import threading
+
+    PostgresStore(pg_dsn).runs()  # the tables exist
+    other = psycopg.connect(pg_cluster.dsn(pg_schema))  # a transaction of another process
+    other.execute("INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs_codec, "
+                  "fingerprints) VALUES ('taken', 'x', 'running', 0, 0, 'json', '{}')")
+    outcome: list = []
+    calls: list = []
+
+    def start():
+        try:
+            chain("race", calls).run(store=pg_dsn, run_id="taken")
+            outcome.append("ran")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    runner = threading.Thread(target=start)
+    runner.start()
+    # the runner saw no row 'taken' and now waits on the unique key the other insert holds
+    until(lambda: pg_cluster.sql(pg_schema, "SELECT count(*) FROM pg_locks l JOIN "
+                                            "pg_stat_activity a ON a.pid = l.pid WHERE NOT "
+                                            "l.granted AND a.query LIKE 'INSERT INTO runs%%'")
+          [0][0] > 0, "the second insert to wait")
+    other.commit()
+    other.close()
+    runner.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], ResumeError), outcome
+    assert "already exists" in str(outcome[0]) and "resume=" in str(outcome[0])
+    assert calls == []
+
+
+def test_resuming_a_succeeded_run_executes_nothing_and_writes_nothing(pg_cluster, pg_schema,
+                                                                      pg_dsn):
+    calls: list = []
+    flow = chain("done", calls)
+    first = flow.run(store=pg_dsn)
+
+    def every_row_version():  # xmin changes with any write to a row, even of equal values
+        return {table: pg_cluster.sql(pg_schema, f"SELECT xmin::text, * FROM {table} ORDER BY 2, 3")
+                for table in ("runs", "sessions", "tasks", "attempts", "flowdsl_leases")}
+
+    before = every_row_version()
+    resumed = flow.run(store=pg_dsn, resume=first.run_id)
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert resumed.results == first.results
+    assert calls == ["a", "b", "c"]
+    assert every_row_version() == before
+
+
+def test_a_task_longer_than_the_lease_keeps_its_run(pg_cluster, pg_schema, pg_dsn):
+    refused: list = []
+    holder: dict = {}
+
+    def during(task_id):
+        if task_id != "b":
+            return
+        started = pg_cluster.sql(pg_schema, "SELECT clock_timestamp()")[0][0]
+        # wait, on the database's clock, for more than a whole lease after b started
+        until(lambda: pg_cluster.sql(pg_schema, "SELECT clock_timestamp() > %s + interval "
+                                                "'0.8 seconds'", (started,))[0][0], "a lease")
+        try:
+            holder["flow"].run(store=pg_dsn, resume="long")
+        except ResumeError as exc:
+            refused.append(str(exc))
+
+    flow = holder["flow"] = chain("long", [], during=during)
+    result = flow.run(store=PostgresStore(pg_dsn, lease=0.6), run_id="long")
+    assert result.status is RunStatus.SUCCEEDED
+    assert len(refused) == 1 and str(os.getpid()) in refused[0] and "lease" in refused[0]

@@ -267,13 +267,13 @@ def build_inputs_flow(calls: list, flags: dict) -> Flow:
     return flow
 
 
-def test_resume_reuses_the_stored_inputs(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resume_reuses_the_stored_inputs(store_url):
+    path = store_url
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
     first = flow.run({"x": 1, "y": 2, "z": 0}, store=path, raise_on_failure=False)
-    assert SqliteStore(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 2, "z": 0}
+    assert open_store(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 2, "z": 0}
     flags["fail"] = False
     calls.clear()
     resumed = flow.run(store=path, resume=first.run_id, raise_on_failure=False)
@@ -282,24 +282,24 @@ def test_resume_reuses_the_stored_inputs(tmp_path):
     assert resumed.context.data == {"x": 1, "y": 2, "z": 0}
 
 
-def test_resume_with_other_inputs_is_refused_without_force(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resume_with_other_inputs_is_refused_without_force(store_url):
+    path = store_url
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
     first = flow.run({"x": 1, "y": 2, "z": 0}, store=path, raise_on_failure=False)
     flags["fail"] = False
     calls.clear()
-    before = SqliteStore(path).get_run(first.run_id)
+    before = open_store(path).get_run(first.run_id)
     with pytest.raises(ResumeError) as info:
         flow.run({"x": 1, "y": 5, "z": 0}, store=path, resume=first.run_id, raise_on_failure=False)
     assert "'y'" in str(info.value) and "force" in str(info.value)
     assert calls == []
-    assert SqliteStore(path).get_run(first.run_id) == before
+    assert open_store(path).get_run(first.run_id) == before
 
 
-def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change(tmp_path):
-    path = tmp_path / "runs.db"
+def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change(store_url):
+    path = store_url
     flags = {"fail": True}
     calls: list = []
     flow = build_inputs_flow(calls, flags)
@@ -318,7 +318,7 @@ def test_force_keeps_only_tasks_whose_inputs_and_ancestors_inputs_did_not_change
                                "gate": "open"}
     assert resumed.results == build_inputs_flow([], flags).run({"x": 1, "y": 5, "z": 0}).results
     # the new inputs are the run's inputs now
-    assert SqliteStore(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 5, "z": 0}
+    assert open_store(path).get_run(first.run_id)["inputs"] == {"x": 1, "y": 5, "z": 0}
 
 
 # -- definition changes ------------------------------------------------------------------------------
@@ -372,14 +372,14 @@ def test_closure_values_do_not_change_the_fingerprint():
 
 
 @pytest.mark.parametrize("change", ["code", "retries"])
-def test_definition_change_is_refused_naming_the_changed_task(tmp_path, change):
-    path = tmp_path / "runs.db"
+def test_definition_change_is_refused_naming_the_changed_task(store_url, change):
+    path = store_url
     first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     assert first.status is RunStatus.FAILED
     calls: list = []
     changed = (build_defined(calls, {"fail": False}, 2) if change == "code"
                else build_defined(calls, {"fail": False}, 1, retries=3))
-    before = SqliteStore(path).get_run(first.run_id)
+    before = open_store(path).get_run(first.run_id)
     with pytest.raises(ResumeError) as info:
         changed.run(store=path, resume=first.run_id, raise_on_failure=False)
     message = str(info.value)
@@ -388,11 +388,11 @@ def test_definition_change_is_refused_naming_the_changed_task(tmp_path, change):
     for unchanged in ("extract", "load", "side", "finish"):
         assert unchanged not in message
     assert calls == []
-    assert SqliteStore(path).get_run(first.run_id) == before
+    assert open_store(path).get_run(first.run_id) == before
 
 
-def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(tmp_path):
-    path = tmp_path / "runs.db"
+def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(store_url):
+    path = store_url
     first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     assert set(first.results) == {"extract", "transform", "load", "side"}
     calls: list = []
@@ -412,8 +412,8 @@ def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(
     assert calls == [] and again.results == resumed.results
 
 
-def test_added_and_removed_tasks_are_definition_changes(tmp_path):
-    path = tmp_path / "runs.db"
+def test_added_and_removed_tasks_are_definition_changes(store_url):
+    path = store_url
     first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
     bigger = build_defined([], {"fail": False}, 1)
     bigger.task(lambda finish: finish, id="extra_step")
@@ -509,8 +509,8 @@ def test_fingerprints_are_computed_once_per_plan(tmp_path, monkeypatch):
 
 # -- idempotency keys ----------------------------------------------------------------------------------
 
-def test_idempotency_key_is_stable_across_retries_and_a_resume(tmp_path):
-    path = tmp_path / "runs.db"
+def test_idempotency_key_is_stable_across_retries_and_a_resume(store_url):
+    path = store_url
     seen: list = []
     flags = {"fail": True}
 

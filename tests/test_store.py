@@ -171,8 +171,8 @@ def test_opening_an_existing_store_again_keeps_its_runs(tmp_path):
 
 # -- history ------------------------------------------------------------------------------------
 
-def test_runs_newest_first_with_counts(tmp_path):
-    path = tmp_path / "runs.db"
+def test_runs_newest_first_with_counts(store_url):
+    path = store_url
     fail = {"on": False}
     flow = Flow("history")
 
@@ -199,7 +199,7 @@ def test_runs_newest_first_with_counts(tmp_path):
     fail["on"] = False
     flow.run(store=path, run_id="a-third", raise_on_failure=False)
 
-    runs = SqliteStore(path).runs()
+    runs = open_store(path).runs()
     assert [r["run_id"] for r in runs] == ["a-third", "m-second", "z-first"]
     for run in runs:
         assert set(run) == {"run_id", "flow", "status", "started", "ended", "counts"}
@@ -209,11 +209,11 @@ def test_runs_newest_first_with_counts(tmp_path):
     assert runs[0]["counts"] == {"completed": 3}
     assert runs[1]["counts"] == {"completed": 1, "failed": 1, "skipped": 1}
     assert runs[0]["started"] > runs[1]["started"] > runs[2]["started"]
-    assert [r["run_id"] for r in SqliteStore(path).runs(limit=2)] == ["a-third", "m-second"]
+    assert [r["run_id"] for r in open_store(path).runs(limit=2)] == ["a-third", "m-second"]
 
 
-def test_get_run_record_shape_and_failed_task_traceback(tmp_path):
-    path = tmp_path / "runs.db"
+def test_get_run_record_shape_and_failed_task_traceback(store_url):
+    path = store_url
     flow = Flow("shape")
 
     @flow.task(retries=2, retry_wait=0)
@@ -233,7 +233,7 @@ def test_get_run_record_shape_and_failed_task_traceback(tmp_path):
 
     result = flow.run({"source": "data.csv"}, store=path, run_id="shape-1", raise_on_failure=False)
     assert result.status is RunStatus.FAILED
-    record = SqliteStore(path).get_run("shape-1")
+    record = open_store(path).get_run("shape-1")
 
     assert RUN_KEYS <= set(record)
     assert record["run_id"] == "shape-1"
@@ -270,8 +270,8 @@ def test_get_run_record_shape_and_failed_task_traceback(tmp_path):
     assert tasks["report"]["status"] == "skipped"
 
 
-def test_get_run_records_attempts_of_a_retried_task(tmp_path):
-    path = tmp_path / "runs.db"
+def test_get_run_records_attempts_of_a_retried_task(store_url):
+    path = store_url
     flow = Flow("attempts")
     seen = []
 
@@ -284,7 +284,7 @@ def test_get_run_records_attempts_of_a_retried_task(tmp_path):
 
     result = flow.run(store=path)
     assert result.tasks["flaky"].attempts == 3
-    task = SqliteStore(path).get_run(result.run_id)["tasks"]["flaky"]
+    task = open_store(path).get_run(result.run_id)["tasks"]["flaky"]
     assert task["status"] == "completed"
     assert task["attempts"] == 3
     assert task["result"] == "ok"
@@ -292,8 +292,8 @@ def test_get_run_records_attempts_of_a_retried_task(tmp_path):
 
 # -- summary --------------------------------------------------------------------------------------
 
-def test_summary_has_store_time_and_restored_tasks(tmp_path):
-    path = tmp_path / "runs.db"
+def test_summary_has_store_time_and_restored_tasks(store_url):
+    path = store_url
     calls, fail = [], {"on": True}
     flow = two_step_flow("summary", lambda: 1, calls, fail)
     first = flow.run(store=path, raise_on_failure=False)
@@ -312,22 +312,22 @@ def test_summary_has_store_time_and_restored_tasks(tmp_path):
 
 # -- run ids ----------------------------------------------------------------------------------------
 
-def test_existing_run_id_without_resume_is_refused(tmp_path):
-    path = tmp_path / "runs.db"
+def test_existing_run_id_without_resume_is_refused(store_url):
+    path = store_url
     calls = []
     flow = Flow("ids")
     flow.task(lambda: calls.append("ran") or 1, id="one")
     flow.run(store=path, run_id="nightly")
-    before = SqliteStore(path).get_run("nightly")
+    before = open_store(path).get_run("nightly")
     with pytest.raises(ResumeError, match=r"resume=") as info:
         flow.run(store=path, run_id="nightly")
     assert "nightly" in str(info.value)
     assert calls == ["ran"]  # the refused run ran nothing
-    assert SqliteStore(path).get_run("nightly") == before  # and changed nothing
+    assert open_store(path).get_run("nightly") == before  # and changed nothing
 
 
-def test_generated_run_ids_sort_by_start_time(tmp_path):
-    path = tmp_path / "runs.db"
+def test_generated_run_ids_sort_by_start_time(store_url):
+    path = store_url
     flow = Flow("sortable")
     flow.task(lambda: 1, id="one")
     ids = []
@@ -335,7 +335,7 @@ def test_generated_run_ids_sort_by_start_time(tmp_path):
         ids.append(flow.run(store=path).run_id)
         time.sleep(0.002)
     assert ids == sorted(ids)
-    assert [r["run_id"] for r in SqliteStore(path).runs()] == ids[::-1]
+    assert [r["run_id"] for r in open_store(path).runs()] == ids[::-1]
 
 
 def test_resuming_an_unknown_run_is_refused(tmp_path):
@@ -408,10 +408,10 @@ def test_late_result_of_a_timed_out_attempt_is_never_recorded(tmp_path):
     assert sql(path, "SELECT result, delta FROM tasks WHERE task_id = 'slow'") == [(None, None)]
 
 
-def test_async_flow_resumes_from_the_store(tmp_path):
+def test_async_flow_resumes_from_the_store(store_url):
     import asyncio
 
-    path = tmp_path / "runs.db"
+    path = store_url
     calls, fail = [], {"on": True}
     flow = Flow("async")
 

@@ -13,7 +13,6 @@ import shlex
 import sys
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import click
@@ -23,6 +22,7 @@ from ..errors import DefinitionError, MissingInputError, ResumeError, StoreError
 from ..flow import Flow
 from ..status import RunStatus
 from . import render
+from .inputs import optional_inputs, unread_warnings
 from .target import UsageProblem, load_flow, read_inputs
 
 __all__ = ["main"]
@@ -102,7 +102,8 @@ def store_exists(path: str) -> bool:
 
 
 def open_store(path: str, *, create: bool) -> Any:
-    """A `flowdsl.SqliteStore` on ``path`` (``create=False`` refuses a missing file), or a
+    """A `flowdsl.SqliteStore` on ``path`` (``create=False`` refuses a missing file and opens
+    the store read-only, so listing and showing work in a read-only directory too), or a
     `flowdsl.PostgresStore` for a ``postgresql://`` / ``postgres://`` DSN."""
     from flowdsl.store import SqliteStore
 
@@ -113,9 +114,7 @@ def open_store(path: str, *, create: bool) -> Any:
     path = os.path.expanduser(path)
     if not create and not os.path.exists(path):
         raise UsageProblem(f"no run store at {path} (set --store or FLOWDSL_STORE)")
-    if create:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(path)
+    return SqliteStore(path, readonly=not create)
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -185,7 +184,9 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None,
             raise UsageProblem("--force goes with --resume RUN_ID")
         flow, again = load_flow(target)
         initial = read_inputs(input_file, settings)
-        flow.compile(targets or None)  # definition errors before the store is touched
+        compiled = flow.compile(targets or None)  # definition errors before the store is touched
+        for warning in unread_warnings(compiled, initial):
+            click.echo(warning, err=True)
         setup_logging(log_level)
         console = stdout_console()
         observers = []
@@ -252,7 +253,7 @@ def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], 
 def _print_run(console: Console, result: Any, *, quiet: bool, again: str,
                store_path: str) -> None:
     if not quiet:
-        console.print(render.task_rows(
+        render.emit(console, render.task_rows(
             (task_id, task.status.value, task.attempts, task.duration,
              render.error_text(task.error) if task.error is not None else task.reason)
             for task_id, task in result.tasks.items()))
@@ -284,20 +285,30 @@ def plan(target: str, schedule: bool, targets: tuple[str, ...], store_path: str)
             store = open_store(store_path, create=False) if store_exists(store_path) else None
             explained = flow.explain_schedule(store=store)
     console = stdout_console()
-    console.print(render.plan_table(compiled))
+    render.emit(console, render.plan_table(compiled))
     if explained is not None:
-        console.print(render.schedule_table(explained))
+        render.emit(console, render.schedule_table(explained))
         where = "the run store's history" if explained["history_known"] else "no history yet"
         console.print(f"critical path ({where}): " + " -> ".join(explained["critical_path"])
                       + f" = {explained['critical_path_length'] * 1e3:.1f} ms",
                       markup=False, soft_wrap=True)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
     if compiled.inputs:
-        console.print("inputs:", markup=False, soft_wrap=True)
+        say("required inputs:")
         for key in compiled.inputs:
             readers = ", ".join(compiled.input_readers.get(key, ()))
-            console.print(f"  {key} (read by {readers})", markup=False, soft_wrap=True)
+            say(f"  {key} (read by {readers})")
     else:
-        console.print("inputs: none", markup=False, soft_wrap=True)
+        say("required inputs: none")
+    optional = optional_inputs(compiled)
+    if optional:
+        say("optional inputs (each has a default; set with --set KEY=VALUE):")
+        for key, defaults in optional.items():
+            uses = ", ".join(f"{task} default {default!r}" for task, default in defaults)
+            say(f"  {key} ({uses})")
 
 
 @main.command()
@@ -341,7 +352,7 @@ def runs(store_path: str, limit: int, as_json: bool) -> None:
         click.echo(f"no runs in {store_path}")
         return
     console = stdout_console()
-    console.print(render.runs_table(found))
+    render.emit(console, render.runs_table(found))
     if more:
         console.print(f"(the latest {limit}; --limit 0 shows all)", markup=False, soft_wrap=True)
 
@@ -358,7 +369,7 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
             try:
                 record = store.get_run(run_id)
             except KeyError:
-                raise UsageProblem(f"no run {run_id!r} in {store_path}") from None
+                raise UsageProblem(f"no run {run_id!r} in {store.label}") from None
         finally:
             store.close()
     if as_json:
@@ -386,7 +397,7 @@ def bench(target: str, repeat: int, settings: tuple[str, ...], input_file: str |
     console.print(f"flow {flow.name!r}: {repeat} runs, {report.tasks} tasks ran per run "
                   f"(of {last['total_tasks']})", markup=False, soft_wrap=True)
     per_task = report.handler_time / report.tasks if report.tasks else 0.0
-    console.print(render.table(
+    render.emit(console, render.table(
         ("", "median", "min", "max"),
         [("overhead per task (µs)", f"{report.median * 1e6:.2f}", f"{report.min * 1e6:.2f}",
           f"{report.max * 1e6:.2f}"),

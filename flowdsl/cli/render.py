@@ -24,9 +24,11 @@ __all__ = [
 
 
 def duration(seconds: float | None) -> str:
-    """``0.0000123`` -> ``"12.3 µs"``; ``None`` -> ``"-"``."""
+    """``0.0000123`` -> ``"12.3 µs"``; ``None`` -> ``"-"``; not a number -> its text."""
     if seconds is None:
         return "-"
+    if not isinstance(seconds, (int, float)) or seconds != seconds:
+        return printable(str(seconds))
     if seconds < 1e-3:
         return f"{seconds * 1e6:.1f} µs"
     if seconds < 1:
@@ -41,7 +43,10 @@ def timestamp(epoch: float | None) -> str:
     """Epoch seconds as local time, ``2024-05-01 12:00:00``; ``None`` -> ``"-"``."""
     if epoch is None:
         return "-"
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return printable(str(epoch))
 
 
 def priority(value: int) -> str:
@@ -52,9 +57,22 @@ def priority(value: int) -> str:
         return str(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` with terminal control characters (escape sequences, bells, carriage returns,
+    C1 codes) shown as ``\\x1b``-style escapes, so stored text cannot drive the terminal;
+    tabs stay, newlines too when ``newlines``, else they are shown as ``\\n``."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if newlines else text.replace("\n", "\\n")
+
+
 def _cell(value: Any) -> Text:
     # Text, not str: rich would read "[...]" in an error message as markup
-    return value if isinstance(value, Text) else Text("-" if value is None else str(value))
+    if isinstance(value, Text):
+        return value
+    return Text("-" if value is None else printable(str(value)))
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
@@ -77,7 +95,7 @@ _STATUS_STYLE = {
 
 def status(value: str) -> Text:
     """A status value, coloured on a terminal."""
-    return Text(value, style=_STATUS_STYLE.get(value, ""))
+    return Text(printable(value), style=_STATUS_STYLE.get(value, ""))
 
 
 def task_rows(tasks: Iterable[tuple[str, str, int, float | None, str | None]]) -> Table:
@@ -144,16 +162,23 @@ def schedule_table(explained: Mapping[str, Any]) -> Table:
     )
 
 
+def elapsed(started: Any, ended: Any) -> str:
+    """The time from ``started`` to ``ended`` (epoch seconds), ``"-"`` when not both known."""
+    if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
+        return duration(ended - started)
+    return "-"
+
+
 def counts(by_status: Mapping[str, int] | None) -> str:
     """``{"completed": 4, "failed": 1}`` -> ``"4 completed, 1 failed"``."""
-    return ", ".join(f"{n} {state}" for state, n in (by_status or {}).items() if n) or "-"
+    return ", ".join(f"{n} {printable(str(state))}"
+                     for state, n in (by_status or {}).items() if n) or "-"
 
 
 def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
     """The run history, newest first."""
     def took(run: Mapping[str, Any]) -> str:
-        started, ended = run.get("started"), run.get("ended")
-        return duration(ended - started) if started is not None and ended is not None else "-"
+        return elapsed(run.get("started"), run.get("ended"))
 
     return table(
         ("run id", "flow", "status", "started", "duration", "tasks"),
@@ -171,10 +196,16 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
             f"{summary.get('cancelled_tasks', 0)} cancelled")
     if summary.get("restored_tasks"):
         line += f" ({summary['restored_tasks']} restored from the run store)"
-    timing = (f"time in tasks {duration(summary['total_execution_time'])}, "
-              f"overhead {duration(summary['orchestration_overhead_per_task'])} per task")
+    overhead = summary["orchestration_overhead_per_task"]
+    timing = f"time in tasks {duration(summary['total_execution_time'])}, "
     if "store_time" in summary:
-        timing += f", store {duration(summary['store_time'])}"
+        ran = (summary["successful_tasks"] - summary.get("restored_tasks", 0)
+               + summary["failed_tasks"])
+        store = summary["store_time"] / ran if ran else 0.0
+        timing += (f"overhead {duration(max(0.0, overhead - store))} per task without the "
+                   f"store, store {duration(store)} per task")
+    else:
+        timing += f"overhead {duration(overhead)} per task"
     timing += f", context efficiency {summary['context_efficiency']:.4f}"
     return [line, timing]
 
@@ -305,34 +336,46 @@ def error_text(error: BaseException) -> str:
 
 
 def print_record(console: Any, record: Mapping[str, Any]) -> None:
-    """One stored run as `flowdsl show` prints it."""
+    """One stored run as `flowdsl show` prints it: tasks in plan order, each with its reason
+    or error; every stored text escaped (it may hold terminal control sequences)."""
     started, ended = record.get("started"), record.get("ended")
-    took = duration(ended - started) if started is not None and ended is not None else "-"
 
     def say(text: str) -> None:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(text, newlines=True), markup=False, highlight=False,
+                      soft_wrap=True)
 
     say(f"run {record['run_id']} of flow {record.get('flow')!r}: {record.get('status')}")
-    say(f"started {timestamp(started)}, ended {timestamp(ended)} ({took})")
+    say(f"started {timestamp(started)}, ended {timestamp(ended)} ({elapsed(started, ended)})")
     inputs = record.get("inputs")
     if inputs:
         say("inputs: " + json.dumps(inputs, default=str, ensure_ascii=False))
     sessions = record.get("sessions") or []
     if sessions:
-        console.print(table(
+        emit(console, table(
             ("session", "pid", "host", "started", "ended", "status"),
             ((n, s.get("pid"), s.get("host"), timestamp(s.get("started")),
               timestamp(s.get("ended")), status(str(s.get("status"))))
              for n, s in enumerate(sessions, 1))))
     tasks = record.get("tasks") or {}
-    console.print(table(
-        ("task", "status", "attempts", "duration", "error"),
+    emit(console, table(
+        ("task", "status", "attempts", "duration", "reason / error"),
         ((task_id, status(str(task.get("status"))), task.get("attempts"),
-          duration(task.get("duration")), task.get("error") or "")
+          duration(task.get("duration")), task.get("error") or task.get("reason") or "")
          for task_id, task in tasks.items()),
-        wrap=("error",)))
+        wrap=("reason / error",)))
     for task_id, task in tasks.items():
         if task.get("status") == "failed":
             say(f"task {task_id!r} failed: {task.get('error') or '(no error recorded)'}")
             if task.get("traceback"):
                 say(str(task["traceback"]).rstrip())
+
+
+_TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
+
+
+def emit(console: Any, renderable: Any) -> None:
+    """Print ``renderable`` (a table) without the spaces rich pads its last column with."""
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write(_TRAILING.sub(r"\1", captured.get()))
+    console.file.flush()

@@ -97,8 +97,26 @@ def _import(where: str) -> ModuleType:
     except SyntaxError as exc:
         raise UsageProblem(f"cannot import {where}: SyntaxError: {exc.msg} "
                            f"({exc.filename}, line {exc.lineno})") from exc
+    except ImportError as exc:
+        hint = _relative_import_hint(where, exc)
+        raise UsageProblem(f"cannot import {where}: {type(exc).__name__}: {exc}{hint}") from exc
     except Exception as exc:
         raise UsageProblem(f"cannot import {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _relative_import_hint(where: str, exc: ImportError) -> str:
+    """A file that uses relative imports must be imported as part of its package."""
+    if not _is_path(where) or "relative import" not in str(exc):
+        return ""
+    path = Path(where).resolve()
+    try:
+        dotted = ".".join(path.with_suffix("").relative_to(Path.cwd()).parts)
+    except ValueError:
+        dotted = ""
+    example = dotted if dotted.replace(".", "").replace("_", "a").isalnum() else "package.module"
+    return (f"; a file that uses relative imports is part of a package: name it as a module, "
+            f"e.g. `flowdsl run {example}` from the folder that holds the package "
+            "(as for python -m)")
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -26,7 +26,6 @@ from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeout
 from ..running.attempts import Args, Kwargs, Means
 from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
 from ..running.runtime import Run
-from ..status import TaskStatus
 from .base import AsyncSleep, Executor, Sleep
 from .concurrent import check_limit, slot_wait
 from .scheduler import Scheduler, ranks
@@ -259,13 +258,15 @@ class DaskExecutor(Executor):
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
                             f"({version.__version__}): {wrong}")
-        for unit in run.units:
-            if unit.status is not TaskStatus.PENDING:
-                continue
+
+    def check_plan(self, plan: Any) -> None:
+        """Every handler (with its closure) must pickle: checked before the run is opened
+        (so a refused flow leaves no run in the store's history)."""
+        for step in plan.steps:
             try:
-                cloudpickle.dumps(unit.step.handler)
+                cloudpickle.dumps(step.handler)
             except Exception as exc:
-                raise DefinitionError(f"task {unit.id!r}: its handler (with its closure) "
+                raise DefinitionError(f"task {step.id!r}: its handler (with its closure) "
                                       f"cannot be pickled to run on Dask: {exc!r}") from exc
 
     async def aexecute(self, run: Run) -> None:

@@ -39,6 +39,19 @@ PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, T
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
 
+
+def _clock_offset() -> float:
+    """``time.time() - perf_counter()``, from the tightest of three readings (a thread switch
+    between the two clock reads would shift every task time)."""
+    best = (float("inf"), 0.0)
+    for _ in range(3):
+        before = perf_counter()
+        wall = time.time()
+        after = perf_counter()
+        if after - before < best[0]:
+            best = (after - before, wall - (before + after) / 2)
+    return best[1]
+
 class Run:
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
@@ -77,7 +90,7 @@ class Run:
         self.first_error: tuple[str, BaseException] | None = None
         self.final: RunResult | None = None  # set by finish()
         self.preservation_time = 0.0
-        self._offset = time.time() - self.started  # perf_counter -> epoch seconds
+        self._offset = _clock_offset()  # perf_counter -> epoch seconds, taken now
         self._sequence = self.context.shared_state.sequence
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
@@ -319,6 +332,7 @@ class Run:
                 task.result = None
                 self._failed(unit, record, hook_error, t0, t1, hook_called=True)
                 return
+        arrived: BaseException | None = None  # an interrupt that came once it was committed
         if self.journal is not None:
             try:
                 self._journal(self.journal.task_completed, task, result, record.delta)
@@ -327,9 +341,11 @@ class Run:
                 task.result = None
                 self._failed(unit, record, exc, t0, t1, hook_called=True)
                 return
-            except BaseException:  # the store failed: the task is not done (it stops the run)
-                task.status, task.result = RUNNING, None
-                raise
+            except BaseException as exc:
+                if not getattr(exc, "flowdsl_committed", False):
+                    task.status, task.result = RUNNING, None  # not done: it stops the run
+                    raise
+                arrived = exc  # recorded completed: finish it here, then stop
         context = self.context
         context.results[task.id] = result
         context.previous_log.add(task)  # made into entries only if read
@@ -338,6 +354,8 @@ class Run:
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration))
+        if arrived is not None:
+            raise arrived
 
     def _undo_writes(self, record: TaskRecord) -> None:
         """Put back what the task's writes replaced (newest first), outside any journal."""
@@ -446,7 +464,7 @@ class Run:
     def _drop_in_flight(self, task: TaskRun) -> None:
         if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
             task.ended_at = time.time()
-            task.duration = task.ended_at - task.started_at
+            task.duration = max(0.0, task.ended_at - task.started_at)
         self.context.forget_in_flight(task.id)  # it keeps no record
 
     def cancel_in_flight(self, unit: TaskRun, reason: str) -> None:

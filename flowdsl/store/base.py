@@ -11,9 +11,10 @@ ownership hooks ``check_owner``/``claim``/``release``/``detach``.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any, Iterator
 
-from ..errors import ResumeError
+from ..errors import ResumeError, StoreError
 from .codec import describe
 from .journal import open_run
 from .owner import owner_gone
@@ -59,8 +60,9 @@ class SqlStore:
 
     # -- ownership (SQLite: the owner process on this host) ---------------------------------
     def check_owner(self, db: Any, where: str, run_id: str, host: str | None, pid: int | None,
-                    started: str | None) -> None:
-        """Raise `ResumeError` unless the run in progress may be taken over now."""
+                    started: str | None, force: bool = False) -> None:
+        """Raise `ResumeError` unless the run in progress may be taken over now (``force``:
+        the caller passed ``force=True``; each store says what it allows then)."""
         gone = owner_gone(host, pid, started or "") if host and pid is not None else True
         if not gone:
             raise ResumeError(f"cannot resume {where}: it is in progress in process {pid} "
@@ -101,7 +103,8 @@ class SqlStore:
         listing = []
         for run in runs:
             per_status = counts.get(run["run_id"], {})
-            pending = run["total_tasks"] - sum(per_status.values())
+            total = run["total_tasks"]
+            pending = total - sum(per_status.values()) if isinstance(total, int) else 0
             if pending > 0:
                 per_status = {**per_status, "pending": pending}
             listing.append({
@@ -112,23 +115,35 @@ class SqlStore:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One run's record: inputs, sessions and each task's status, attempts, duration,
-        error, traceback and result (pickled values are described, never loaded)."""
+        reason, error, traceback and result (pickled values are described, never loaded),
+        tasks in plan order. Malformed content is a `StoreError` naming the run."""
         rows = self.read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise KeyError(f"no run {run_id!r} in {self.label}")
-        run = rows[0]
+        try:
+            return self._record(rows[0])
+        except (TypeError, ValueError, AttributeError) as exc:  # UnicodeDecodeError included
+            raise StoreError(f"run store {self.label}: run {run_id!r} holds malformed "
+                             f"content: {type(exc).__name__}: {exc}") from exc
+
+    def _record(self, run: dict[str, Any]) -> dict[str, Any]:
+        run_id = run["run_id"]
         sessions = self.read(
             "SELECT pid, host, started, ended, status FROM sessions WHERE run_id = ? "
             "ORDER BY session", (run_id,))
+        rows = self.read(
+            "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
+            "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), "
+            "COALESCE(started, 0)", (run_id,))
+        order = json.loads(run["plan_order"]) if run.get("plan_order") else []
+        position = {task_id: n for n, task_id in enumerate(order)}
+        rows.sort(key=lambda r: position.get(r["task_id"], len(position)))  # stable
         tasks = {}
-        for row in self.read(
-                "SELECT task_id, status, attempts, duration, error, traceback, reason, result, "
-                "codec FROM tasks WHERE run_id = ? ORDER BY COALESCE(seq, 1e18), "
-                "COALESCE(started, 0)", (run_id,)):
+        for row in rows:
             tasks[row["task_id"]] = {
                 "status": row["status"], "attempts": row["attempts"],
-                "duration": row["duration"], "error": row["error"],
-                "traceback": row["traceback"], "reason": row["reason"],
+                "duration": row["duration"], "reason": row["reason"], "error": row["error"],
+                "traceback": row["traceback"],
                 "result": describe(row["result"], row["codec"] or "json"),
             }
         return {

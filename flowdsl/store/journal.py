@@ -11,7 +11,7 @@ import json
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import ResumeError
+from ..errors import ResumeError, StoreError
 from ..running.journal import Restored
 from ..running.result import TaskRun
 from .fingerprint import plan_fingerprints
@@ -122,11 +122,22 @@ class RunJournal:
             self._settle(db, task)
 
     def _settle(self, db: Any, task: TaskRun) -> None:
-        db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, reason) "
-                   "VALUES (?, ?, ?, ?, ?)",
-                   (self.run_id, task.id, task.status.value, task.attempts, task.reason))
+        # never over a completed row: an interrupt that came right after a completion's
+        # COMMIT must not turn it into a cancel (the task would run again on resume)
+        db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, reason, started, "
+                   "ended, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (run_id, task_id) DO UPDATE SET status = excluded.status, "
+                   "attempts = excluded.attempts, reason = excluded.reason, "
+                   "started = excluded.started, ended = excluded.ended, "
+                   "duration = excluded.duration WHERE tasks.status != 'completed'",
+                   (self.run_id, task.id, task.status.value, task.attempts, task.reason,
+                    task.started_at, task.ended_at if task.started_at is not None else None,
+                    task.duration))
         if task.attempts:  # cancelled in flight
-            self._end_attempt(db, task, "cancelled", task.reason)
+            db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
+                       "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
+                       "status = 'running'", (now(), task.reason, self.run_id, task.id,
+                                              self.session, task.attempts))
 
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
@@ -200,6 +211,23 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
                            check_inputs)
 
 
+def _order(plan: Plan) -> str:
+    """The plan's task order, stored so that a run is shown in plan order."""
+    return json.dumps(list(plan.order))
+
+
+def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
+    """The stored task fingerprints; malformed ones are a `StoreError` naming the run."""
+    try:
+        found = json.loads(stored)
+        if not isinstance(found, dict):
+            raise ValueError(f"a JSON object was expected, not {type(found).__name__}")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run store {store.label}: {where} has malformed task "
+                         f"fingerprints: {type(exc).__name__}: {exc}") from exc
+    return found
+
+
 def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
                run_id: str, inputs: Mapping[str, Any] | None,
                check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
@@ -213,11 +241,11 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
     check_inputs(given)
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
-        "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, targets) "
-        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
+        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
          store.blob(encode(given, serializer, "the run's inputs")),
-         serializer, dumps(fingerprints_of(plan)), host, pid, started,
+         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan),
          dumps(list(plan.targets)) if plan.targets else None))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
@@ -242,10 +270,11 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
             + (f"run with targets={list(stored_targets)!r}" if stored_targets
                else "a run of the whole flow")
             + ": resume it with the same targets (or none, to keep them)")
-    status, old_prints = row[1], json.loads(row[4])
-    given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force)
+    status, old_prints = row[1], _fingerprints(store, f"run {resume!r}", row[4])
+    given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force,
+                                             old_prints)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
-        store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7])
+        store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
     kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
     if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
@@ -256,12 +285,15 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                          "run_id = ?", (resume,)).fetchone()[0]
     db.execute("UPDATE sessions SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
                "status = 'running'", (stamp, resume))
+    # attempts a killed session left running never ended: they were abandoned with it
+    db.execute("UPDATE attempts SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
+               "status = 'running'", (stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "total_tasks = ? WHERE run_id = ?",
+               "total_tasks = ?, plan_order = ? WHERE run_id = ?",
                (host, pid, started, dumps(fingerprints),
                 store.blob(encode(given, serializer, "the run's inputs")), len(plan.steps),
-                resume))
+                _order(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
@@ -273,10 +305,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
                      inputs: Mapping[str, Any] | None, force: bool,
-                     ) -> tuple[dict[str, Any], set[str]]:
+                     old_prints: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
     """Refuse other inputs or a changed flow without ``force``; return the inputs to use and
     those that changed."""
-    stored_flow, status, blob, codec, stored_prints = row[:5]
+    stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
     stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
     given = dict(stored_inputs if inputs is None else inputs)
@@ -286,7 +318,7 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
                           "the same inputs (or none, to reuse them), or force=True")
-    changes = _changed_tasks(json.loads(stored_prints), fingerprints_of(plan))
+    changes = _changed_tasks(old_prints, fingerprints_of(plan))
     if stored_flow != flow:
         changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
     if any(changes.values()) and not force:

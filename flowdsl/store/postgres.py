@@ -56,6 +56,11 @@ PG_MIGRATIONS: dict[int, list[str]] = {
 
 _RENEW = ("UPDATE flowdsl_leases SET heartbeat_at = clock_timestamp() "
           "WHERE run_id = %s AND session = %s")
+_FENCE = ("WITH renewed AS (" + _RENEW + " RETURNING 1) "
+          "SELECT 1 / (SELECT count(*) FROM renewed)::int")
+"""Renews the lease and fails (division by zero: the transaction aborts, nothing is written)
+when this session no longer owns the run; a check on the server keeps the transaction in one
+round trip."""
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -80,15 +85,19 @@ class _LostCursor:
 
 
 class _Transaction:
-    """One write transaction: statements run at once and are kept, so that when the
-    connection breaks the whole transaction is replayed once on a new connection."""
+    """One write transaction, sent in one round trip (psycopg's pipeline mode: BEGIN, the
+    fence, the statements and COMMIT go out together; a read inside syncs on the spot). Its
+    statements are kept, so that when the connection breaks the whole transaction is replayed
+    once on a new connection."""
 
     def __init__(self, store: PostgresStore, claim: Claim | None) -> None:
         self.store = store
         self.claim = claim
         self.statements: list[tuple[str, Sequence[Any], bool]] = []
         self.conn: Any = None
+        self.pipeline: Any = None
         self.broken = False
+        self.reads = False  # a transaction that read decided on what it read: never replayed
 
     # the cursor-like interface the journal writes through
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -99,6 +108,7 @@ class _Transaction:
 
     def _do(self, sql: str, params: Any, many: bool) -> Any:
         self.statements.append((sql, params, many))
+        self.reads = self.reads or sql.startswith("SELECT")
         if self.broken:
             return _LostCursor()
         try:
@@ -111,79 +121,67 @@ class _Transaction:
 
     def _run(self, conn: Any, sql: str, params: Any, many: bool) -> Any:
         cursor = conn.cursor()
-        try:
-            if many:
-                cursor.executemany(sql, params)
-            else:
-                cursor.execute(sql, params)
-        except psycopg.errors.UniqueViolation as exc:
-            if sql.startswith("INSERT INTO runs "):  # another process started this run id
-                raise ResumeError(f"run {params[0]!r} already exists in {self.store.label}: "
-                                  f"pass resume={params[0]!r} to continue it, or another "
-                                  "run_id") from exc
-            raise
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
         return cursor
 
     def begin(self) -> None:
         try:
             self.conn = self.store.connection
+            self.pipeline = self.conn.pipeline()
+            self.pipeline.__enter__()
             self.conn.execute("BEGIN")
         except psycopg.Error as exc:
             if not self.store._is_broken(self.conn, exc):
                 raise
             self.broken = True
-        if self.claim is not None:
-            self._fence(self.execute_fence())
-
-    def execute_fence(self) -> Any:
-        assert self.claim is not None
-        self.statements.append((_RENEW, (self.claim.run_id, self.claim.session), False))
-        if self.broken:
-            return None
-        try:
-            return self._run(self.conn, _RENEW, (self.claim.run_id, self.claim.session), False)
-        except psycopg.Error as exc:
-            if not self.store._is_broken(self.conn, exc):
-                raise
-            self.broken = True
-            return None
-
-    def _fence(self, cursor: Any) -> None:
-        """This session must still own the run: else nothing is written."""
-        if cursor is None or cursor.rowcount == 1:
-            return
-        assert self.claim is not None
-        raise StoreError(self.store.taken_over(self.claim))
+        if self.claim is not None:  # this session must still own the run
+            self._do(_FENCE, (self.claim.run_id, self.claim.session), many=False)
 
     def commit(self) -> None:
         if not self.broken:
             try:
                 self.conn.execute("COMMIT")
+                self._end_pipeline()
                 return
             except psycopg.Error as exc:
                 if not self.store._is_broken(self.conn, exc):
                     raise
         self._replay()
 
+    def _end_pipeline(self) -> None:
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)  # sends what is queued; raises its errors
+
     def _replay(self) -> None:
-        """Reconnect once and run the transaction again; its failure is the run's end."""
+        """Reconnect once and run the transaction again; its failure is the run's end. One
+        that read (opening a run) is not replayed but started over by its caller."""
+        self.pipeline = None
         self.store._drop()
+        if self.reads:
+            raise _Lost(f"run store {self.store.label}: the connection broke")
         try:
             conn = self.store.connection
             with conn.transaction():
                 for sql, params, many in self.statements:
-                    cursor = self._run(conn, sql, params, many)
-                    if sql is _RENEW:
-                        self._fence(cursor)
+                    self._run(conn, sql, params, many)
+        except psycopg.errors.DivisionByZero:
+            raise
         except psycopg.Error as exc:
             self.store._drop()
             raise StoreError(f"run store {self.store.label}: the connection broke and "
                              f"reconnecting failed: {exc}") from exc
 
     def rollback(self) -> None:
-        if self.conn is not None and not self.broken:
-            with contextlib.suppress(psycopg.Error):
-                self.conn.execute("ROLLBACK")
+        if self.conn is None or self.broken:
+            return
+        with contextlib.suppress(psycopg.Error):
+            self._end_pipeline()
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute("ROLLBACK")
 
 
 class _Heartbeat(threading.Thread):
@@ -313,7 +311,15 @@ class PostgresStore(SqlStore):
                 tx.commit()
             except BaseException as exc:
                 tx.rollback()
+                if isinstance(exc, psycopg.errors.DivisionByZero) and claim is not None:
+                    raise StoreError(self.taken_over(claim)) from None  # the fence
+                if isinstance(exc, psycopg.errors.UniqueViolation) and \
+                        exc.diag.table_name == "runs":  # another process started this run id
+                    raise ResumeError(f"run already exists in {self.label} ({exc.diag.message_detail}): "
+                                      "pass resume= to continue it, or another run_id") from exc
                 if isinstance(exc, psycopg.Error):
+                    if self._is_broken(tx.conn, exc):
+                        raise _Lost(f"run store {self.label}: {exc}") from exc
                     raise StoreError(f"run store {self.label}: {exc}") from exc
                 raise
 
@@ -348,7 +354,8 @@ class PostgresStore(SqlStore):
 
     # -- ownership: a lease on the database's clock -----------------------------------------
     def check_owner(self, db: Any, where: str, run_id: str, host: str | None, pid: int | None,
-                    started: str | None) -> None:
+                    started: str | None, force: bool = False) -> None:
+        # force does not override a live lease: only its expiry frees a run elsewhere
         row = db.execute(
             "SELECT host, pid, lease, heartbeat_at + lease * interval '1 second' "
             "< clock_timestamp(), EXTRACT(EPOCH FROM clock_timestamp() - heartbeat_at) "
