@@ -31,19 +31,17 @@ INPUTS = {
 
 
 def task(stage, *, produces=(), requires=(), depends_on=(), **options):
-    """flow.task, plus notes on who produces what. A task depends on the producers
-    of the keys it reads (flowdsl wants a key's producer to be an ancestor)."""
+    """flow.task, plus notes on who produces what (for the accuracy check below). No
+    depends_on is needed for a key: its unique producer becomes a dependency by itself."""
     def register(fn):
         # every parameter here but `context` is a context key (none is named after a task)
         reads = [p for p in inspect.signature(fn).parameters if p != "context"]
         reads += [k for k in requires if k not in reads]
-        producers = [PRODUCER[k] for k in reads if k in PRODUCER]
         for key in produces:
             PRODUCER[key] = fn.__name__
         READS[fn.__name__], STAGE[fn.__name__] = reads, stage
-        deps = list(dict.fromkeys([*producers, *depends_on]))
         return flow.task(produces=list(produces), requires=list(requires),
-                         depends_on=deps, **options)(fn)
+                         depends_on=list(depends_on), **options)(fn)
     return register
 
 

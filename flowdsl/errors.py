@@ -46,22 +46,24 @@ class CycleError(DefinitionError):
     """The dependencies form a cycle; ``cycle`` lists its members, each feeding the next,
     the first repeated last."""
 
-    def __init__(self, cycle: Sequence[str]) -> None:
+    def __init__(self, cycle: Sequence[str], detail: str = "") -> None:
         self.cycle = tuple(cycle)
         super().__init__(
             "dependency cycle: " + " -> ".join(map(repr, self.cycle))
-            + " (each must run before the next): remove one of these dependencies"
+            + " (each must run before the next)" + detail
+            + ": remove one of these dependencies"
         )
 
 
 class UnknownDependencyError(DefinitionError):
     """A task depends on an id the flow does not have."""
 
-    def __init__(self, task_id: str, dependency: str, known: Iterable[str]) -> None:
+    def __init__(self, task_id: str, dependency: str, known: Iterable[str], *,
+                 where: str | None = None) -> None:
         self.task_id = task_id
         self.dependency = dependency
         super().__init__(
-            f"task {task_id!r} depends on unknown task {dependency!r}"
+            (where or f"task {task_id!r} depends on") + f" unknown task {dependency!r}"
             + did_you_mean(dependency, known)
         )
 
@@ -79,13 +81,24 @@ class DuplicateTaskError(DefinitionError):
 class MissingInputError(FlowError, LookupError):
     """A context key the flow needs was not supplied by the caller."""
 
-    def __init__(self, missing: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, missing: Mapping[str, Sequence[str]], tasks: Iterable[str] = ()) -> None:
         self.missing = {key: tuple(readers) for key, readers in missing.items()}
-        parts = [
-            f"{key!r} (read by {', '.join(repr(r) for r in readers)})"
-            for key, readers in self.missing.items()
-        ]
-        super().__init__("missing input " + "; ".join(parts) + ": pass it in flow.run({...})")
+        task_ids = list(tasks)
+        parts = []
+        for key, readers in self.missing.items():
+            part = f"{key!r} (read by {', '.join(repr(r) for r in readers)})"
+            if task_ids:  # a misspelt parameter meant to name a task
+                close = did_you_mean(key, task_ids)
+                if close:
+                    part += close.replace("did you mean ", "did you mean task ", 1)
+            parts.append(part)
+        keys = list(self.missing)
+        reminder = (f"a task that returns {keys[0]!r} must declare produces=[{keys[0]!r}]"
+                    if len(keys) == 1 else
+                    "a task that returns one of these keys must declare it in produces=[...]")
+        super().__init__(
+            "missing input " + "; ".join(parts) + ": pass it in flow.run({...}) (" + reminder
+            + ")")
 
     def __str__(self) -> str:  # LookupError would otherwise repr() the message
         return str(self.args[0])

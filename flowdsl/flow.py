@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 from .compiling.compiler import compile_plan
-from .declaring.dsl import check_pool_size, check_serializer, make_spec
+from .compiling.include import Include, all_pools, expand, make_include
+from .compiling.targets import normalize_targets, target_plan
+from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .executors.base import adrive, drive
@@ -52,10 +54,14 @@ class Flow:
         self.name = name
         self.serializer = serializer
         self._pools: dict[str, int] = {}
+        self._specs: list[TaskSpec] = []
+        self._positions: dict[str, int] = {}  # task id -> index in _specs (the first declared)
+        self._plan: Plan | None = None
+        self._includes: list[Include] = []
+        self._version = 0  # bumped on every change of the registry (includes see it)
+        self._compiled: tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]] | None = None
         for pool_name, size in (pools or {}).items():
             self.pool(pool_name, size)
-        self._specs: list[TaskSpec] = []
-        self._plan: Plan | None = None
         self._metrics = FlowMetrics()
 
     # -- declaring ------------------------------------------------------------------------
@@ -99,6 +105,10 @@ class Flow:
         timeout: float | None = None,
         serializer: str | None = None,
         pool: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        map_over: str | Iterable[str] | None = None,
+        run_if: Callable[..., Any] | None = None,
+        trigger: str = "all_succeeded",
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged (still callable and unit-testable).
@@ -119,6 +129,7 @@ class Flow:
                 function, id=id, name=name, depends_on=depends_on, priority=priority,
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
+                bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
             ))
             return function
 
@@ -156,7 +167,7 @@ class Flow:
         at once, whatever ``max_concurrency`` is."""
         check_pool_size(name, size)
         self._pools[name] = size
-        self._plan = None
+        self._changed()
 
     @property
     def pools(self) -> Mapping[str, int]:
@@ -164,8 +175,49 @@ class Flow:
         return dict(self._pools)
 
     def _register(self, spec: TaskSpec) -> None:
-        self._specs.append(spec)
+        position = self._positions.get(spec.id)
+        if position is not None and redefines(self._specs[position], spec):
+            self._specs[position] = spec  # a notebook cell run again: the new definition wins
+        else:
+            self._positions.setdefault(spec.id, len(self._specs))
+            self._specs.append(spec)  # a duplicate id is refused by compile()
+        self._changed()
+
+    def _changed(self) -> None:
         self._plan = None
+        self._compiled = None
+        self._version += 1
+
+    # -- sub-flows ---------------------------------------------------------------------------
+    def include(self, other: "Flow", *, prefix: str, inputs: Mapping[str, Any] | None = None,
+                depends_on: Iterable[str | Callable[..., Any]] | None = None) -> None:
+        """Copy ``other``'s tasks in at each compile as ``"<prefix>.<id>"`` (its produced keys
+        prefixed too), its inputs wired by ``inputs`` (like ``bind=``), its first tasks after
+        ``depends_on``; a task ``"<prefix>"`` gathers ``{terminal id: result}``."""
+        self._includes.append(make_include(self, other, prefix, inputs, depends_on, self._specs,
+                                           self._includes))
+        self._changed()
+
+    def _all_pools(self) -> dict[str, int]:
+        return all_pools(self._pools, self._includes)
+
+    def included_flows(self) -> tuple["Flow", ...]:
+        """The flows this one includes (directly)."""
+        return tuple(inc.flow for inc in self._includes)  # type: ignore[misc]
+
+    def _stamp(self) -> tuple[Any, ...]:
+        return (self._version, tuple(inc.flow._stamp() for inc in self._includes))
+
+    def expanded_specs(self) -> list[TaskSpec]:
+        """This flow's tasks with included flows' copies in place (what compile() sees)."""
+        return self._compile_cache()[1]
+
+    def _compile_cache(self) -> tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]]:
+        stamp = self._stamp()
+        if self._compiled is None or self._compiled[0] != stamp:
+            self._plan = None
+            self._compiled = (stamp, expand(self.name, self._specs, self._includes), {})
+        return self._compiled
 
     # -- looking ----------------------------------------------------------------------------
     def spec(self, fn_or_id: str | Callable[..., Any]) -> TaskSpec:
@@ -203,11 +255,19 @@ class Flow:
         return f"Flow({self.name!r}, tasks={len(self._specs)})"
 
     # -- compiling and running --------------------------------------------------------------
-    def compile(self) -> Plan:
-        """Validate the flow and return its ordered `Plan` (cached until a task is added)."""
+    def compile(self, targets: Iterable[str] | None = None) -> Plan:
+        """Validate the flow and return its ordered `Plan` (cached until a task is added).
+        With ``targets``, the plan of those tasks and their ancestors (cached too)."""
+        _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, self._specs, self.serializer, self._pools)
-        return self._plan
+            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools())
+        if targets is None:
+            return self._plan
+        wanted = normalize_targets(self._plan, targets)
+        plan = by_targets.get(wanted)
+        if plan is None:
+            plan = by_targets[wanted] = target_plan(self._plan, wanted)
+        return plan
 
     def _prepare(
         self,
@@ -218,9 +278,14 @@ class Flow:
         store: Any = None,
         resume: str | None = None,
         force: bool = False,
+        targets: Iterable[str] | None = None,
     ) -> Run:
         """Check the call, open the run (in the store, when given) and build the `Run`."""
-        plan = self.compile()
+        if resume is not None and store is not None and targets is None:
+            from .store.journal import stored_targets  # a target run resumes as one
+
+            targets = stored_targets(store, resume) or None
+        plan = self.compile(targets)
         started = perf_counter()  # the run's wall clock: opening the store counts
         _check_call(initial, run_id, store, resume)
         journal: RunJournal | None = None
@@ -286,6 +351,7 @@ class Flow:
         max_concurrency: int | None = None,
         adaptive: bool = True,
         raise_on_failure: bool = True,
+        targets: Iterable[str] | None = None,
     ) -> RunResult:
         """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
         before any task.
@@ -311,8 +377,9 @@ class Flow:
         """
         executor = _choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile())
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
+            executor.check_plan(self.compile(targets))
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
+                            targets)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -345,13 +412,15 @@ class Flow:
         max_concurrency: int | None = None,
         adaptive: bool = True,
         raise_on_failure: bool = True,
+        targets: Iterable[str] | None = None,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
         executor = _choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile())
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force)
+            executor.check_plan(self.compile(targets))
+        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
+                            targets)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:
@@ -422,7 +491,7 @@ def _check_inputs(plan: Plan, given: Mapping[str, Any]) -> None:
     """`MissingInputError` naming each input the caller did not give, and its readers."""
     missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
     if missing:
-        raise MissingInputError(missing)
+        raise MissingInputError(missing, plan.order)
 
 
 def _choose_executor(executor: Executor | None, max_concurrency: int | None,

@@ -363,33 +363,38 @@ def test_a_task_may_read_and_produce_the_same_key(flow: Flow) -> None:
 
 
 @pytest.mark.parametrize("form", ["parameter", "parameter with default", "requires"])
-def test_input_produced_only_by_a_non_ancestor_is_a_definition_error(
+def test_input_produced_by_a_unique_non_ancestor_becomes_an_inferred_dependency(
     flow: Flow, form: str
 ) -> None:
-    def declare() -> None:
-        @flow.task(produces=["rows"])
-        def extract():
-            return {"rows": []}
+    # DESIGN "Names are edges" rule 2 (rev. 3 changed this from a DefinitionError)
+    seen: list[Any] = []
+    if form == "parameter":
+        def report(rows):
+            seen.append(rows)
+        flow.task(report)
+    elif form == "parameter with default":
+        def report(rows=()):
+            seen.append(rows)
+        flow.task(report)
+    else:
+        flow.task(id="report", requires=["rows"])(
+            lambda task_input: seen.append(task_input["rows"]))
 
-        if form == "parameter":
-            def report(rows):
-                return rows
-            flow.task(report)
-        elif form == "parameter with default":
-            def report(rows=()):
-                return rows
-            flow.task(report)
-        else:
-            flow.task(id="report", requires=["rows"])(lambda: None)
+    @flow.task(priority=Priority.LOW, produces=["rows"])  # declared after, runs first anyway
+    def extract():
+        return {"rows": [1, 2]}
 
-    with pytest.raises(DefinitionError) as excinfo:
-        declare_and_compile(flow, declare)
-    message = str(excinfo.value)
-    for part in ("rows", "report", "extract", "depends_on"):
-        assert part in message, (part, message)
+    plan = flow.compile()
+    assert plan.order == ("extract", "report")
+    assert plan["report"].dependencies == ("extract",)
+    assert dict(plan["report"].inferred) == {"extract": "rows"}
+    assert dict(plan["report"].producers) == {"rows": "extract"}
+    assert plan.inputs == ()
+    flow.run()
+    assert seen == [[1, 2]]
 
 
-def test_input_produced_only_by_a_downstream_task_is_a_definition_error(flow: Flow) -> None:
+def test_input_produced_only_by_a_downstream_task_is_a_cycle_naming_the_key(flow: Flow) -> None:
     def declare() -> None:
         @flow.task
         def report(rows=None):
@@ -399,11 +404,12 @@ def test_input_produced_only_by_a_downstream_task_is_a_definition_error(flow: Fl
         def extract(report):
             return {"rows": []}
 
-    with pytest.raises(DefinitionError) as excinfo:
+    with pytest.raises(CycleError) as excinfo:
         declare_and_compile(flow, declare)
     message = str(excinfo.value)
-    for part in ("rows", "report", "extract"):
+    for part in ("rows", "report", "extract", "inferred"):
         assert part in message, (part, message)
+    assert set(excinfo.value.cycle) == {"report", "extract"}
 
 
 def test_two_unordered_producers_of_a_key_are_a_definition_error(flow: Flow) -> None:
@@ -772,13 +778,12 @@ def _ambiguous(flow: Flow, ran: list[str]) -> None:
     flow.task(id="p2", produces=["k"])(lambda: ran.append("p2") or {"k": 2})
 
 
-def _unreachable(flow: Flow, ran: list[str]) -> None:
-    flow.task(id="p", produces=["k"])(lambda: ran.append("p") or {"k": 1})
-
+def _inferred_cycle(flow: Flow, ran: list[str]) -> None:
     def reader(k=0):
         ran.append("reader")
 
     flow.task(reader)
+    flow.task(id="p", produces=["k"], depends_on=["reader"])(lambda: ran.append("p") or {"k": 1})
 
 
 def _id_and_key(flow: Flow, ran: list[str]) -> None:
@@ -791,7 +796,7 @@ BROKEN = {
     "duplicate id": (_duplicate, DuplicateTaskError),
     "*args": (_variadic, DefinitionError),
     "ambiguous producers": (_ambiguous, DefinitionError),
-    "non-ancestor producer": (_unreachable, DefinitionError),
+    "cycle through an inferred edge": (_inferred_cycle, CycleError),
     "task id is a produced key": (_id_and_key, DefinitionError),
 }
 

@@ -15,6 +15,9 @@ KEY_LINES = {
     "data_processing.py": ["run succeeded", "Report for"],
     "practice_25_tasks.py": ["run succeeded", "context accuracy", "100.0%"],
     "seed_orchestrator.py": ["Execution summary (succeeded)", "Execution metrics"],
+    "subflows.py": ["run succeeded", "orders: 3 rows kept", "customers: 2 rows kept"],
+    "targets.py": ["run succeeded: ran load_sales, totals, summary_report",
+                   "not run (absent from the result): forecast_report, train_forecast"],
 }
 
 

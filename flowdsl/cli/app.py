@@ -134,6 +134,8 @@ set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE
                                "string. Repeatable.")
 input_option = click.option("--input", "input_file", metavar="FILE.json",
                             help="A JSON object of inputs (--set entries override it).")
+target_option = click.option("--target", "targets", multiple=True, metavar="ID",
+                              help="Only this task and its ancestors (repeatable).")
 store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", show_envvar=True,
                             default=DEFAULT_STORE, show_default=True, metavar="PATH|DSN",
                             help="The run store: an SQLite file, or a PostgreSQL DSN "
@@ -144,6 +146,7 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
 @target_argument
 @set_option
 @input_option
+@target_option
 @store_option
 @click.option("--resume", metavar="RUN_ID", help="Resume this run: its completed tasks are "
               "restored, the others run.")
@@ -168,7 +171,8 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
               metavar="local|dask|ADDRESS",
               help="Where handlers run: this process, a LocalCluster started for the run "
                    "('dask'), or the Dask scheduler at ADDRESS (tcp://host:8786).")
-def run(target: str, settings: tuple[str, ...], input_file: str | None, store_path: str,
+def run(target: str, settings: tuple[str, ...], input_file: str | None,
+        targets: tuple[str, ...], store_path: str,
         resume: str | None, force: bool, run_id: str | None, log_level: str, as_json: bool,
         quiet: bool, concurrency: int | None, otel: bool, executor_name: str) -> None:
     """Run the flow TARGET, recording it in the run store."""
@@ -183,7 +187,7 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
             raise UsageProblem("--force goes with --resume RUN_ID")
         flow, again = load_flow(target)
         initial = read_inputs(input_file, settings)
-        compiled = flow.compile()  # definition errors before the store is touched
+        compiled = flow.compile(targets or None)  # definition errors before the store is touched
         for warning in unread_warnings(compiled, initial):
             click.echo(warning, err=True)
         setup_logging(log_level)
@@ -200,7 +204,7 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None, store_pa
         try:
             result = _run(flow, initial, store, observers, resume=resume, force=force,
                           run_id=run_id or resume, debug=debug, executor=executor,
-                          concurrency=concurrency)
+                          concurrency=concurrency, targets=targets)
             if as_json:
                 record = store.get_run(result.run_id)
                 record["summary"] = result.summary
@@ -240,9 +244,12 @@ def make_executor(name: str, concurrency: int | None) -> Any:
 
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
          resume: str | None, force: bool, run_id: str | None, debug: bool,
-         executor: Any = None, concurrency: int | None = None) -> Any:
+         executor: Any = None, concurrency: int | None = None,
+         targets: tuple[str, ...] = ()) -> Any:
     options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
                                "raise_on_failure": False}  # a failed run is shown, exit 1
+    if targets:
+        options["targets"] = targets
     if executor is not None:
         options["executor"] = executor
     elif concurrency is not None:
@@ -282,12 +289,13 @@ def _print_run(console: Console, result: Any, *, quiet: bool, again: str,
 @target_argument
 @click.option("--schedule", is_flag=True, help="Also show the expected durations and critical "
               "paths adaptive scheduling will use (history from the run store).")
+@target_option
 @store_option
-def plan(target: str, schedule: bool, store_path: str) -> None:
+def plan(target: str, schedule: bool, targets: tuple[str, ...], store_path: str) -> None:
     """Show the ordered plan of TARGET and the inputs it needs."""
     with reporting():
         flow, _ = load_flow(target)
-        compiled = flow.compile()
+        compiled = flow.compile(targets or None)
         explained = None
         if schedule:
             store = open_store(store_path, create=False) if store_exists(store_path) else None
@@ -323,11 +331,12 @@ def plan(target: str, schedule: bool, store_path: str) -> None:
 @target_argument
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True, help="Mermaid flowchart or Graphviz DOT.")
-def graph(target: str, fmt: str) -> None:
+@target_option
+def graph(target: str, fmt: str, targets: tuple[str, ...]) -> None:
     """Print the DAG of TARGET (edges go from upstream to downstream)."""
     with reporting():
         flow, _ = load_flow(target)
-        compiled = flow.compile()
+        compiled = flow.compile(targets or None)
     click.echo(render.mermaid(compiled) if fmt == "mermaid" else render.dot(compiled))
 
 

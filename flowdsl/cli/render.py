@@ -108,18 +108,47 @@ def task_rows(tasks: Iterable[tuple[str, str, int, float | None, str | None]]) -
     )
 
 
+def _dependencies(step: Any) -> str:
+    inferred = getattr(step, "inferred", None) or {}
+    return ", ".join(f"{dep} (inferred from key {inferred[dep]})" if dep in inferred else dep
+                     for dep in step.dependencies) or "-"
+
+
+def _predicate_name(step: Any) -> str:
+    name = getattr(step.run_if, "__name__", None) or type(step.run_if).__name__
+    return "a lambda" if name == "<lambda>" else name
+
+
+def marks(step: Any) -> list[str]:
+    """What sets a step apart: mapped, conditional, trigger rule, included, gathering."""
+    notes = []
+    if (getattr(step, "map_over", None) or ()):
+        notes.append("mapped over " + ", ".join(step.map_over))
+    if getattr(step, "run_if", None) is not None:
+        notes.append(f"conditional (run_if {_predicate_name(step)})")
+    if getattr(step, "trigger", "all_succeeded") != "all_succeeded":
+        notes.append(f"trigger {step.trigger}")
+    if getattr(step, "gathers", False):
+        notes.append(f"gathers sub-flow {step.id!r}")
+    elif getattr(step, "included", ()):
+        notes.append(f"included ({step.included[0]})")
+    return notes
+
+
 def plan_table(plan: Plan) -> Table:
-    """The ordered plan: one row per step."""
+    """The ordered plan: one row per step; inferred edges and mapped, conditional and
+    included tasks are marked."""
     def listed(values: Sequence[str]) -> str:
         return ", ".join(values) or "-"
 
     return table(
-        ("#", "task", "priority", "dependencies", "requires", "produces", "retries", "timeout"),
-        ((step.position + 1, step.id, priority(step.priority), listed(step.dependencies),
+        ("#", "task", "priority", "dependencies", "requires", "produces", "retries", "timeout",
+         "notes"),
+        ((step.position + 1, step.id, priority(step.priority), _dependencies(step),
           listed(step.requires), listed(step.produces), step.retries,
-          "-" if step.timeout is None else f"{step.timeout:g} s")
+          "-" if step.timeout is None else f"{step.timeout:g} s", "; ".join(marks(step)) or "-")
          for step in plan.steps),
-        wrap=("dependencies", "requires", "produces"),
+        wrap=("dependencies", "requires", "produces", "notes"),
     )
 
 
@@ -194,20 +223,73 @@ _MERMAID_WORDS = frozenset({"end", "graph", "flowchart", "subgraph", "direction"
 _BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def _label_lines(step: Any) -> list[str]:
+    lines = [step.id, f"priority {priority(step.priority)}"]
+    if (getattr(step, "map_over", None) or ()):
+        lines.append("map over " + ", ".join(step.map_over))
+    if getattr(step, "run_if", None) is not None:
+        lines.append(f"if {_predicate_name(step)}")
+    if getattr(step, "trigger", "all_succeeded") != "all_succeeded":
+        lines.append(f"trigger {step.trigger}")
+    return lines
+
+
+def _groups(plan: Plan) -> dict[str, list[Any]]:
+    """Included steps by their outermost include prefix (the gathering task with them)."""
+    groups: dict[str, list[Any]] = {}
+    for step in plan.steps:
+        included = getattr(step, "included", ())
+        if included:
+            groups.setdefault(included[0], []).append(step)
+    return groups
+
+
+def _edges(plan: Plan) -> list[tuple[str, str, str | None]]:
+    """(upstream, downstream, key it was inferred from or None) per edge."""
+    return [(upstream, step.id, (getattr(step, "inferred", None) or {}).get(upstream))
+            for step in plan.steps for upstream in step.dependencies]
+
+
 def mermaid(plan: Plan) -> str:
     """The plan's DAG as a Mermaid flowchart: nodes labelled with id and priority, edges
-    upstream --> downstream, critical tasks styled apart."""
+    upstream --> downstream (inferred ones dashed, labelled with their key), a mapped task
+    as a stacked node, included tasks in a subgraph per include, critical tasks styled apart."""
     names = {}
     for step in plan.steps:
         bare = _BARE_ID.match(step.id) and step.id.lower() not in _MERMAID_WORDS
         names[step.id] = step.id if bare else f"task{step.position}"
+
+    def node(step: Any) -> str:
+        label = "<br/>".join(_label_lines(step)).replace('"', "#quot;")
+        style = ":::critical" if step.critical else ""
+        if (getattr(step, "map_over", None) or ()):  # stacked rectangle: many elements (Mermaid 11.3+)
+            # (styled by a `class` line below: `:::` does not follow this syntax)
+            return f'{names[step.id]}@{{ shape: processes, label: "{label}" }}'
+        if getattr(step, "run_if", None) is not None:  # a hexagon: decided at run time
+            return f'{names[step.id]}{{{{"{label}"}}}}' + style
+        return f'{names[step.id]}["{label}"]' + style
+
     lines = ["flowchart TD"]
+    groups = _groups(plan)
+    grouped = {step.id for steps in groups.values() for step in steps}
     for step in plan.steps:
-        label = f"{step.id}<br/>priority {priority(step.priority)}".replace('"', "#quot;")
-        lines.append(f'    {names[step.id]}["{label}"]' + (":::critical" if step.critical else ""))
-    for step in plan.steps:
-        for upstream in step.dependencies:
-            lines.append(f"    {names[upstream]} --> {names[step.id]}")
+        if step.id not in grouped:
+            lines.append("    " + node(step))
+    for n, (prefix, steps) in enumerate(groups.items()):
+        title = f"included: {prefix}".replace('"', "#quot;")
+        lines.append(f'    subgraph include{n}["{title}"]')
+        lines.extend("        " + node(step) for step in steps)
+        lines.append("    end")
+    for upstream, downstream, key in _edges(plan):
+        if key is None:
+            lines.append(f"    {names[upstream]} --> {names[downstream]}")
+        else:
+            text = f"key {key}".replace('"', "#quot;")
+            lines.append(f'    {names[upstream]} -. "{text}" .-> {names[downstream]}')
+    stacked = [names[step.id] for step in plan.steps
+               if step.critical and (getattr(step, "map_over", None) or ())]
+    if stacked:
+        lines.append(f"    class {','.join(stacked)} critical")
     if any(step.critical for step in plan.steps):
         lines.append("    classDef critical stroke:#c00,stroke-width:2px")
     return "\n".join(lines)
@@ -219,15 +301,31 @@ def _dot_id(text: str) -> str:
 
 def dot(plan: Plan) -> str:
     """The plan's DAG in Graphviz DOT: nodes labelled with id and priority, edges
-    upstream -> downstream, critical tasks drawn bold."""
+    upstream -> downstream (inferred ones dashed, labelled with their key), a mapped task as
+    a stacked box (box3d), a conditional one as a hexagon, included tasks in a cluster per
+    include, critical tasks drawn bold."""
     lines = [f"digraph {_dot_id(plan.flow)} {{", "    rankdir=TB;", "    node [shape=box];"]
-    for step in plan.steps:
-        label = _dot_id(step.id)[:-1] + f'\\npriority {priority(step.priority)}"'
+
+    def node(step: Any, indent: str) -> str:
+        label = _dot_id("\n".join(_label_lines(step)))
         extra = ", style=bold, color=red" if step.critical else ""
-        lines.append(f"    {_dot_id(step.id)} [label={label}{extra}];")
-    for step in plan.steps:
-        for upstream in step.dependencies:
-            lines.append(f"    {_dot_id(upstream)} -> {_dot_id(step.id)};")
+        if (getattr(step, "map_over", None) or ()):
+            extra += ", shape=box3d"
+        elif getattr(step, "run_if", None) is not None:
+            extra += ", shape=hexagon"
+        return f"{indent}{_dot_id(step.id)} [label={label}{extra}];"
+
+    groups = _groups(plan)
+    grouped = {step.id for steps in groups.values() for step in steps}
+    lines.extend(node(step, "    ") for step in plan.steps if step.id not in grouped)
+    for prefix, steps in groups.items():
+        lines.append(f"    subgraph {_dot_id('cluster_' + prefix)} {{")
+        lines.append(f"        label={_dot_id('included: ' + prefix)}; style=dashed;")
+        lines.extend(node(step, "        ") for step in steps)
+        lines.append("    }")
+    for upstream, downstream, key in _edges(plan):
+        extra = "" if key is None else f" [style=dashed, label={_dot_id('key ' + key)}]"
+        lines.append(f"    {_dot_id(upstream)} -> {_dot_id(downstream)}{extra};")
     lines.append("}")
     return "\n".join(lines)
 

@@ -23,10 +23,11 @@ NO_READS = EMPTY
 _NO_KWARGS: dict[str, Any] = {}
 
 
-#: Where one parameter's value comes from: ``(kind, parameter name, keyword-only)``, with
-#: kind "result" (the upstream task named like the parameter), "key" (the context key named
-#: like it), "context" or "task_input". Plain tuples: a compile makes one per parameter.
-Source = Tuple[str, str, bool]
+#: Where one parameter's value comes from: ``(kind, parameter name, keyword-only, ref)``,
+#: with kind "result" (the upstream task ``ref``), "key" (the context key ``ref``), "context"
+#: or "task_input"; ``ref`` is the parameter's name unless ``bind=`` says otherwise.
+#: Plain tuples: a compile makes one per parameter.
+Source = Tuple[str, str, bool, str]
 
 
 @attrs.frozen
@@ -41,6 +42,21 @@ class Input:
 def _resolve(context: Any, inp: Input, task_id: str) -> Any:
     if inp.producer is not None:
         return context.results[inp.producer][inp.key]
+    return _look_up(context, inp, task_id)
+
+
+def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
+    """Under ``none_failed`` / ``all_done``: a producer that did not complete gives the
+    parameter's default, else None."""
+    if inp.producer is not None:
+        produced = context.results.get(inp.producer, MISSING)
+        if produced is MISSING:
+            return None if inp.default is MISSING else inp.default
+        return produced[inp.key]
+    return _look_up(context, inp, task_id)
+
+
+def _look_up(context: Any, inp: Input, task_id: str) -> Any:
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
         value = context.data.get(inp.key, inp.default)
@@ -54,35 +70,52 @@ def make_binder(
     sources: Sequence[Source],
     inputs: Sequence[Input],
     dependencies: Sequence[str],
-    results_only: bool,
+    results_only: bool | None = None,
+    tolerant: Mapping[str, Any] | None = None,
+    included: Sequence[str] = (),
+    shown: Mapping[str, str] | None = None,
 ) -> Binder:
     """Build the binder of one step (``results_only``: every parameter is a positional
-    upstream result, as the compiler found while binding)."""
+    upstream result, when the caller already knows it). ``tolerant`` (parameter -> default)
+    makes a binder for ``none_failed`` / ``all_done`` tasks: a dependency that did not
+    complete gives the parameter's default, else None. ``included`` (the include prefixes of
+    a copied task) and ``shown`` (context key -> name) make ``task_input`` show the names the
+    sub-flow's handler was written with."""
     no_kwargs = _NO_KWARGS
-    if not inputs and results_only:
+    if results_only is None:
+        results_only = all(kind == "result" and not keyword for kind, _, keyword, _ in sources)
+    if not inputs and results_only and tolerant is None:
         if not sources:
             no_args: tuple[Any, ...] = ()
             return lambda context: (no_args, no_kwargs, NO_READS)
         if len(sources) == 1:
-            upstream = sources[0][1]
+            upstream = sources[0][3]
             return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
-        get_results = itemgetter(*(name for _, name, _ in sources))
+        get_results = itemgetter(*(ref for _, _, _, ref in sources))
         return lambda context: (get_results(context.results), no_kwargs, NO_READS)
 
     sources = tuple(sources)
     inputs = tuple(inputs)
     dependencies = tuple(dependencies)
-    any_keyword = any(keyword for _, _, keyword in sources)
+    any_keyword = any(keyword for _, _, keyword, _ in sources)
+    resolve = _resolve if tolerant is None else _resolve_tolerant
+    prefix = ".".join(included) + "." if included else ""
+    strip = len(prefix)
+    fallback = {name: (None if default is MISSING else default)
+                for name, default in (tolerant or {}).items()}
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
-        reads = {inp.key: _resolve(context, inp, task_id) for inp in inputs}
+        reads = {inp.key: resolve(context, inp, task_id) for inp in inputs}
         results = context.results
         values = []
-        for kind, name, _ in sources:
+        for kind, name, _, ref in sources:
             if kind == "result":
-                values.append(results[name])
+                if tolerant is None:
+                    values.append(results[ref])
+                else:
+                    values.append(results.get(ref, fallback.get(name)))
             elif kind == "key":
-                values.append(reads[name])
+                values.append(reads[ref])
             elif kind == "context":
                 values.append(context)
             else:  # task_input: the seed program's single dict
@@ -90,16 +123,18 @@ def make_binder(
                     "context": context,
                     "shared_state": context.shared_state,
                     "previous_results": context.previous_results,
-                    **reads,
+                    **(reads if not shown else {shown.get(k, k): v for k, v in reads.items()}),
                 }
                 for dep in dependencies:
-                    task_input[f"{dep}_result"] = results[dep]
+                    if dep in results or tolerant is None:
+                        name = dep[strip:] if strip and dep.startswith(prefix) else dep
+                        task_input[f"{name}_result"] = results[dep]
                 task_input["idempotency_key"] = f"{context.task_id}:{task_id}"
                 values.append(task_input)
         if not any_keyword:
             return tuple(values), no_kwargs, reads or NO_READS
-        args = tuple(v for v, (_, _, keyword) in zip(values, sources) if not keyword)
-        kwargs = {name: v for v, (_, name, keyword) in zip(values, sources) if keyword}
+        args = tuple(v for v, (_, _, keyword, _) in zip(values, sources) if not keyword)
+        kwargs = {name: v for v, (_, name, keyword, _) in zip(values, sources) if keyword}
         return args, kwargs, reads or NO_READS
 
     return bind

@@ -13,9 +13,10 @@ import graphlib
 import heapq
 import inspect
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .binding import Input, Source, make_binder
+from .producers import Ancestry, bind_producers, cycle_detail, infer_edges, prune_inferred, producers_of
 from ..errors import (
     CycleError,
     DefinitionError,
@@ -25,7 +26,7 @@ from ..errors import (
 )
 from .plan import Plan, Step
 
-from ..declaring.spec import EMPTY, MISSING, Param, TaskSpec
+from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -68,15 +69,84 @@ _KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 
 
 class _Binding:
-    """What one task's signature and keywords resolve to (before producers are known)."""
+    """What one task's signature, predicate and keywords resolve to (producers come later)."""
 
-    __slots__ = ("dependencies", "sources", "inputs", "results_only")
+    __slots__ = ("dependencies", "sources", "inputs", "results_only", "inferred",
+                 "cond_sources", "cond_inputs")
 
     def __init__(self) -> None:
         self.dependencies: list[str] = []
-        self.sources: list[Source] = []  # (kind, parameter name, keyword-only) per parameter
+        self.sources: list[Source] = []  # (kind, parameter, keyword-only, ref) per parameter
         self.inputs: dict[str, Any] = {}  # key -> default (MISSING: none)
         self.results_only = True  # every parameter is a positional upstream result
+        self.inferred: dict[str, str] = {}  # producer id -> the key that inferred the edge
+        self.cond_sources: list[Source] = []  # the run_if predicate's parameters
+        self.cond_inputs: dict[str, Any] = {}
+
+    def keys(self) -> Iterable[str]:
+        """Every context key the task reads (handler and predicate)."""
+        if not self.cond_inputs:
+            return self.inputs
+        return dict.fromkeys([*self.inputs, *self.cond_inputs])
+
+
+def _bind_source(spec: TaskSpec, param: str, source: Any, ids: dict[str, TaskSpec],
+                 by_handler: dict[int, list[str]]) -> tuple[str, str]:
+    """``bind=`` / include wiring: ("result", task id) or ("key", NAME)."""
+    if isinstance(source, str):
+        if source.startswith(KEY_PREFIX):
+            return "key", source[len(KEY_PREFIX):]
+        if source not in ids:
+            raise DefinitionError(
+                f"task {spec.id!r}: bind[{param!r}] names unknown task {source!r}"
+                + did_you_mean(source, ids)
+                + f" (for a context key write 'key:{source}')")
+        return "result", source
+    return "result", _resolve_dependency(source, spec, ids, by_handler)
+
+
+def _bind_params(spec: TaskSpec, params: Sequence[Param], rebound: Mapping[str, Any],
+                 ids: dict[str, TaskSpec], by_handler: dict[int, list[str]],
+                 dependencies: list[str], sources: list[Source], inputs: dict[str, Any],
+                 what: str = "parameter") -> bool:
+    """Bind each parameter by the rules of DESIGN (``rebound`` first); returns True when
+    every parameter is a positional upstream result."""
+    results_only = True
+    for param in params:
+        name, kind = param.name, param.kind
+        if kind in _VARIADIC:
+            star = "*" if kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            raise DefinitionError(
+                f"task {spec.id!r}: {what} {star}{name} cannot be bound; "
+                "name each input as its own parameter"
+            )
+        keyword = kind is _KEYWORD_ONLY
+        if name in rebound:
+            where, ref = _bind_source(spec, name, rebound[name], ids, by_handler)
+            if where == "result":
+                dependencies.append(ref)
+                sources.append(("result", name, keyword, ref))
+                results_only = results_only and not keyword
+            else:
+                sources.append(("key", name, keyword, ref))
+                inputs.setdefault(ref, param.default)
+                results_only = False
+            continue
+        if name in ids:
+            dependencies.append(name)
+            sources.append(("result", name, keyword, name))
+            if keyword:
+                results_only = False
+            continue
+        results_only = False
+        if param.wants_context or name == "context":
+            sources.append(("context", name, keyword, name))
+        elif name == "task_input":
+            sources.append(("task_input", name, keyword, name))
+        else:
+            sources.append(("key", name, keyword, name))
+            inputs.setdefault(name, param.default)
+    return results_only
 
 
 def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
@@ -85,42 +155,23 @@ def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
     names = spec.plain_names
     if names is not None and all(name in ids for name in names):  # only upstream results
         binding.dependencies = dependencies = list(names)
-        binding.sources = [("result", name, False) for name in names]
-        params: tuple[Param, ...] = ()
+        binding.sources = [("result", name, False, name) for name in names]
     else:
-        dependencies, params = binding.dependencies, spec.params
-    sources = binding.sources
-    for param in params:
-        name, kind = param.name, param.kind
-        if kind in _VARIADIC:
-            star = "*" if kind is inspect.Parameter.VAR_POSITIONAL else "**"
-            raise DefinitionError(
-                f"task {spec.id!r}: parameter {star}{name} cannot be bound; "
-                "name each input as its own parameter"
-            )
-        keyword = kind is _KEYWORD_ONLY
-        if name in ids:
-            dependencies.append(name)
-            sources.append(("result", name, keyword))
-            if keyword:
-                binding.results_only = False
-            continue
-        binding.results_only = False
-        if param.wants_context or name == "context":
-            sources.append(("context", name, keyword))
-        elif name == "task_input":
-            sources.append(("task_input", name, keyword))
-        else:
-            sources.append(("key", name, keyword))
-            binding.inputs[name] = param.default
+        dependencies = binding.dependencies
+        binding.results_only = _bind_params(spec, spec.params, dict(spec.bind), ids, by_handler,
+                                            dependencies, binding.sources, binding.inputs)
     for key in spec.requires:
         binding.inputs[key] = MISSING  # a `requires` key has no default
     for item in spec.depends_on:
         dependencies.append(
             item if isinstance(item, str) and item in ids
             else _resolve_dependency(item, spec, ids, by_handler))
-    if spec.depends_on:  # may repeat a parameter's dependency (parameter names are unique)
-        binding.dependencies = list(dict.fromkeys(dependencies))
+    if spec.run_if is not None:
+        _bind_params(spec, spec.run_if_params, dict(spec.run_if_bind), ids, by_handler,
+                     dependencies, binding.cond_sources, binding.cond_inputs,
+                     "run_if predicate parameter")
+    if spec.depends_on or spec.bind or spec.run_if is not None:
+        binding.dependencies = list(dict.fromkeys(dependencies))  # may repeat a dependency
     return binding
 
 
@@ -132,7 +183,8 @@ def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:
-        raise CycleError(exc.args[1]) from None  # each member feeds the next
+        cycle = exc.args[1]  # each member feeds the next
+        raise CycleError(cycle, cycle_detail(cycle, bindings)) from None
     # heap entries (priority, declaration index, id): the lowest priority value, then the
     # earliest declared, among the tasks whose dependencies are done
     rank = {spec.id: (spec.priority, position, spec.id) for position, spec in enumerate(specs)}
@@ -146,72 +198,6 @@ def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str
         for ready in sorter.get_ready():
             heapq.heappush(heap, rank[ready])
     return order
-
-
-class _Ancestry:
-    """Ancestor sets as int bitsets, computed on first use (only flows with context keys pay)."""
-
-    def __init__(self, order: list[str], bindings: dict[str, _Binding]) -> None:
-        self._order = order
-        self._bindings = bindings
-        self.position: dict[str, int] = {}
-        self._bits: dict[str, int] | None = None
-
-    def is_ancestor(self, upstream: str, task: str) -> bool:
-        if self._bits is None:
-            bits: dict[str, int] = {}
-            position = self.position = {node: i for i, node in enumerate(self._order)}
-            for node in self._order:
-                acc = 0
-                for dep in self._bindings[node].dependencies:
-                    acc |= bits[dep] | (1 << position[dep])
-                bits[node] = acc
-            self._bits = bits
-        return bool(self._bits[task] >> self.position[upstream] & 1)
-
-
-def _bind_producers(order: list[str], by_id: dict[str, TaskSpec], bindings: dict[str, _Binding],
-                    ancestry: _Ancestry) -> dict[str, dict[str, str]]:
-    """Check producers of each key are ordered; bind each declared input to its producer."""
-    producers: dict[str, list[str]] = {}
-    for task in order:  # plan order
-        for key in by_id[task].produces:
-            producers.setdefault(key, []).append(task)
-    for key, tasks in producers.items():
-        if key in by_id:
-            raise DefinitionError(
-                f"{key!r} is both a task id and a context key produced by "
-                f"{', '.join(map(repr, tasks))}: rename one of them"
-            )
-        for earlier, later in zip(tasks, tasks[1:]):
-            if not ancestry.is_ancestor(earlier, later):
-                raise DefinitionError(
-                    f"context key {key!r} is produced by {earlier!r} and {later!r}, neither of "
-                    f"which is upstream of the other: add depends_on=[{earlier!r}] to {later!r} "
-                    "(or the reverse) so the value is well defined"
-                )
-    bound: dict[str, dict[str, str]] = {}
-    if not producers:  # no task produces a key: every input is looked up
-        return bound
-    for task in order:
-        inputs = bindings[task].inputs
-        if not inputs:
-            continue
-        chosen: dict[str, str] = {}
-        for key in inputs:
-            candidates = [p for p in producers.get(key, ()) if p != task]
-            if not candidates:
-                continue
-            upstream = [p for p in candidates if ancestry.is_ancestor(p, task)]
-            if not upstream:
-                raise DefinitionError(
-                    f"task {task!r} reads context key {key!r}, which only "
-                    f"{', '.join(map(repr, candidates))} produce(s), not upstream of {task!r}: "
-                    f"add depends_on=[{candidates[-1]!r}] to {task!r}"
-                )
-            chosen[key] = upstream[-1]  # the latest: producers are ordered by ancestry
-        bound[task] = chosen
-    return bound
 
 
 @contextlib.contextmanager
@@ -251,9 +237,14 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             )
     by_handler: dict[int, list[str]] = {}  # handler -> task ids, filled only when needed
     bindings = {spec.id: _bind_signature(spec, by_id, by_handler) for spec in specs}
+    producers = producers_of(specs)  # one pass over the tasks; empty: no key is an edge
+    if producers:
+        infer_edges(producers, bindings, by_id)
     order = _order(specs, bindings)
-    ancestry = _Ancestry(order, bindings)
-    producer_of = _bind_producers(order, by_id, bindings, ancestry)
+    ancestry = Ancestry(order, bindings)
+    if producers:
+        prune_inferred(bindings, ancestry)
+    producer_of = bind_producers(order, producers, bindings, ancestry)
 
     steps: list[Step] = []
     inputs: dict[str, list[str]] = {}
@@ -269,6 +260,19 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 inputs.setdefault(inp.key, []).append(task)
         for dep in dependencies:
             children[dep].append(task)
+        tolerant = None
+        if spec.trigger != "all_succeeded":  # a dependency may not have completed
+            tolerant = {p.name: p.default for p in spec.params}
+        condition = None
+        if spec.run_if is not None:
+            cond_declared = [Input(key, chosen.get(key), default)
+                             for key, default in binding.cond_inputs.items()]
+            for inp in cond_declared:
+                if inp.producer is None and inp.default is MISSING and inp.key not in binding.inputs:
+                    inputs.setdefault(inp.key, []).append(task)
+            condition = make_binder(task, binding.cond_sources, cond_declared, dependencies,
+                                    tolerant={p.name: p.default for p in spec.run_if_params}
+                                    if tolerant is not None else None)
         steps.append(
             Step(
                 id=task,
@@ -292,7 +296,16 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 serializer=spec.serializer or serializer,
                 pool=spec.pool,
                 bind=make_binder(task, binding.sources, declared, dependencies,
-                                 binding.results_only),
+                                 binding.results_only, tolerant, spec.included,
+                                 dict(spec.task_input_names) or None),
+                inferred=MappingProxyType(dict(binding.inferred)) if binding.inferred else EMPTY,
+                map_over=spec.map_over,
+                map_positions=_map_positions(spec, binding.sources) if spec.map_over else (),
+                run_if=spec.run_if,
+                condition=condition,
+                trigger=spec.trigger,
+                included=spec.included,
+                gathers=spec.gathers,
             )
         )
     return Plan(
@@ -306,3 +319,17 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         pools=pools,
         is_async=any(step.is_async for step in steps),
     )
+
+
+def _map_positions(spec: TaskSpec, sources: Sequence[Source]) -> tuple[int | str, ...]:
+    """Where each ``map_over`` parameter sits in the binder's output: its index in ``args``,
+    or its name in ``kwargs`` (keyword-only)."""
+    where: dict[str, int | str] = {}
+    index = 0
+    for _, name, keyword, _ in sources:
+        if keyword:
+            where[name] = name
+        else:
+            where[name] = index
+            index += 1
+    return tuple(where[name] for name in spec.map_over)

@@ -57,6 +57,16 @@ class Step(NamedTuple):
     serializer: str  # how the run store encodes its result and delta
     pool: str | None  # resource pool, or None
     bind: Binder
+    #: inferred dependencies: producer id -> the context key that made the edge
+    inferred: Mapping[str, str] = EMPTY
+    map_over: tuple[str, ...] = ()  # mapped parameters (zipped); () for an unmapped task
+    #: per mapped parameter, its place in the binder's output: index in args, or kwarg name
+    map_positions: tuple[int | str, ...] = ()
+    run_if: Callable[..., Any] | None = None  # the predicate, or None
+    condition: Binder | None = None  # binds the predicate's arguments, like ``bind``
+    trigger: str = "all_succeeded"  # "all_succeeded" | "none_failed" | "all_done"
+    included: tuple[str, ...] = ()  # include prefixes it was copied through; () if own
+    gathers: bool = False  # the "<prefix>" task gathering an included sub-flow's results
 
     def __repr__(self) -> str:
         return (f"Step(id={self.id!r}, position={self.position}, priority={self.priority}, "
@@ -80,6 +90,8 @@ class Plan:
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
+    #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
+    targets: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import DefinitionError
+from ..errors import DefinitionError, did_you_mean
 from .retry import as_retry, as_wait
-from .spec import MISSING, Param, TaskSpec
+from .spec import KEY_PREFIX, MISSING, TRIGGERS, Param, TaskSpec
 
-__all__ = ["make_spec", "read_params", "is_async_callable", "check_serializer", "check_pool_size",
-           "SERIALIZERS"]
+__all__ = ["make_spec", "read_params", "read_predicate_params", "redefines", "is_async_callable",
+           "check_serializer", "check_pool_size", "SERIALIZERS"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -97,6 +97,10 @@ def make_spec(
     timeout: float | None = None,
     serializer: str | None = None,
     pool: str | None = None,
+    bind: Any = None,
+    map_over: Any = None,
+    run_if: Any = None,
+    trigger: str = "all_succeeded",
 ) -> TaskSpec:
     """Validate one task's keywords and capture them in a frozen `TaskSpec`."""
     if not callable(fn):
@@ -123,6 +127,15 @@ def make_spec(
     if pool is not None and (not isinstance(pool, str) or not pool):
         raise DefinitionError(f"task {task_id!r}: pool must be a pool name (str), got {pool!r}")
     params = read_params(fn, task_id)
+    bound = _bind(bind, params, task_id)
+    mapped = _map_over(map_over, params, bound, task_id)
+    if run_if is not None and not callable(run_if):
+        raise DefinitionError(f"task {task_id!r}: run_if takes a predicate (a callable), "
+                              f"got {run_if!r}")
+    if trigger not in TRIGGERS:
+        raise DefinitionError(f"task {task_id!r}: unknown trigger {trigger!r}"
+                              + did_you_mean(str(trigger), TRIGGERS)
+                              + f"; use one of {', '.join(map(repr, TRIGGERS))}")
     return TaskSpec(
         id=task_id,
         name=name if name is not None else task_id,
@@ -139,11 +152,103 @@ def make_spec(
         timeout=timeout,
         serializer=serializer,
         pool=pool,
-        plain_names=_plain_names(params),
+        plain_names=None if bound else _plain_names(params),
+        bind=bound,
+        map_over=mapped,
+        run_if=run_if,
+        run_if_params=read_predicate_params(run_if, task_id) if run_if is not None else (),
+        trigger=trigger,
     )
 
 
+def redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
+    """A redefinition (a notebook cell run again): handlers with the same ``__module__`` and
+    ``__qualname__`` (a partial or a callable object without a qualname never is)."""
+    old, new = earlier.handler, later.handler
+    qualname = getattr(new, "__qualname__", None)
+    if qualname is None:
+        return False
+    return (getattr(old, "__module__", None) == getattr(new, "__module__", None)
+            and getattr(old, "__qualname__", None) == qualname)
+
+
+def read_predicate_params(predicate: Callable[..., Any], task: str) -> tuple[Param, ...]:
+    """A ``run_if`` predicate's parameters: bound like a handler's, except ``task_input`` and
+    ``*args``/``**kwargs``, which cannot be."""
+    try:
+        params = read_params(predicate, task)
+    except DefinitionError as exc:
+        raise DefinitionError(f"task {task!r}: run_if predicate: {exc}") from None
+    for param in params:
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            star = "*" if param.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            raise DefinitionError(
+                f"task {task!r}: run_if predicate parameter {star}{param.name} cannot be bound; "
+                "name each value it reads (a task id or a context key) as its own parameter")
+        if param.name == "task_input":
+            raise DefinitionError(
+                f"task {task!r}: run_if predicate parameter 'task_input' cannot be bound; "
+                "name the task results or context keys it reads as parameters")
+    return params
+
+
+def _bind(value: Any, params: tuple[Param, ...], task: str) -> tuple[tuple[str, Any], ...]:
+    """Validate ``bind={"param": source}``: each parameter exists, each source is a task id,
+    a decorated function or ``"key:NAME"`` (task ids are checked by the compiler)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"task {task!r}: bind takes a mapping {{parameter: source}}, "
+                              f"got {value!r}")
+    names = [p.name for p in params if p.kind not in _VARIADIC]
+    pairs = []
+    for param, source in value.items():
+        if param not in names:
+            raise DefinitionError(
+                f"task {task!r}: bind names parameter {param!r}, which the handler does not "
+                f"have" + did_you_mean(str(param), names)
+                + f" (its parameters: {', '.join(names) or 'none'})")
+        if isinstance(source, str):
+            if not source or source == KEY_PREFIX:
+                raise DefinitionError(f"task {task!r}: bind[{param!r}] is empty: give a task "
+                                      "id, a decorated function or 'key:NAME'")
+        elif not callable(source):
+            raise DefinitionError(
+                f"task {task!r}: bind[{param!r}] takes a task id, a decorated function or "
+                f"'key:NAME', got {source!r}")
+        pairs.append((param, source))
+    return tuple(pairs)
+
+
+def _map_over(value: Any, params: tuple[Param, ...], bound: tuple[tuple[str, Any], ...],
+              task: str) -> tuple[str, ...]:
+    """Validate ``map_over="param"`` (or a tuple of parameters, zipped)."""
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value) if isinstance(
+        value, (tuple, list)) else None
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise DefinitionError(f"task {task!r}: map_over takes a parameter name or a tuple of "
+                              f"them, got {value!r}")
+    if len(set(items)) != len(items):
+        raise DefinitionError(f"task {task!r}: map_over names a parameter twice: {list(items)!r}")
+    by_name = {p.name: p for p in params if p.kind not in _VARIADIC}
+    rebound = {name for name, _ in bound}
+    for item in items:
+        param = by_name.get(item)
+        if param is None:
+            raise DefinitionError(
+                f"task {task!r}: map_over names parameter {item!r}, which the handler does not "
+                "have" + did_you_mean(item, by_name)
+                + f" (its parameters: {', '.join(by_name) or 'none'})")
+        if item not in rebound and (param.wants_context or item in ("context", "task_input")):
+            raise DefinitionError(f"task {task!r}: map_over cannot map parameter {item!r}: it "
+                                  "receives the live context, not a value")
+    return items
+
+
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _plain_names(params: tuple[Param, ...]) -> tuple[str, ...] | None:

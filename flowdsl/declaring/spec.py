@@ -19,7 +19,13 @@ def tuple_of_any(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(items)
 
 
-__all__ = ["MISSING", "EMPTY", "Param", "TaskSpec"]
+__all__ = ["MISSING", "EMPTY", "Param", "TaskSpec", "TRIGGERS", "KEY_PREFIX", "tuple_of_str",
+           "tuple_of_any"]
+
+#: When a task runs, given its upstream statuses (``trigger=``); the first is the default.
+TRIGGERS = ("all_succeeded", "none_failed", "all_done")
+#: ``bind={"param": "key:NAME"}`` reads context key NAME (any other string is a task id).
+KEY_PREFIX = "key:"
 
 
 class _Missing:
@@ -84,6 +90,25 @@ class TaskSpec:
     #: context or task_input): the compiler's fast path when they all name tasks
     plain_names: tuple[str, ...] | None = None
     pool: str | None = None  # a named resource pool capping how many such tasks run at once
+    #: ``bind=``: (parameter, source) pairs; source a task id, a decorated function or "key:NAME"
+    bind: tuple[tuple[str, Any], ...] = attrs.field(converter=tuple_of_any, default=())
+    #: ``map_over=``: the handler parameters whose bound values are mapped (zipped)
+    map_over: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
+    #: ``run_if=``: a predicate evaluated once when the task is ready; None: always run
+    run_if: Callable[..., Any] | None = attrs.field(default=None, eq=False)
+    run_if_params: tuple[Param, ...] = attrs.field(converter=tuple_of_any, default=())
+    #: where the predicate's parameters come from, by name (set by ``Flow.include`` only:
+    #: the decorator's ``bind=`` does not apply to a predicate)
+    run_if_bind: tuple[tuple[str, Any], ...] = attrs.field(converter=tuple_of_any, default=())
+    trigger: str = "all_succeeded"  # one of TRIGGERS
+    #: the ``Flow.include`` prefixes this task was copied through (outermost first); () if own
+    included: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
+    #: True for the task ``"<prefix>"`` that gathers an included sub-flow's terminal results
+    gathers: bool = False
+    #: for an included task: (context key, the name its ``task_input`` shows it under), so
+    #: seed-style handlers of a sub-flow read the names they were written with
+    task_input_names: tuple[tuple[str, str], ...] = attrs.field(converter=tuple_of_any,
+                                                                default=())
 
     @property
     def critical(self) -> bool:

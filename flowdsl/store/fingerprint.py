@@ -2,7 +2,8 @@
 
 A task's fingerprint covers its id, dependencies, policies (priority, requires, produces,
 retries, wait, retry_on, timeout, serializer) and its handler's code: bytecode, constants
-(nested code included) and names, not closure or global values.
+(nested code included) and names, not closure or global values; also, when declared, its
+``run_if`` predicate's code, ``map_over``, ``trigger`` and ``bind``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def canonical(value: Any, _depth: int = 0) -> Any:
 def _handler(fn: Any) -> Any:
     if isinstance(getattr(fn, "__code__", None), types.CodeType):
         return canonical(fn)
+    wrapped = getattr(fn, "__wrapped__", None)  # an included task's key renaming
+    if wrapped is not None:
+        return ["wrapped", type(fn).__qualname__, _handler(wrapped),
+                canonical(getattr(fn, "keys", None))]
     func = getattr(fn, "func", None)  # functools.partial
     if func is not None:
         return ["partial", _handler(func), canonical(getattr(fn, "args", ())),
@@ -68,6 +73,18 @@ def task_fingerprint(step: Any, serializer: str) -> str:
         step.retries, canonical(step.retry_wait), canonical(step.retry_on), step.timeout,
         serializer, _handler(step.handler),
     ]
+    # second-wave declarations, only when used: fingerprints of flows without them are unchanged
+    spec = getattr(step, "spec", None)
+    run_if = getattr(step, "run_if", None)
+    if run_if is not None:
+        parts.append(["run_if", _handler(run_if)])
+    if tuple(getattr(step, "map_over", None) or ()):
+        parts.append(["map_over", list(step.map_over)])
+    if getattr(step, "trigger", "all_succeeded") != "all_succeeded":
+        parts.append(["trigger", step.trigger])
+    if spec is not None and getattr(spec, "bind", None):
+        parts.append(["bind", [[p, s if isinstance(s, str) else getattr(s, "__qualname__", "?")]
+                               for p, s in spec.bind]])
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the store calls open_run with itself
     from ..compiling.plan import Plan
     from .base import Claim, SqlStore
 
-__all__ = ["open_run", "RunJournal", "Restored"]
+__all__ = ["open_run", "RunJournal", "Restored", "stored_targets"]
 
 def fingerprints_of(plan: Plan) -> dict[str, str]:
     """The plan's task fingerprints, computed once per plan."""
@@ -185,6 +185,20 @@ def _kept_tasks(plan: Plan, completed: set[str], old: Mapping[str, str], new: Ma
     return kept
 
 
+def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
+    """The targets run ``run_id`` was made with (``()``: the whole flow, or no such run);
+    ``store`` is a store or what `open_store` takes."""
+    from . import open_store
+
+    opened = open_store(store)
+    try:
+        rows = opened.read("SELECT targets FROM runs WHERE run_id = ?", (run_id,))
+    finally:
+        if opened is not store:
+            opened.close()
+    return tuple(json.loads(rows[0]["targets"])) if rows and rows[0]["targets"] else ()
+
+
 def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
@@ -227,11 +241,12 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
     check_inputs(given)
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
-        "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order) "
-        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
+        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
          store.blob(encode(given, serializer, "the run's inputs")),
-         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan)))
+         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan),
+         dumps(list(plan.targets)) if plan.targets else None))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
     return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1))
@@ -244,10 +259,17 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
     and open a new session (none for a SUCCEEDED run that stays complete)."""
     fingerprints = fingerprints_of(plan)
     row = db.execute("SELECT flow, status, inputs, inputs_codec, fingerprints, owner_host, "
-                     "owner_pid, owner_start FROM runs WHERE run_id = ?" + store.for_update,
-                     (resume,)).fetchone()
+                     "owner_pid, owner_start, targets FROM runs WHERE run_id = ?"
+                     + store.for_update, (resume,)).fetchone()
     if row is None:
         raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
+    stored_targets = tuple(json.loads(row[8])) if row[8] else ()
+    if stored_targets != tuple(plan.targets):
+        raise ResumeError(
+            f"cannot resume run {resume!r} with targets={list(plan.targets) or None!r}: it was "
+            + (f"run with targets={list(stored_targets)!r}" if stored_targets
+               else "a run of the whole flow")
+            + ": resume it with the same targets (or none, to keep them)")
     status, old_prints = row[1], _fingerprints(store, f"run {resume!r}", row[4])
     given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force,
                                              old_prints)

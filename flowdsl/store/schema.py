@@ -4,7 +4,8 @@ Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
   with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
-  pid, process start time), the number of tasks and (v2) the plan's order of task ids.
+  pid, process start time), the number of tasks, (v2) the plan's order of task ids and (v3)
+  its ``targets`` (JSON; NULL: the whole flow).
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
@@ -22,7 +23,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -82,6 +83,8 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # the plan's task order (JSON list of ids), so a run is shown in plan order
     2: ["ALTER TABLE runs ADD COLUMN plan_order TEXT"],
+    # 3: the target tasks of a run made with targets= (JSON list; NULL: the whole flow)
+    3: ["ALTER TABLE runs ADD COLUMN targets TEXT"],
 }
 
 FLOWDSL_TABLES = frozenset(
