@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import click
 from rich.console import Console
 
+from .wording import cli_wording
 from ..errors import DefinitionError, MissingInputError, ResumeError, StoreError
 from ..flow import Flow
 from ..status import RunStatus
@@ -62,7 +63,7 @@ def reporting(debug: bool = False) -> Iterator[None]:
         if isinstance(exc, MissingInputError):
             message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
         elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
-            message = f"{type(exc).__name__}: {message}"
+            message = f"{type(exc).__name__}: {cli_wording(message)}"
         raise (StoreFailure if isinstance(exc, StoreError) else Failure)(message) from exc
 
 

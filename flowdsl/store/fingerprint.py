@@ -2,8 +2,11 @@
 
 A task's fingerprint covers its id, dependencies, policies (priority, requires, produces,
 retries, wait, retry_on, timeout, serializer) and its handler's code: bytecode, constants
-(nested code included) and names, not closure or global values; also, when declared, its
-``run_if`` predicate's code, ``map_over``, ``trigger`` and ``bind``.
+(nested code included) and names, not closure values; also, when declared, its ``run_if``
+predicate's code, ``map_over``, ``trigger`` and ``bind``. Of the globals, it covers the values
+of the module-level constants the code names (nested code included) that are of a plain type
+(int, float, str, bytes, bool, None, and tuples/frozensets of them): changing such a constant
+changes the fingerprint. Other globals (functions, modules, classes, mutable values) do not.
 """
 
 from __future__ import annotations
@@ -50,8 +53,51 @@ def canonical(value: Any, _depth: int = 0) -> Any:
     return ["object", type(value).__qualname__]
 
 
+_CONSTANT_TYPES = (type(None), bool, int, float, str, bytes)
+
+
+def _is_constant(value: Any, depth: int = 0) -> bool:
+    """int, float, str, bytes, bool, None, and tuples/frozensets of them (nested too)."""
+    if type(value) in _CONSTANT_TYPES:
+        return True
+    if type(value) in (tuple, frozenset) and depth < 20:
+        return all(_is_constant(item, depth + 1) for item in value)
+    return False
+
+
+def _names(code: types.CodeType, found: set[str]) -> set[str]:
+    """The names ``code`` and its nested code objects use (globals among them)."""
+    found.update(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _names(const, found)
+    return found
+
+
+def global_constants(fn: Any) -> list[Any]:
+    """``[name, canonical value]`` of each module-level constant ``fn``'s code reads by name,
+    sorted by name: the globals its own code (nested code included) names, when their value
+    is of a plain type (`_is_constant`)."""
+    code = getattr(fn, "__code__", None)
+    module_globals = getattr(fn, "__globals__", None)
+    if not isinstance(code, types.CodeType) or not isinstance(module_globals, dict):
+        return []
+    found = []
+    for name in sorted(_names(code, set())):
+        value = module_globals.get(name, _ABSENT)
+        if value is not _ABSENT and _is_constant(value):
+            found.append([name, canonical(value)])
+    return found
+
+
+_ABSENT = object()
+
+
 def _handler(fn: Any) -> Any:
     if isinstance(getattr(fn, "__code__", None), types.CodeType):
+        constants = global_constants(fn)
+        if constants:  # only then: fingerprints of handlers that read none are unchanged
+            return [*canonical(fn), ["globals", constants]]
         return canonical(fn)
     wrapped = getattr(fn, "__wrapped__", None)  # an included task's key renaming
     if wrapped is not None:

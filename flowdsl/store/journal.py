@@ -164,11 +164,15 @@ class RunJournal:
                 self.store.release(db, self.claim)
 
 
-def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
+def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str],
+                   completed: set[str]) -> dict[str, list[str]]:
+    """The changes that need ``force``: completed tasks whose definition changed or that
+    were removed. A task that did not complete (failed, skipped, cancelled, never started)
+    may change freely (fixing the failed task and resuming is the common case), and an
+    added task simply runs."""
     return {
-        "added": sorted(set(new) - set(old)),
-        "removed": sorted(set(old) - set(new)),
-        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t]),
+        "removed": sorted(t for t in set(old) - set(new) if t in completed),
+        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t] and t in completed),
     }
 
 
@@ -271,8 +275,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                else "a run of the whole flow")
             + ": resume it with the same targets (or none, to keep them)")
     status, old_prints = row[1], _fingerprints(store, f"run {resume!r}", row[4])
+    completed = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                          "status = 'completed'", (resume,)).fetchall()}
     given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force,
-                                             old_prints)
+                                             old_prints, completed)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
     kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
@@ -305,9 +311,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
                      inputs: Mapping[str, Any] | None, force: bool,
-                     old_prints: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
-    """Refuse other inputs or a changed flow without ``force``; return the inputs to use and
-    those that changed."""
+                     old_prints: Mapping[str, str],
+                     completed: set[str]) -> tuple[dict[str, Any], set[str]]:
+    """Refuse other inputs, or a change to a completed task, without ``force``; return the
+    inputs to use and those that changed."""
     stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
     stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
@@ -318,14 +325,15 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
                           "the same inputs (or none, to reuse them), or force=True")
-    changes = _changed_tasks(old_prints, fingerprints_of(plan))
+    changes = _changed_tasks(old_prints, fingerprints_of(plan), completed)
     if stored_flow != flow:
         changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
     if any(changes.values()) and not force:
         what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
                          for kind, items in changes.items() if items)
-        raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
-                          "pass force=True to keep the completed tasks that did not change")
+        raise ResumeError(f"cannot resume {where}: the definition of tasks that completed "
+                          f"changed ({what}); pass force=True to re-run them and what depends "
+                          "on them (the completed tasks that did not change are kept)")
     return given, changed_inputs
 
 
