@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Ty
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
+from .declaring.caching import Cache, as_cache
 from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
@@ -49,10 +50,12 @@ class Flow:
     """
 
     def __init__(self, name: str = "flow", *, serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> None:
+                 pools: Mapping[str, int] | None = None, cache: bool | Cache = False) -> None:
         check_serializer(serializer, f"flow {name!r}")
         self.name = name
         self.serializer = serializer
+        #: the cache policy of tasks that declare none (``cache=True``: `Cache()` for each)
+        self.cache = as_cache(cache, f"flow {name!r}")
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []
         self._positions: dict[str, int] = {}  # task id -> index in _specs (the first declared)
@@ -86,6 +89,11 @@ class Flow:
         timeout: float | None = None,
         serializer: str | None = None,
         pool: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        map_over: str | Iterable[str] | None = None,
+        run_if: Callable[..., Any] | None = None,
+        trigger: str = "all_succeeded",
+        cache: bool | Cache | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -109,6 +117,7 @@ class Flow:
         map_over: str | Iterable[str] | None = None,
         run_if: Callable[..., Any] | None = None,
         trigger: str = "all_succeeded",
+        cache: bool | Cache | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged (still callable and unit-testable).
@@ -119,7 +128,9 @@ class Flow:
         to the shared state), ``retries`` (extra attempts), ``retry_wait`` (seconds or a
         tenacity wait), ``retry_on`` (exception types or a tenacity retry predicate),
         ``timeout`` (seconds per attempt), ``serializer`` (``"json"`` or ``"pickle"``, for
-        the run store), ``pool`` (a resource pool declared with `Flow.pool`). The README's
+        the run store), ``pool`` (a resource pool declared with `Flow.pool`), ``cache``
+        (True or `Cache(ttl=..., key=...)`: reuse a result of an earlier run in the store;
+        False: never; default: the flow's ``cache=``). The README's
         "Declaring tasks" section shows each one."""
         if fn is not None and not callable(fn):
             raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
@@ -129,7 +140,7 @@ class Flow:
                 function, id=id, name=name, depends_on=depends_on, priority=priority,
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
-                bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
+                bind=bind, map_over=map_over, run_if=run_if, trigger=trigger, cache=cache,
             ))
             return function
 
@@ -260,7 +271,8 @@ class Flow:
         With ``targets``, the plan of those tasks and their ancestors (cached too)."""
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools())
+            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),
+                                      self.cache)
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)
@@ -279,6 +291,7 @@ class Flow:
         resume: str | None = None,
         force: bool = False,
         targets: Iterable[str] | None = None,
+        cache: bool = True,
     ) -> Run:
         """Check the call, open the run (in the store, when given) and build the `Run`."""
         if resume is not None and store is not None and targets is None:
@@ -310,6 +323,7 @@ class Flow:
             started=started,
             # read only by adaptive scheduling (N > 1), so only then computed
             history=journal.history if journal is not None else self._metrics.durations,
+            cache=cache,
         )
         if journal is not None and journal.restored:
             run.restore_completed(journal.restored)
@@ -352,6 +366,7 @@ class Flow:
         adaptive: bool = True,
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
         before any task.
@@ -374,12 +389,16 @@ class Flow:
         ``max_concurrency=N`` runs up to N ready tasks at once (async handlers on one loop,
         sync ones in N threads); ``adaptive`` then prefers, among ready tasks of equal
         priority, the longest expected critical path (from earlier runs' durations).
+
+        With a store, tasks declared ``cache=`` (or all, with ``Flow(cache=True)``) reuse a
+        result of an earlier run whose fingerprint and inputs match; ``cache=False`` neither
+        reads nor writes the cache for this run.
         """
         executor = _choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets)
+                            targets, cache)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -413,6 +432,7 @@ class Flow:
         adaptive: bool = True,
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
@@ -420,7 +440,7 @@ class Flow:
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets)
+                            targets, cache)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from .plan import Plan, Step
 
+from ..declaring.caching import Cache, resolve_cache
 from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
 
 __all__ = ["compile_plan", "base_importance"]
@@ -214,14 +215,16 @@ def _gc_paused():  # type: ignore[no-untyped-def]
 
 
 def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> Plan:
-    """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
+                 pools: Mapping[str, int] | None = None,
+                 cache: Cache | bool | None = None) -> Plan:
+    """Validate ``specs`` (in declaration order) and build the flow's `Plan` (``cache``: the
+    flow's cache policy, for tasks that declare none)."""
     with _gc_paused():
-        return _compile(flow, specs, serializer, dict(pools or {}))
+        return _compile(flow, specs, serializer, dict(pools or {}), cache)
 
 
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
-             pools: dict[str, int]) -> Plan:
+             pools: dict[str, int], flow_cache: Cache | bool | None = None) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.id in by_id:
@@ -273,6 +276,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             condition = make_binder(task, binding.cond_sources, cond_declared, dependencies,
                                     tolerant={p.name: p.default for p in spec.run_if_params}
                                     if tolerant is not None else None)
+        cache = resolve_cache(spec.cache, flow_cache)
+        cache_inputs, uncacheable = _cache_inputs(binding.sources) if cache else ((), None)
         steps.append(
             Step(
                 id=task,
@@ -306,6 +311,9 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 trigger=spec.trigger,
                 included=spec.included,
                 gathers=spec.gathers,
+                cache=cache,
+                cache_inputs=cache_inputs,
+                uncacheable=uncacheable,
             )
         )
     return Plan(
@@ -319,6 +327,24 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         pools=pools,
         is_async=any(step.is_async for step in steps),
     )
+
+
+def _cache_inputs(sources: Sequence[Source]
+                  ) -> tuple[tuple[tuple[str, int | str], ...], str | None]:
+    """The parameters that key a cached task's entry (task results and context keys, with
+    their place in the binder's output), and the parameter that makes the task uncacheable
+    (``context`` or ``task_input``), if any. Other kinds (resources) key nothing."""
+    found: list[tuple[str, int | str]] = []
+    index = 0
+    uncacheable = None
+    for kind, name, keyword, _ in sources:
+        if kind in ("result", "key"):
+            found.append((name, name if keyword else index))
+        elif kind in ("context", "task_input") and uncacheable is None:
+            uncacheable = name
+        if not keyword:
+            index += 1
+    return tuple(found), uncacheable
 
 
 def _map_positions(spec: TaskSpec, sources: Sequence[Source]) -> tuple[int | str, ...]:

@@ -29,15 +29,14 @@ from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, Task
                      TaskStarted, emitter)
 from .journal import Journal, Restored
 from .metrics import summarize
-from .result import Attempt, RunResult, TaskRun
+from .caching import CachingRun
+from .result import RESTORED, Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
 __all__ = ["Run", "RESTORED"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
-#: The reason of a task brought back completed from the run store.
-RESTORED = "restored from the run store"
 
 
 def _clock_offset() -> float:
@@ -52,7 +51,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run:
+class Run(CachingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -72,6 +71,7 @@ class Run:
         journal: Journal | None = None,
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
+        cache: bool = True,
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
@@ -95,6 +95,8 @@ class Run:
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
+        self.caching = journal is not None and cache  # cache=False: neither read nor written
+        self.cached = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
@@ -184,6 +186,8 @@ class Run:
         """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
         waits between retries."""
         step = unit.step
+        if step.cache is not None and self.caching and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -211,6 +215,8 @@ class Run:
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
         loop, in a thread, on a Dask worker: the executor's choice)."""
         step = unit.step
+        if step.cache is not None and self.caching and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -519,6 +525,7 @@ class Run:
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
+            summary["cached_tasks"] = self.cached
         failed_task, error = self.first_error if self.first_error else (None, None)
         result = RunResult(
             flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,

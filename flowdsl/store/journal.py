@@ -12,7 +12,8 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ResumeError, StoreError
-from ..running.journal import Restored
+from ..running.journal import Cached, Restored
+from . import cache
 from ..running.result import TaskRun
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
@@ -56,6 +57,7 @@ class RunJournal:
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
         self.claim = claim  # this session's hold on the run (a lease on PostgreSQL)
+        self.fingerprints: Mapping[str, str] = {}  # task id -> fingerprint (the cache's key)
 
     def history(self) -> dict[str, list[float]]:
         """Recent durations per task of this flow, for adaptive scheduling."""
@@ -105,6 +107,33 @@ class RunJournal:
                        (task.attempts, task.started_at, task.ended_at, task.duration, blob,
                         delta_blob, serializer, self._seq, self.run_id, task.id))
             self._end_attempt(db, task, "completed", None)
+            if task.cache_key is not None:  # a cached task that ran: keep it for later runs
+                cache.keep(db, self.flow, task.id, self.fingerprints[task.id], task.cache_key,
+                           self.run_id, blob, delta_blob, serializer)
+
+    # -- the cache across runs ---------------------------------------------------------------
+    def hash_encoding(self, value: Any) -> bytes | str:
+        return cache.hash_encoding(value)
+
+    def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
+        step = task.step
+        assert step.cache is not None
+        return cache.lookup(self.store, self.flow, task.id, self.fingerprints[task.id], key,
+                            step.cache.ttl, step.serializer,
+                            f"run {self.run_id!r}, task {task.id!r}")
+
+    def task_cached(self, task: TaskRun, hit: Cached) -> None:
+        """Record ``task`` completed from the cache (its stored result written as is)."""
+        result, delta, codec = hit.stored
+        self._seq += 1
+        with self.store.write(self.claim) as db:
+            db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, "
+                       "started, ended, duration, reason, result, delta, codec, seq) VALUES "
+                       "(?, ?, 'completed', 0, ?, ?, 0.0, ?, ?, ?, ?, ?)",
+                       (self.run_id, task.id, task.started_at, task.ended_at, task.reason,
+                        self.store.blob(_raw(result)),
+                        self.store.blob(_raw(delta)) if delta is not None else None, codec,
+                        self._seq))
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -164,6 +193,10 @@ class RunJournal:
                 self.store.release(db, self.claim)
 
 
+def _raw(value: Any) -> bytes | str:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
 def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str],
                    completed: set[str]) -> dict[str, list[str]]:
     """The changes that need ``force``: completed tasks whose definition changed or that
@@ -207,12 +240,16 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
-    fingerprints_of(plan)  # computed (once per plan) outside the write transaction
+    fingerprints = fingerprints_of(plan)  # computed (once per plan) outside the transaction
     with store.write() as db:
         if resume is None:
-            return _start_run(db, store, plan, flow, serializer, run_id, inputs, check_inputs)
-        return _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
-                           check_inputs)
+            journal = _start_run(db, store, plan, flow, serializer, run_id, inputs,
+                                 check_inputs)
+        else:
+            journal = _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
+                                  check_inputs)
+    journal.fingerprints = fingerprints
+    return journal
 
 
 def _order(plan: Plan) -> str:

@@ -12,6 +12,9 @@ Tables (all keyed by ``run_id``):
   the completion order (replayed in that order on resume).
 - ``attempts``: one row per attempt (session, start, end, status, error): the history a
   report or a Gantt chart is drawn from.
+- (v4) ``cache_entries``: completed results kept for later runs of the same flow, keyed by
+  flow, task, task fingerprint and the hash of the task's inputs; the run that made each,
+  when, and the encoded result and delta with their codec.
 
 A migration is a list of statements that takes the schema from version N-1 to N; a store
 written by a newer flowdsl (a higher version) is refused rather than misread.
@@ -23,7 +26,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -85,6 +88,21 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN plan_order TEXT"],
     # 3: the target tasks of a run made with targets= (JSON list; NULL: the whole flow)
     3: ["ALTER TABLE runs ADD COLUMN targets TEXT"],
+    # 4: caching across runs (``@flow.task(cache=...)``)
+    4: [
+        """CREATE TABLE cache_entries (
+            flow TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            input_key TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            result BLOB,
+            delta BLOB,
+            codec TEXT NOT NULL,
+            PRIMARY KEY (flow, task_id, fingerprint, input_key)
+        ) WITHOUT ROWID""",
+    ],
 }
 
 FLOWDSL_TABLES = frozenset(
