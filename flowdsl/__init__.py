@@ -62,7 +62,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "__version__", "Flow", "Cache", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "__version__", "Flow", "Cache", "Priority", "TaskPriority", "TaskStatus", "RunStatus",
+    "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",
