@@ -50,11 +50,13 @@ class Flow:
     """
 
     def __init__(self, name: str = "flow", *, serializer: str = "json",
-                 pools: Mapping[str, int] | None = None, cache: bool | Cache = False) -> None:
+                 pools: Mapping[str, int] | None = None,
+                 cache: bool | Cache | None = None) -> None:
         check_serializer(serializer, f"flow {name!r}")
         self.name = name
         self.serializer = serializer
-        #: the cache policy of tasks that declare none (``cache=True``: `Cache()` for each)
+        #: the cache policy of tasks that declare none (``cache=True``: `Cache()` for each;
+        #: None: unset, so an including flow's policy applies to this flow's tasks)
         self.cache = as_cache(cache, f"flow {name!r}")
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []

@@ -433,3 +433,26 @@ def test_cli_run_twice_shows_the_cache_and_no_cache_skips_it(tmp_path):
     assert third.returncode == 0, third.stderr
     assert json.loads(third.stdout)["summary"]["cached_tasks"] == 0
     assert (tmp_path / "calls.txt").read_text().split() == ["load", "load"]
+
+
+def test_an_included_flow_keeps_its_cache_policy_and_inherits_the_parent_s(tmp_path, calls):
+    def build():
+        cached_sub = Flow("sub", cache=True)
+        cached_sub.task(lambda x: calls("own") or x + 1, id="own")
+        plain_sub = Flow("plain")
+        plain_sub.task(lambda x: calls("inherits") or x + 2, id="inherits")
+        opted_out = Flow("out", cache=False)
+        opted_out.task(lambda x: calls("never") or x + 3, id="never")
+        parent = Flow("parent", cache=True)
+        parent.include(cached_sub, prefix="a")
+        parent.include(plain_sub, prefix="b")
+        parent.include(opted_out, prefix="c")
+        return parent
+
+    store = tmp_path / "runs.db"
+    build().run({"x": 1}, store=store)
+    calls.take()
+    second = build().run({"x": 1}, store=store)
+    assert calls.take() == ["never"]
+    assert second.tasks["a.own"].reason.startswith(CACHED)
+    assert second.tasks["b.inherits"].reason.startswith(CACHED)
