@@ -132,6 +132,10 @@ def make_spec(
     if run_if is not None and not callable(run_if):
         raise DefinitionError(f"task {task_id!r}: run_if takes a predicate (a callable), "
                               f"got {run_if!r}")
+    if run_if is not None and is_async_callable(run_if):
+        raise DefinitionError(f"task {task_id!r}: run_if predicate {_name(run_if)} is async; "
+                              "a predicate must be a plain function (it is evaluated on the "
+                              "driver when the task is ready, before any attempt starts)")
     if trigger not in TRIGGERS:
         raise DefinitionError(f"task {task_id!r}: unknown trigger {trigger!r}"
                               + did_you_mean(str(trigger), TRIGGERS)
@@ -159,6 +163,10 @@ def make_spec(
         run_if_params=read_predicate_params(run_if, task_id) if run_if is not None else (),
         trigger=trigger,
     )
+
+
+def _name(fn: Any) -> str:
+    return repr(getattr(fn, "__qualname__", None) or type(fn).__name__)
 
 
 def redefines(earlier: TaskSpec, later: TaskSpec) -> bool:

@@ -57,8 +57,9 @@ class Scheduler:
         heapq.heappush(self.ready, (self.rank[task_id], task_id))
 
     def settled(self, task_id: str) -> None:
-        """A task reached its final status: release its dependants (skipping those behind a
-        failure while the run goes on)."""
+        """A task reached its final status: release its dependants. One whose dependencies
+        have all ended passes the run's gate (trigger rule, ``run_if``) while the run goes
+        on: admitted, it waits for a slot; otherwise it is settled and releases its own."""
         run, plan, waiting = self.run, self.run.plan, self.waiting
         stack = [task_id]
         while stack:
@@ -67,19 +68,22 @@ class Scheduler:
                 unit = self.units[child]
                 if waiting[child] or unit.status is not PENDING:
                     continue
-                cause = run.blocking_cause(unit.step) if run.blocked else None
-                if cause is not None and run.stopped_by is None:
-                    run.skip(unit, cause)
+                if (run.stopped_by is None and (run.blocked or unit.step.run_if is not None)
+                        and not run.admit(unit)):
                     stack.append(child)
                 else:
                     self._push(child)
 
     def _seed(self) -> None:
-        for unit in self.run.units:
+        run = self.run
+        for unit in run.units:
             if unit.status is not PENDING:  # restored from the run store
                 self.settled(unit.id)
             elif not unit.step.dependencies:
-                self._push(unit.id)
+                if unit.step.run_if is None or run.admit(unit):
+                    self._push(unit.id)
+                else:
+                    self.settled(unit.id)
 
     async def run_all(self) -> None:
         """Start ready units as slots free up, until every task has settled."""

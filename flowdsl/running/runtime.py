@@ -25,6 +25,7 @@ from ..errors import SerializationError, error_text
 from ..status import RunStatus, TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .gate import CONDITION_FALSE, Gate, condition_holds
 from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
 from .journal import Journal, Restored
@@ -84,7 +85,9 @@ class Run:
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
         self.emit = emitter(observers)
-        self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
+        self.gate = Gate(self.tasks, plan.index)  # trigger rules over the tasks' statuses
+        #: task that ended without completing -> its origin (the gate's; see running/gate.py)
+        self.blocked = self.gate.blocked
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
         self.first_error: tuple[str, BaseException] | None = None
@@ -138,14 +141,30 @@ class Run:
             self.restored += 1
 
     # -- which units may start ------------------------------------------------------------
-    def blocking_cause(self, step: Step) -> str | None:
-        """The failed task upstream of ``step``, if any."""
-        blocked = self.blocked
-        for dep in step.dependencies:
-            cause = blocked.get(dep)
-            if cause is not None:
-                return cause
-        return None
+    def admit(self, unit: TaskRun) -> bool:
+        """Whether a ready unit (every dependency ended) runs: its trigger rule, then its
+        ``run_if`` predicate, evaluated here once. If not, it is settled here: SKIPPED or
+        CANCELLED by its trigger, SKIPPED "condition false", or FAILED by its predicate."""
+        step = unit.step
+        if self.blocked:
+            verdict = self.gate.verdict(step)
+            if verdict is not None:
+                status, origin, reason = verdict
+                self.blocked[step.id] = origin
+                self._settle(unit, status, reason)
+                return False
+        if step.run_if is None:
+            return True
+        t0 = perf_counter()
+        try:
+            if condition_holds(step, self.context):
+                return True
+        except Exception as exc:  # fails the task: not retried, the handler never called
+            self._failed(unit, None, exc, t0, perf_counter())
+            return False
+        self.blocked[step.id] = step.id
+        self._settle(unit, TaskStatus.SKIPPED, CONDITION_FALSE)
+        return False
 
     # -- running one unit -----------------------------------------------------------------
     def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
@@ -375,12 +394,14 @@ class Run:
         record.undo = ()
         record.delta = {}
 
-    def _failed(self, unit: TaskRun, record: TaskRecord, exc: BaseException, t0: float,
+    def _failed(self, unit: TaskRun, record: TaskRecord | None, exc: BaseException, t0: float,
                 t1: float, hook_called: bool = False) -> None:
+        """FAILED after its last attempt (``record`` None: its predicate failed, it never
+        started, so it keeps no record and no strategy hook is called)."""
         step, task = unit.step, unit
         task.status = FAILED
         task.error = exc
-        if self.restore is not None and not hook_called:
+        if self.restore is not None and not hook_called and record is not None:
             self._call_restore(task)  # the task's own error is what it reports
         duration = t1 - t0
         task.duration = duration
@@ -394,7 +415,8 @@ class Run:
         self.blocked[step.id] = step.id
         if step.critical and self.stopped_by is None:
             self.stopped_by = step.id
-        self._keep_record(record, FAILED, duration, t1)
+        if record is not None:
+            self._keep_record(record, FAILED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=FAILED,
                                    attempts=task.attempts, duration=duration, error=exc,
@@ -417,6 +439,8 @@ class Run:
         """The one place a task becomes SKIPPED or CANCELLED."""
         task.status = status
         task.reason = reason
+        if status is TaskStatus.CANCELLED:
+            self.blocked.setdefault(task.id, task.id)
         if self.journal is not None:
             if self.interrupted is None:
                 self._journal(self.journal.task_settled, task)
@@ -430,16 +454,13 @@ class Run:
                                    attempts=task.attempts, duration=0.0, reason=reason,
                                    attempt_times=tuple(task.attempt_times())))
 
-    def skip(self, unit: TaskRun, cause: str) -> None:
-        """SKIPPED: an upstream task failed (``cause`` names it)."""
-        self.blocked[unit.step.id] = cause
-        self._settle(unit, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
-
     def stop_pending(self, unit: TaskRun) -> None:
         """After a critical failure: skip what is downstream of a failure, cancel the rest."""
-        cause = self.blocking_cause(unit.step)
-        if cause is not None:
-            self.skip(unit, cause)
+        step = unit.step
+        dep = self.gate.skipped_by(step)
+        if dep is not None:
+            self.blocked[step.id] = self.blocked[dep]
+            self._settle(unit, TaskStatus.SKIPPED, self.gate.upstream_reason(dep))
         else:
             self._settle(unit, TaskStatus.CANCELLED,
                          f"critical task {self.stopped_by!r} failed")
@@ -452,11 +473,8 @@ class Run:
         if self.stopped_by is not None:
             self.stop_pending(unit)
             return True
-        if self.blocked:
-            cause = self.blocking_cause(unit.step)
-            if cause is not None:
-                self.skip(unit, cause)
-                return True
+        if self.blocked or unit.step.run_if is not None:
+            return not self.admit(unit)
         return False
 
     def close_in_flight(self, task_id: str | None = None) -> None:

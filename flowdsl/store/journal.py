@@ -108,13 +108,17 @@ class RunJournal:
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        with self.store.write(self.claim) as db:
-            db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
-                       "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
-                       "AND task_id = ?",
-                       (task.attempts, task.started_at, task.ended_at, task.duration,
-                        _error_text(error), text, self.run_id, task.id))
-            self._end_attempt(db, task, "failed", _error_text(error))
+        with self.store.write(self.claim) as db:  # no row yet when its run_if raised
+            db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, started, ended, "
+                       "duration, error, traceback) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (run_id, task_id) DO UPDATE SET status = 'failed', "
+                       "attempts = excluded.attempts, started = excluded.started, "
+                       "ended = excluded.ended, duration = excluded.duration, "
+                       "error = excluded.error, traceback = excluded.traceback, reason = NULL",
+                       (self.run_id, task.id, task.attempts, task.started_at, task.ended_at,
+                        task.duration, _error_text(error), text))
+            if task.attempts:
+                self._end_attempt(db, task, "failed", _error_text(error))
 
     def task_settled(self, task: TaskRun) -> None:
         """SKIPPED or CANCELLED before it started."""
