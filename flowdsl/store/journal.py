@@ -121,7 +121,9 @@ class RunJournal:
                 self._end_attempt(db, task, "failed", _error_text(error))
 
     def task_settled(self, task: TaskRun) -> None:
-        """SKIPPED or CANCELLED before it started."""
+        """SKIPPED or CANCELLED before it started (resuming a SUCCEEDED run: as stored)."""
+        if self.readonly:
+            return
         with self.store.write(self.claim) as db:
             self._settle(db, task)
 
@@ -177,16 +179,25 @@ def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, 
 
 
 def _kept_tasks(plan: Plan, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
-                changed_inputs: set[str]) -> set[str]:
+                changed_inputs: set[str], skipped: set[str] | None = None
+                ) -> tuple[set[str], set[str]]:
     """Completed tasks that stay completed: same fingerprint, no changed input read, and every
-    upstream task kept too (everything downstream of a re-run task re-runs)."""
+    upstream task kept too (everything downstream of a re-run task re-runs). A task SKIPPED
+    under the same conditions (its upstream kept or skipped so: a false ``run_if``, not a
+    failure, is behind it) counts as kept for its dependants: its gate decides the same again.
+    Returns (kept completed tasks, such skipped ones)."""
     kept: set[str] = set()
+    quiet: set[str] = set()  # kept, or skipped by a condition that holds again
+    skipped = skipped or set()
     for step in plan.steps:  # plan order: upstream first
-        if (step.id in completed and old.get(step.id) == new[step.id]
+        task = step.id
+        if ((task in completed or task in skipped) and old.get(task) == new[task]
                 and not changed_inputs.intersection(step.inputs)
-                and all(dep in kept for dep in step.dependencies)):
-            kept.add(step.id)
-    return kept
+                and all(dep in quiet for dep in step.dependencies)):
+            quiet.add(task)
+            if task in completed:
+                kept.add(task)
+    return kept, quiet - kept
 
 
 def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
@@ -279,8 +290,8 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                                              old_prints)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
-    kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
-    if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
+    kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
+    if status == RunStatus.SUCCEEDED.value and len(kept) + len(still_skipped) == len(plan.steps):
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
     check_inputs(given)
     host, pid, started = identity()
@@ -334,14 +345,17 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
 
 
 def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
-              changed_inputs: set[str]) -> tuple[set[str], list[Restored], int]:
-    """The completed tasks that stay completed, decoded, and the run's last sequence number."""
+              changed_inputs: set[str]) -> tuple[set[str], set[str], list[Restored], int]:
+    """The completed tasks that stay completed, the skipped ones that stay skipped (see
+    `_kept_tasks`), the completed ones decoded, and the run's last sequence number."""
     where = f"run {resume!r}"
     rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
                       "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
                       "ORDER BY seq", (resume,)).fetchall()
-    kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints_of(plan),
-                       changed_inputs)
+    skipped = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                        "status = 'skipped'", (resume,)).fetchall()}
+    kept, still_skipped = _kept_tasks(plan, {r[0] for r in rows}, old_prints,
+                                      fingerprints_of(plan), changed_inputs, skipped)
     steps = plan.index
     restored = []
     for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
@@ -355,4 +369,4 @@ def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
                                  t0, t1, duration))
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
                      (resume,)).fetchone()[0]
-    return kept, restored, seq
+    return kept, still_skipped, restored, seq
