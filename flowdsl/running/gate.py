@@ -89,8 +89,8 @@ class Gate:
         if self.tasks[origin].status is FAILED:
             return f"upstream task {origin!r} failed"
         if origin == dep:
-            return f"upstream task {dep!r} was skipped ({CONDITION_FALSE})"
-        return f"upstream task {dep!r} was skipped ({CONDITION_FALSE} on {origin!r})"
+            return f"upstream task {dep!r} was skipped: {CONDITION_FALSE}"
+        return f"upstream task {dep!r} was skipped: {CONDITION_FALSE} on {origin!r}"
 
     def failed_ancestor(self, step: Step) -> str | None:
         """A FAILED ancestor of ``step`` (the first found, dependencies in order), or None.
