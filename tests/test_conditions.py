@@ -402,3 +402,22 @@ def test_a_cancelled_dependency_cancels_the_task_whatever_its_trigger(run_flow: 
     result = run_flow(flow, raise_on_failure=False)
 
     assert statuses(result) == {"critical": FAILED, "work": CANCELLED, "cleanup": CANCELLED}
+
+
+# == sub-flows ================================================================================
+def test_a_sub_flow_with_a_branch_not_taken_still_gathers(run_flow: Any, flow: Flow) -> None:
+    sub = Flow("sub")
+    sub.task(id="size")(lambda data: len(data))
+    sub.task(id="big", run_if=lambda size: size > 2)(lambda size: f"big {size}")
+    sub.task(id="small", run_if=lambda size: size <= 2)(lambda size: f"small {size}")
+    flow.include(sub, prefix="one", inputs={"data": "key:first"})
+    flow.include(sub, prefix="two", inputs={"data": "key:second"})
+    flow.task(id="report")(lambda one, two: (one, two))
+
+    result = run_flow(flow, {"first": [1], "second": [1, 2, 3]})
+
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.tasks["one.big"].reason == "condition false"
+    assert result.results["report"] == ({"big": None, "small": "small 1"},
+                                        {"big": "big 3", "small": None})
+    assert flow.compile()["one"].trigger == "none_failed"
