@@ -68,8 +68,7 @@ class Scheduler:
                 unit = self.units[child]
                 if waiting[child] or unit.status is not PENDING:
                     continue
-                if (run.stopped_by is None and (run.blocked or unit.step.run_if is not None)
-                        and not run.admit(unit)):
+                if run.stopped_by is None and run.gated and not run.admit(unit):
                     stack.append(child)
                 else:
                     self._push(child)

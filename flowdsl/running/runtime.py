@@ -88,6 +88,9 @@ class Run:
         self.gate = Gate(self.tasks, plan.index)  # trigger rules over the tasks' statuses
         #: task that ended without completing -> its origin (the gate's; see running/gate.py)
         self.blocked = self.gate.blocked
+        #: whether a ready task must pass the gate: the plan has ``run_if`` tasks, or a task
+        #: ended without completing (one flag, so the plain path pays one look-up per task)
+        self.gated = plan.conditional
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
         self.first_error: tuple[str, BaseException] | None = None
@@ -413,6 +416,7 @@ class Run:
         if self.first_error is None:
             self.first_error = (step.id, exc)
         self.blocked[step.id] = step.id
+        self.gated = True
         if step.critical and self.stopped_by is None:
             self.stopped_by = step.id
         if record is not None:
@@ -439,6 +443,7 @@ class Run:
         """The one place a task becomes SKIPPED or CANCELLED."""
         task.status = status
         task.reason = reason
+        self.gated = True
         if status is TaskStatus.CANCELLED:
             self.blocked.setdefault(task.id, task.id)
         if self.journal is not None:
@@ -473,7 +478,7 @@ class Run:
         if self.stopped_by is not None:
             self.stop_pending(unit)
             return True
-        if self.blocked or unit.step.run_if is not None:
+        if self.gated:
             return not self.admit(unit)
         return False
 
