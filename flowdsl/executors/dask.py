@@ -60,10 +60,20 @@ class _ContextCopy:
 
 
 class _Interrupted:
-    """Carries a KeyboardInterrupt/SystemExit raised by a handler back to the driver."""
+    """Carries a KeyboardInterrupt, SystemExit or CancelledError raised by a handler back to
+    the driver, as raised (it stops the run there)."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+async def _keeping_cancel(call: Any) -> Any:
+    """An async handler's own CancelledError, kept as raised (leaving the worker's loop
+    through ``run_coroutine_threadsafe`` would turn it into a bare one)."""
+    try:
+        return await call
+    except asyncio.CancelledError as exc:
+        return _Interrupted(exc)
 
 
 def _worker_version() -> str:
@@ -99,7 +109,8 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     try:
         if is_async:  # on the worker's own event loop
             loop = get_worker().loop.asyncio_loop  # type: ignore[attr-defined]
-            result = asyncio.run_coroutine_threadsafe(handler(*args, **kwargs), loop).result()
+            result = asyncio.run_coroutine_threadsafe(_keeping_cancel(handler(*args, **kwargs)),
+                                                      loop).result()
         else:
             result = handler(*args, **kwargs)
     except (KeyboardInterrupt, SystemExit) as exc:  # would kill the worker: stop the run instead
@@ -206,7 +217,7 @@ class DaskAttempts:
             outcome.cancel()
             future.cancel()
             raise
-        if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker
+        if isinstance(result, _Interrupted):  # an interrupt raised by the handler on the worker
             raise result.error
         self.context.shared_state.apply(delta)  # the worker's writes become the task's delta
         for entry in logged:  # the handler's own log_execution entries
