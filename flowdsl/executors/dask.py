@@ -105,6 +105,8 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     args = tuple(a[0] if i in upstream else _rebuild(a, copy, context) for i, a in enumerate(args))
     kwargs = {k: v[0] if k in upstream else _rebuild(v, copy, context) for k, v in kwargs.items()}
     record = TaskRecord(task_id, 0, 0)
+    if context is not None:  # writes from threads the handler starts are its own too
+        context.shared_state.in_flight = {task_id: record}
     token = _current.set(CurrentTask(task_id, run_id, record, attempt))
     try:
         if is_async:  # on the worker's own event loop

@@ -78,6 +78,8 @@ class Run:
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
+        # until finish(): a write from a thread a handler started goes to the task in flight
+        self.context.shared_state.in_flight = self.context.book.active
         #: The units of work, in plan order: one per task (a mapped task will add its
         #: elements' as it starts).
         self.units = [TaskRun(step) for step in plan.steps]
@@ -506,6 +508,7 @@ class Run:
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
+        self.context.shared_state.in_flight = None  # the run is over: writes are plain again
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)
