@@ -32,12 +32,14 @@ from .metrics import summarize
 from .result import Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
-__all__ = ["Run", "RESTORED"]
+__all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
+#: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
+CTRL_C = "flowdsl: Ctrl-C"
 
 
 def _clock_offset() -> float:
@@ -490,7 +492,10 @@ class Run:
         The task in flight and the tasks not started are CANCELLED; what completed is kept.
         """
         self.interrupted = exc
-        reason = f"run interrupted by {type(exc).__name__}"
+        name = type(exc).__name__
+        if name == "CancelledError" and exc.args == (CTRL_C,):  # Ctrl-C, on the run's loop
+            name = "KeyboardInterrupt"
+        reason = f"run interrupted by {name}"
         for task in self.tasks.values():
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
