@@ -1,0 +1,99 @@
+"""Issue 11, reliability 1 on the team store: a Ctrl-C (a real SIGINT) arriving while
+PostgreSQL commits a task's completion waits for the COMMIT, so the completion stays
+committed and completed, and the task never runs again on resume."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from flowdsl import Flow, RunStatus, TaskStatus
+
+pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
+
+from flowdsl import PostgresStore  # noqa: E402
+
+
+class Hooked:
+    """A connection that sends SIGINT to this process on its ``nth`` COMMIT."""
+
+    def __init__(self, conn, commits: list[int], nth: int) -> None:
+        self._conn, self._commits, self._nth = conn, commits, nth
+
+    def execute(self, sql, *args, **kwargs):
+        if sql == "COMMIT":
+            self._commits.append(1)
+            if len(self._commits) == self._nth:
+                signal.raise_signal(signal.SIGINT)
+        return self._conn.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class HookedStore(PostgresStore):
+    nth = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commits: list[int] = []
+
+    @property
+    def connection(self):
+        return Hooked(PostgresStore.connection.fget(self), self.commits, self.nth)
+
+
+def two_task_flow(calls: list[str]) -> Flow:
+    flow = Flow("faults-pg")
+
+    @flow.task
+    def first():
+        calls.append("first")
+        return 1
+
+    @flow.task
+    def second(first):
+        calls.append("second")
+        return first + 1
+
+    return flow
+
+
+def nth_commit_completing_first(dsn: str) -> int:
+    """Which COMMIT of a run (on a store whose schema exists) completes task 'first'."""
+    PostgresStore(dsn).runs()  # the schema is made and migrated first
+    probe = HookedStore(dsn)
+    probe.nth = -1
+    seen: list[int] = []
+    flow = Flow("probe")
+
+    @flow.task
+    def first():
+        seen.append(len(probe.commits))  # the commits made before it returns
+        return 1
+
+    flow.run(store=probe, run_id="probe")
+    probe.close()
+    return seen[0] + 1
+
+
+def test_ctrl_c_during_the_commit_of_a_completion_keeps_it_completed_on_postgres(pg_dsn):
+    calls: list[str] = []
+    flow = two_task_flow(calls)
+    nth = nth_commit_completing_first(pg_dsn)
+    store = HookedStore(pg_dsn)
+    store.nth = nth
+    with pytest.raises(KeyboardInterrupt) as info:
+        flow.run(store=store, run_id="r1")
+    store.close()
+    partial = info.value.flowdsl_result
+    assert partial.status is RunStatus.CANCELLED
+    assert partial.tasks["first"].status is TaskStatus.COMPLETED
+    reader = PostgresStore(pg_dsn)
+    assert reader.get_run("r1")["tasks"]["first"]["status"] == "completed"
+    resumed = flow.run(store=reader, resume="r1")
+    reader.close()
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert calls == ["first", "second"]  # 'first' never ran again
+    assert resumed.tasks["first"].reason == "restored from the run store"
