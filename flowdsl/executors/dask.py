@@ -22,7 +22,8 @@ from distributed import Client, LocalCluster, get_worker
 
 from .. import version
 from ..compiling.plan import Plan, Step
-from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
+from ..errors import (DefinitionError, FlowError, SerializationError, TaskTimeoutError,
+                      error_text)
 from ..running.attempts import Args, Kwargs, Means
 from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
 from ..running.runtime import Run
@@ -126,7 +127,7 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     except Exception as exc:
         raise SerializationError(
             f"task {task_id!r}: its result cannot be pickled to travel back from the worker: "
-            f"{exc!r}") from None
+            f"{error_text(exc)}") from None
     return result, delta, logged
 
 
@@ -178,7 +179,7 @@ class DaskAttempts:
                 key=f"{step.id}-{uuid.uuid4().hex}", pure=False, priority=-step.priority)
         except Exception as exc:  # an argument that cannot be pickled
             raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
-                                     f"worker: {exc!r}") from exc
+                                     f"worker: {error_text(exc)}") from exc
         outcome: asyncio.Future[Any] = loop.create_future()
 
         def settle(done: Any) -> None:  # in a thread of the client's
@@ -265,8 +266,8 @@ class DaskExecutor(Executor):
         try:
             versions = client.run(_worker_version)
         except Exception as exc:
-            raise FlowError(f"flowdsl is not importable on the Dask workers ({exc!r}): install "
-                            f"flowdsl {version.__version__} there") from exc
+            raise FlowError(f"flowdsl is not importable on the Dask workers "
+                            f"({error_text(exc)}): install flowdsl {version.__version__} there") from exc
         wrong = {worker: v for worker, v in versions.items() if v != version.__version__}
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
@@ -280,7 +281,7 @@ class DaskExecutor(Executor):
                 cloudpickle.dumps(step.handler)
             except Exception as exc:
                 raise DefinitionError(f"task {step.id!r}: its handler (with its closure) "
-                                      f"cannot be pickled to run on Dask: {exc!r}") from exc
+                                      f"cannot be pickled to run on Dask: {error_text(exc)}") from exc
 
     async def aexecute(self, run: Run) -> None:
         loop = asyncio.get_running_loop()
