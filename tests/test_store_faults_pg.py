@@ -1,6 +1,8 @@
-"""Issue 11, reliability 1 on the team store: a Ctrl-C (a real SIGINT) arriving while
+"""Issue 11 on the team store. Reliability 1: a Ctrl-C (a real SIGINT) arriving while
 PostgreSQL commits a task's completion waits for the COMMIT, so the completion stays
-committed and completed, and the task never runs again on resume."""
+committed and completed, and the task never runs again on resume. Reliability 7: after a
+`StoreError` the run stays RUNNING but this very process can resume it at once (the failed
+session gives its lease up when the server still lets it)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import signal
 
 import pytest
 
-from flowdsl import Flow, RunStatus, TaskStatus
+from flowdsl import Flow, RunStatus, StoreError, TaskStatus
 
-pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
+psycopg = pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
 
 from flowdsl import PostgresStore  # noqa: E402
 
@@ -97,3 +99,39 @@ def test_ctrl_c_during_the_commit_of_a_completion_keeps_it_completed_on_postgres
     assert resumed.status is RunStatus.SUCCEEDED
     assert calls == ["first", "second"]  # 'first' never ran again
     assert resumed.tasks["first"].reason == "restored from the run store"
+
+
+class FullDisk(HookedStore):
+    """Every COMMIT from the ``nth`` on fails as a full disk on the server would."""
+
+    @property
+    def connection(self):
+        conn = PostgresStore.connection.fget(self)
+        store = self
+
+        class Failing(Hooked):
+            def execute(self, sql, *args, **kwargs):
+                if sql == "COMMIT":
+                    store.commits.append(1)
+                    if len(store.commits) >= store.nth:
+                        raise psycopg.errors.DiskFull("could not extend file: No space left")
+                return self._conn.execute(sql, *args, **kwargs)
+
+        return Failing(conn, self.commits, self.nth)
+
+
+def test_after_a_store_error_the_same_process_can_resume_the_run_on_postgres(pg_dsn):
+    calls: list[str] = []
+    flow = two_task_flow(calls)
+    store = FullDisk(pg_dsn)
+    store.nth = nth_commit_completing_first(pg_dsn)  # nothing can be written from then on
+    with pytest.raises(StoreError, match="No space left"):
+        flow.run(store=store, run_id="d2")
+    store.close()
+    reader = PostgresStore(pg_dsn)
+    assert reader.get_run("d2")["status"] == "running"
+    # the server has room again: this very process (the owner on record) resumes it at once
+    result = flow.run(store=reader, resume="d2")
+    reader.close()
+    assert result.status is RunStatus.SUCCEEDED
+    assert calls == ["first", "first", "second"]

@@ -142,11 +142,15 @@ class RunJournal:
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
+        finished = False
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
+            finished = True
         finally:
             self.store.detach(self.claim)
+            if not finished:
+                self.store.abandon(self.claim)
             if self.owns_store:
                 self.store.close()
 
