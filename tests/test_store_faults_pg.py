@@ -18,13 +18,13 @@ from flowdsl import PostgresStore  # noqa: E402
 
 
 class Hooked:
-    """A connection that sends SIGINT to this process on its ``nth`` COMMIT."""
+    """A connection that sends SIGINT to this process on its ``nth`` COMMIT (or ``on``)."""
 
-    def __init__(self, conn, commits: list[int], nth: int) -> None:
-        self._conn, self._commits, self._nth = conn, commits, nth
+    def __init__(self, conn, commits: list[int], nth: int, on: str = "COMMIT") -> None:
+        self._conn, self._commits, self._nth, self._on = conn, commits, nth, on
 
     def execute(self, sql, *args, **kwargs):
-        if sql == "COMMIT":
+        if sql == self._on:
             self._commits.append(1)
             if len(self._commits) == self._nth:
                 signal.raise_signal(signal.SIGINT)
@@ -36,6 +36,7 @@ class Hooked:
 
 class HookedStore(PostgresStore):
     nth = 0
+    on = "COMMIT"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -43,7 +44,7 @@ class HookedStore(PostgresStore):
 
     @property
     def connection(self):
-        return Hooked(PostgresStore.connection.fget(self), self.commits, self.nth)
+        return Hooked(PostgresStore.connection.fget(self), self.commits, self.nth, self.on)
 
 
 def two_task_flow(calls: list[str]) -> Flow:
@@ -135,3 +136,21 @@ def test_after_a_store_error_the_same_process_can_resume_the_run_on_postgres(pg_
     reader.close()
     assert result.status is RunStatus.SUCCEEDED
     assert calls == ["first", "first", "second"]
+
+
+def test_ctrl_c_during_begin_leaves_no_transaction_and_the_store_stays_usable_on_postgres(
+        pg_dsn):
+    calls: list[str] = []
+    flow = two_task_flow(calls)
+    PostgresStore(pg_dsn).runs()  # the schema exists
+    store = HookedStore(pg_dsn)
+    store.on, store.nth = "BEGIN", 2  # 'first' starting
+    with pytest.raises(KeyboardInterrupt):
+        flow.run(store=store, run_id="r3")
+    store.nth = -1
+    assert flow.run(store=store, run_id="r4").status is RunStatus.SUCCEEDED
+    assert store.get_run("r3")["status"] == "cancelled"
+    store.close()
+    other = PostgresStore(pg_dsn)  # another connection can write: no lock left behind
+    assert flow.run(store=other, resume="r3").status is RunStatus.SUCCEEDED
+    other.close()
