@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Protocol, Union, runtime_checkable
 
 import attrs
 
+from ..errors import error_text
 from ..status import RunStatus, TaskStatus
 from .result import Attempt
 
@@ -88,8 +89,8 @@ def emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
             try:
                 callback(event)
             except Exception as exc:  # an observer cannot change the run
-                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(f"flowdsl observer {callback!r} raised {error_text(exc)}",
+                              RuntimeWarning, stacklevel=2)
 
     return emit
 

@@ -33,12 +33,14 @@ from .metrics import summarize
 from .result import Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
-__all__ = ["Run", "RESTORED"]
+__all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
+#: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
+CTRL_C = "flowdsl: Ctrl-C"
 
 
 def _clock_offset() -> float:
@@ -79,6 +81,8 @@ class Run:
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
+        # until finish(): a write from a thread a handler started goes to the task in flight
+        self.context.shared_state.in_flight = self.context.book.active
         #: The units of work, in plan order: one per task (a mapped task will add its
         #: elements' as it starts).
         self.units = [TaskRun(step) for step in plan.steps]
@@ -511,7 +515,10 @@ class Run:
         The task in flight and the tasks not started are CANCELLED; what completed is kept.
         """
         self.interrupted = exc
-        reason = f"run interrupted by {type(exc).__name__}"
+        name = type(exc).__name__
+        if name == "CancelledError" and exc.args == (CTRL_C,):  # Ctrl-C, on the run's loop
+            name = "KeyboardInterrupt"
+        reason = f"run interrupted by {name}"
         for task in self.tasks.values():
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
@@ -529,6 +536,7 @@ class Run:
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
+        self.context.shared_state.in_flight = None  # the run is over: writes are plain again
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)

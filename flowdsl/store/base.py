@@ -81,6 +81,11 @@ class SqlStore:
     def detach(self, claim: Claim | None) -> None:
         """Stop whatever keeps the claim alive (called however the run ended)."""
 
+    def abandon(self, claim: Claim | None) -> None:
+        """The run stopped in this process but its end could not be written (a store
+        failure): give the claim up if the store still can, so that the run (left RUNNING)
+        can be resumed at once, from this process too. Never raises."""
+
     def __enter__(self) -> "SqlStore":
         return self
 

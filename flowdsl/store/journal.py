@@ -148,11 +148,15 @@ class RunJournal:
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
+        finished = False
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
+            finished = True
         finally:
             self.store.detach(self.claim)
+            if not finished:
+                self.store.abandon(self.claim)
             if self.owns_store:
                 self.store.close()
 
@@ -211,7 +215,24 @@ def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
     finally:
         if opened is not store:
             opened.close()
-    return tuple(json.loads(rows[0]["targets"])) if rows and rows[0]["targets"] else ()
+    if not rows:
+        return ()
+    return _targets(opened, f"run {run_id!r}", rows[0]["targets"])
+
+
+def _targets(store: Any, where: str, stored: Any) -> tuple[str, ...]:
+    """The stored targets of a run (``()``: the whole flow); malformed ones are a
+    `StoreError` naming the run."""
+    if not stored:
+        return ()
+    try:
+        found = json.loads(stored)
+        if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+            raise ValueError("a JSON list of task ids was expected")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run store {store.label}: {where} has malformed targets: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return tuple(found)
 
 
 def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
@@ -278,7 +299,7 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                      + store.for_update, (resume,)).fetchone()
     if row is None:
         raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
-    stored_targets = tuple(json.loads(row[8])) if row[8] else ()
+    stored_targets = _targets(store, f"run {resume!r}", row[8])
     if stored_targets != tuple(plan.targets):
         raise ResumeError(
             f"cannot resume run {resume!r} with targets={list(plan.targets) or None!r}: it was "
