@@ -11,6 +11,7 @@ from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
 from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
+from .declaring.types import check_types
 from .errors import DefinitionError, MissingInputError, did_you_mean
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .executors.base import adrive, drive
@@ -49,10 +50,12 @@ class Flow:
     """
 
     def __init__(self, name: str = "flow", *, serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> None:
+                 pools: Mapping[str, int] | None = None, types: Iterable[Any] = ()) -> None:
         check_serializer(serializer, f"flow {name!r}")
         self.name = name
         self.serializer = serializer
+        #: value types the run store may decode into, beside the handlers' return annotations
+        self.types = check_types(types, f"flow {name!r}")
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []
         self._positions: dict[str, int] = {}  # task id -> index in _specs (the first declared)
@@ -260,7 +263,8 @@ class Flow:
         With ``targets``, the plan of those tasks and their ancestors (cached too)."""
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools())
+            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),
+                                      self.types)
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)

@@ -59,4 +59,5 @@ def target_plan(plan: Plan, targets: tuple[str, ...]) -> Plan:
         pools=plan.pools,
         is_async=any(step.is_async for step in steps),
         targets=targets,
+        types=plan.types,
     )
