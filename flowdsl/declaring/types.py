@@ -111,8 +111,17 @@ def return_annotation(handler: Callable[..., Any], task_id: str) -> Any:
             raw, "__module__", None) == "builtins":
         return raw  # int, dict, str ...: nothing to resolve
     holder = SimpleNamespace(__annotations__={"return": raw})
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
+    names = dict(zip(code.co_freevars, cells)) if code is not None else {}
+    local: dict[str, Any] = {}
+    for name, cell in names.items():  # the names the handler's own code closes over
+        try:
+            local[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
     try:
-        return typing.get_type_hints(holder, globalns=getattr(fn, "__globals__", {}))["return"]
+        return typing.get_type_hints(holder, globalns=getattr(fn, "__globals__", {}),
+                                     localns=local)["return"]
     except Exception as exc:
         raise DefinitionError(
             f"task {task_id!r}: cannot resolve its return annotation {raw!r} "
