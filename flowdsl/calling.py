@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 from .compiling.plan import Plan
 from .errors import MissingInputError
+from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 
-__all__ = ["check_call", "check_inputs", "check_resources", "with_resources"]
+__all__ = ["check_call", "check_inputs", "check_resources", "choose_executor", "with_resources"]
 
 
 def check_resources(plan: Plan, initial: Mapping[str, Any] | None,
@@ -69,3 +70,16 @@ def check_inputs(plan: Plan, given: Mapping[str, Any],
                if key not in given and not (resources and key in resources)}
     if missing:
         raise MissingInputError(missing, plan.order)
+
+
+def choose_executor(executor: Executor | None, max_concurrency: int | None,
+                    adaptive: bool) -> Executor:
+    """The executor a run call asks for: the one given, else by ``max_concurrency``."""
+    if executor is not None:
+        if max_concurrency is not None and getattr(executor, "max_concurrency", None) not in (
+                None, max_concurrency):
+            raise ValueError(f"max_concurrency={max_concurrency} disagrees with {executor!r}")
+        return executor
+    if max_concurrency is None or max_concurrency == 1:
+        return SequentialExecutor()
+    return ConcurrentExecutor(max_concurrency, adaptive=adaptive)

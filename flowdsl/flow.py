@@ -12,9 +12,9 @@ from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
 from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
 from .declaring.types import check_types
-from .calling import check_call, check_inputs, check_resources, with_resources
+from .calling import check_call, check_inputs, check_resources, choose_executor, with_resources
 from .errors import DefinitionError, did_you_mean
-from .executors import ConcurrentExecutor, Executor, SequentialExecutor
+from .executors import Executor
 from .executors.base import adrive, drive
 from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
@@ -204,6 +204,9 @@ class Flow:
     def _all_pools(self) -> dict[str, int]:
         return all_pools(self._pools, self._includes)
 
+    def _all_types(self) -> tuple[Any, ...]:
+        return self.types + tuple(t for f in self.included_flows() for t in f._all_types())
+
     def included_flows(self) -> tuple["Flow", ...]:
         """The flows this one includes (directly)."""
         return tuple(inc.flow for inc in self._includes)  # type: ignore[misc]
@@ -264,7 +267,7 @@ class Flow:
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
             self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),
-                                      self.types)
+                                      self._all_types())
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)
@@ -387,7 +390,7 @@ class Flow:
         sync ones in N threads); ``adaptive`` then prefers, among ready tasks of equal
         priority, the longest expected critical path (from earlier runs' durations).
         """
-        executor = _choose_executor(executor, max_concurrency, adaptive)
+        executor = choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
@@ -429,7 +432,7 @@ class Flow:
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
-        executor = _choose_executor(executor, max_concurrency, adaptive)
+        executor = choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
@@ -486,15 +489,3 @@ class Flow:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
         return self._metrics.report()
-
-
-def _choose_executor(executor: Executor | None, max_concurrency: int | None,
-                     adaptive: bool) -> Executor:
-    if executor is not None:
-        if max_concurrency is not None and getattr(executor, "max_concurrency", None) not in (
-                None, max_concurrency):
-            raise ValueError(f"max_concurrency={max_concurrency} disagrees with {executor!r}")
-        return executor
-    if max_concurrency is None or max_concurrency == 1:
-        return SequentialExecutor()
-    return ConcurrentExecutor(max_concurrency, adaptive=adaptive)

@@ -323,3 +323,11 @@ def test_enum_subclass_of_int_keeps_its_type(tmp_path: Path) -> None:
     fail["on"] = False
     restored = flow.run(store=tmp_path / "r.db", resume=first.run_id).results["make"]
     assert [type(v) for v in restored] == [Level, int]
+
+
+def test_an_included_flow_brings_its_declared_types() -> None:
+    sub = Flow("sub", types=[Point])
+    sub.task(lambda: Point(1, 2), id="make")
+    parent = Flow("parent")
+    parent.include(sub, prefix="ingest")
+    assert Point in parent.compile().types.values()
