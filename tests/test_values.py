@@ -331,3 +331,24 @@ def test_an_included_flow_brings_its_declared_types() -> None:
     parent = Flow("parent")
     parent.include(sub, prefix="ingest")
     assert Point in parent.compile().types.values()
+
+
+def test_a_pickle_flow_stores_plain_inputs_as_json_so_showing_shows_them(tmp_path: Path) -> None:
+    store, fail = tmp_path / "runs.db", {"on": True}
+    flow = Flow("pickled_inputs", serializer="pickle")
+    flow.task(lambda source: {"from": source}, id="load")
+
+    @flow.task
+    def after(load):
+        if fail["on"]:
+            raise RuntimeError("once")
+
+    first = flow.run({"source": "orders.csv"}, store=store, raise_on_failure=False)
+    assert SqliteStore(store).get_run(first.run_id)["inputs"] == {"source": "orders.csv"}
+    fail["on"] = False
+    resumed = flow.run(store=store, resume=first.run_id)
+    assert resumed.context.data["source"] == "orders.csv"
+    assert resumed.tasks["load"].reason == "restored from the run store"
+    other = flow.run({"source": "x", "blob": Reading("s", Color.RED)}, store=store,
+                     raise_on_failure=False)
+    assert SqliteStore(store).get_run(other.run_id)["inputs"].startswith("<pickle value")

@@ -166,11 +166,18 @@ class RunJournal:
                 self.store.release(db, self.claim)
 
 
-def encode_inputs(given: Mapping[str, Any], serializer: str, types: Types) -> bytes | str:
-    """The run's inputs encoded; one that cannot be is a `SerializationError` naming its key
-    and suggesting ``resources=`` (a live object is never stored)."""
+def encode_inputs(given: Mapping[str, Any], serializer: str,
+                  types: Types) -> tuple[str, bytes | str]:
+    """The run's inputs encoded, and the codec used: JSON whenever they have a JSON encoding
+    (so showing a run shows them, also under ``serializer="pickle"``). One that cannot be
+    encoded is a `SerializationError` naming its key and suggesting ``resources=``."""
+    if serializer == "pickle":
+        try:
+            return "json", encode(dict(given), "json", "the run's inputs", types=types)
+        except SerializationError:
+            pass
     try:
-        return encode(dict(given), serializer, "the run's inputs", types=types)
+        return serializer, encode(dict(given), serializer, "the run's inputs", types=types)
     except SerializationError as whole:
         for key, value in given.items():
             try:
@@ -258,13 +265,14 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
                           f"resume={run_id!r} to continue it, or another run_id")
     given = dict(inputs or {})
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
         "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
-         store.blob(encode_inputs(given, serializer, plan.types)),
-         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan),
+         store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
+         started, _order(plan),
          dumps(list(plan.targets)) if plan.targets else None))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
@@ -300,6 +308,7 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True,
                           types=plan.types)
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     host, pid, started = identity()
     stamp = now()
     session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
@@ -311,10 +320,9 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                "status = 'running'", (stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "total_tasks = ?, plan_order = ? WHERE run_id = ?",
-               (host, pid, started, dumps(fingerprints),
-                store.blob(encode_inputs(given, serializer, plan.types)), len(plan.steps),
-                _order(plan), resume))
+               "inputs_codec = ?, total_tasks = ?, plan_order = ? WHERE run_id = ?",
+               (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
+                inputs_codec, len(plan.steps), _order(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
@@ -331,7 +339,8 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
     those that changed."""
     stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
-    stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs", plan.types)
+    stored_inputs = decode(blob, codec, "json" if codec == "json" else serializer,
+                           f"{where}, its inputs", plan.types)  # JSON: always safe to read
     given = dict(stored_inputs if inputs is None else inputs)
     changed_inputs = {k for k in set(given) | set(stored_inputs)  # by encoding: NaN == NaN
                       if k not in given or k not in stored_inputs
