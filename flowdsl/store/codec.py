@@ -174,8 +174,15 @@ def _typed(value: Any, kind: type, types: Types, depth: int) -> Any:
             f"the flow's code does not declare it: add {kind.__qualname__} to "
             "Flow(..., types=[...]) or make it (or a type holding it) a handler's return "
             "annotation; the run store decodes values only into declared types"), plain=False)
+    def nested(item: Any, segment: str = "") -> Any:
+        try:
+            return _to_json(item, types, depth)
+        except _Unstorable as exc:
+            exc.segments.append(segment)
+            raise
+
     try:
-        payload = payload_of(value, typed, lambda item: _to_json(item, types, depth))
+        payload = payload_of(value, typed, nested)
     except _Unstorable:
         raise
     except Exception as exc:

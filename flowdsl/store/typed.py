@@ -20,12 +20,12 @@ import attrs
 
 __all__ = ["payload_of", "value_of", "size_of", "SERIES_COLUMN", "NUMPY_SCALAR_KINDS"]
 
-Nested = Callable[[Any], Any]  # encodes (or decodes) a nested value
+Nested = Callable[..., Any]  # encodes (or decodes) a nested value: (value, path segment)
 
 #: Parquet needs a column: a Series is stored as a frame of this one column.
 SERIES_COLUMN = "__flowdsl_series__"
-#: numpy scalar kinds stored as their Python value and dtype (bool, ints, floats).
-NUMPY_SCALAR_KINDS = "biuf"
+#: numpy scalar kinds stored as their Python value and dtype (bool, ints, floats, str).
+NUMPY_SCALAR_KINDS = "biufU"
 
 
 def _b64(data: bytes) -> str:
@@ -48,13 +48,15 @@ def payload_of(value: Any, kind: str, nested: Nested) -> Any:
     """The JSON payload of a typed ``value`` of ``kind``; raises (ValueError, TypeError,
     pyarrow's errors) when this value cannot be stored."""
     if kind == "dataclass":
-        return {f.name: nested(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: nested(getattr(value, f.name), f".{f.name}")
+                for f in dataclasses.fields(value)}
     if kind == "attrs":
-        return {a.name: nested(getattr(value, a.name)) for a in attrs.fields(type(value))}
+        return {a.name: nested(getattr(value, a.name), f".{a.name}")
+                for a in attrs.fields(type(value))}
     if kind == "enum":
-        return nested(value.value)
+        return nested(value.value, ".value")
     if kind == "pydantic":
-        return nested(value.model_dump(mode="python"))
+        return nested(value.model_dump(mode="python"), ".model_dump()")
     if kind == "ndarray":
         import numpy
 
@@ -64,7 +66,7 @@ def payload_of(value: Any, kind: str, nested: Nested) -> Any:
     if kind == "dataframe":
         return _b64(_frame_bytes(value))
     if kind == "series":
-        return {"name": nested(value.name),
+        return {"name": nested(value.name, ".name"),
                 "frame": _b64(_frame_bytes(value.to_frame(name=SERIES_COLUMN)))}
     raise TypeError(f"no typed encoding for kind {kind!r}")  # pragma: no cover
 
