@@ -54,8 +54,9 @@ def check_call(initial: Mapping[str, Any] | None, run_id: str | None, store: Any
     """The call's own arguments: a mapping of inputs, a run id, a store to resume from."""
     if initial is not None and not isinstance(initial, Mapping):
         raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
-    if run_id is not None and (not isinstance(run_id, str) or not run_id):
-        raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id
+                               or not run_id.encode("utf-8", "replace").decode() == run_id):
+        raise ValueError(f"run_id must be a non-empty str of text, got {run_id!r}")
     if resume is not None and store is None:
         raise ValueError("resume= needs the run store the run was recorded in: pass store=")
     if resume is not None and run_id is not None and run_id != resume:

@@ -165,3 +165,36 @@ def test_cli_resume_with_set_nan_is_not_refused(tmp_path: Path) -> None:
                       "--resume", "r1")
     assert resumed.returncode == 0, resumed.stderr
     assert "restored" in resumed.stdout
+
+
+def test_an_error_text_with_a_lone_surrogate_is_stored_escaped(run_flow, store_url) -> None:
+    name = os.fsdecode(b"caf\xe9.txt")
+    flow = Flow("surrogate_error")
+
+    @flow.task
+    def bad():
+        raise ValueError("cannot read " + name)
+
+    @flow.task
+    def independent() -> int:
+        return 1
+
+    result = run_flow(flow, store=store_url, raise_on_failure=False)
+    assert str(result.tasks["bad"].error) == "cannot read " + name  # raised as it was
+    assert result.tasks["independent"].status is TaskStatus.COMPLETED
+    from flowdsl.store import open_store
+
+    store = open_store(store_url)
+    try:
+        stored = store.get_run(result.run_id)["tasks"]["bad"]
+    finally:
+        store.close()
+    assert stored["error"] == "ValueError: cannot read caf\\udce9.txt"
+    assert "caf\\udce9.txt" in stored["traceback"]
+
+
+def test_a_run_id_that_is_not_text_is_refused() -> None:
+    flow = Flow("ids")
+    flow.task(lambda: 1, id="one")
+    with pytest.raises(ValueError, match="run_id"):
+        flow.run(run_id=os.fsdecode(b"r\xff"))

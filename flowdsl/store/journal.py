@@ -35,8 +35,20 @@ def fingerprints_of(plan: Plan) -> dict[str, str]:
     return cached
 
 
+def storable_text(text: str | None) -> str | None:
+    """Text the database can hold: a lone surrogate (a non-UTF-8 file name in an error
+    message) becomes its ``\\udcXX`` escape instead of failing the write."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return storable_text(f"{type(exc).__name__}: {exc}") or ""
 
 
 class RunJournal:
@@ -109,7 +121,8 @@ class RunJournal:
             self._end_attempt(db, task, "completed", None)
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        text = storable_text("".join(traceback.format_exception(type(error), error,
+                                                                error.__traceback__)))
         with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
                        "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
@@ -132,14 +145,15 @@ class RunJournal:
                    "attempts = excluded.attempts, reason = excluded.reason, "
                    "started = excluded.started, ended = excluded.ended, "
                    "duration = excluded.duration WHERE tasks.status != 'completed'",
-                   (self.run_id, task.id, task.status.value, task.attempts, task.reason,
+                   (self.run_id, task.id, task.status.value, task.attempts,
+                    storable_text(task.reason),
                     task.started_at, task.ended_at if task.started_at is not None else None,
                     task.duration))
         if task.attempts:  # cancelled in flight
             db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
                        "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
-                       "status = 'running'", (now(), task.reason, self.run_id, task.id,
-                                              self.session, task.attempts))
+                       "status = 'running'", (now(), storable_text(task.reason), self.run_id,
+                                              task.id, self.session, task.attempts))
 
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
