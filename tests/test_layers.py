@@ -33,7 +33,8 @@ def python(code: str, **env: str) -> str:
 # == what `import flowdsl` imports ===========================================================
 #: Optional, heavy or CLI-only parts: imported lazily, never by `import flowdsl`.
 NOT_AT_IMPORT = ("sqlite3", "dask", "distributed", "rich", "click", "tqdm", "hamilton",
-                 "pytest", "hypothesis", "flowdsl.store", "flowdsl.cli", "flowdsl.executors.dask")
+                 "pytest", "hypothesis", "flowdsl.store", "flowdsl.cli", "flowdsl.executors.dask",
+                 "numpy", "pandas", "pyarrow", "pydantic")
 
 
 def test_import_flowdsl_stays_cheap() -> None:
