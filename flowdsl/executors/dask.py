@@ -179,7 +179,8 @@ class DaskAttempts:
                 key=f"{step.id}-{uuid.uuid4().hex}", pure=False, priority=-step.priority)
         except Exception as exc:  # an argument that cannot be pickled
             raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
-                                     f"worker: {error_text(exc)}") from exc
+                                     f"worker: {error_text(exc)} (on Dask a resource must "
+                                     "pickle too)") from exc
         outcome: asyncio.Future[Any] = loop.create_future()
 
         def settle(done: Any) -> None:  # in a thread of the client's

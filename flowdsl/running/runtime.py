@@ -75,6 +75,7 @@ class Run:
         journal: Journal | None = None,
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
+        resources: Iterable[str] = (),
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
@@ -108,6 +109,8 @@ class Run:
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
+        #: names of the run's resources (in ``initial``): never stored, hashed or copied
+        self.resources = frozenset(resources)
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
