@@ -53,6 +53,7 @@ class TaskFinished:
     error: BaseException | None = None
     reason: str | None = None
     attempt_times: tuple[Attempt, ...] = ()  # each attempt's start, end and error
+    result: Any = None  # the handler's return value (COMPLETED)
 
 
 @attrs.frozen(kw_only=True)

@@ -359,7 +359,7 @@ class Run:
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
-                                   attempts=task.attempts, duration=duration,
+                                   attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
             raise arrived
