@@ -400,8 +400,9 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
 @click.option("--output", "-o", default="report.html", show_default=True, metavar="FILE",
               help="Where to write the HTML report.")
 @click.option("--target", metavar="TARGET", default=None,
-              help="The run's flow: its dependencies are drawn as the graph's edges (the "
-                   "store keeps none).")
+              help="The run's flow: its dependencies are drawn as the graph's edges "
+                   "instead of those the store recorded with the run (needed only for runs "
+                   "recorded before the store kept them).")
 def report(run_id: str, store_path: str, output: str, target: str | None) -> None:
     """Write one run's HTML report: graph, timeline of attempts, tasks, errors, inputs."""
     with reporting():
