@@ -193,15 +193,17 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None,
         setup_logging(log_level)
         console = stdout_console()
         observers = []
-        if not quiet and not as_json and console.is_terminal:
-            from ..observers.progress import ProgressObserver
-
-            observers.append(ProgressObserver(console))
         if otel:
             observers.append(otel_observer())
         executor = make_executor(executor_name, concurrency)
         store = open_store(store_path, create=True)
         try:
+            if not quiet and not as_json and console.is_terminal:
+                from ..observers.progress import ProgressObserver
+
+                # the ETA comes from earlier runs of this flow in the store (none: no ETA)
+                observers.insert(0, ProgressObserver(console,
+                                                     history=store.durations(flow.name)))
             result = _run(flow, initial, store, observers, resume=resume, force=force,
                           run_id=run_id or resume, debug=debug, executor=executor,
                           concurrency=concurrency, targets=targets)

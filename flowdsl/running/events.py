@@ -26,6 +26,7 @@ class RunStarted:
     flow: str
     total_tasks: int
     restored: int = 0  # tasks brought back completed from the run store (resume)
+    to_run: tuple[str, ...] = ()  # the ids of the tasks still to settle (not restored)
 
 
 @attrs.frozen(kw_only=True)

@@ -102,8 +102,11 @@ class Run:
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
         if self.emit is not None:
+            to_run = self.plan.order if not self.restored else tuple(
+                task_id for task_id, task in self.tasks.items() if task.status is PENDING)
             self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
-                                 total_tasks=len(self.plan.steps), restored=self.restored))
+                                 total_tasks=len(self.plan.steps), restored=self.restored,
+                                 to_run=to_run))
 
     # -- resuming ---------------------------------------------------------------------------
     def restore_completed(self, entries: Iterable[Restored]) -> None:
