@@ -368,7 +368,8 @@ def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: st
                      dependencies={s.id: s.dependencies for s in flow.compile().steps})
     finally:
         store.close()
-    opened = Opened(browser, path, f"store-report-{store_url.split(':')[0]}")
+    kind = "postgresql" if store_url.startswith("postgres") else "sqlite"
+    opened = Opened(browser, path, f"store-report-{kind}")
     try:
         check_etl_page(opened, EXPECTED)
     finally:
