@@ -356,7 +356,8 @@ def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> 
 
 
 def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: str) -> None:
-    """The same report from SQLite and from PostgreSQL (the store's own attempt rows)."""
+    """The same report from SQLite and from PostgreSQL (the store's own attempt rows and the
+    plan's edges it recorded: the same graph as the live report's)."""
     from flowdsl.store import open_store
 
     flow = etl_flow(tmp_path)
@@ -364,14 +365,15 @@ def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: st
     try:
         result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
         path = tmp_path / "every-store.html"
-        store.report(result.run_id, path,
-                     dependencies={s.id: s.dependencies for s in flow.compile().steps})
+        store.report(result.run_id, path)
     finally:
         store.close()
     kind = "postgresql" if store_url.startswith("postgres") else "sqlite"
     opened = Opened(browser, path, f"store-report-{kind}")
     try:
         check_etl_page(opened, EXPECTED)
+        assert sorted(opened.all("#dag path.dag-edge", EDGES)) == sorted(
+            [dep, step.id] for step in flow.compile().steps for dep in step.dependencies)
     finally:
         opened.close()
 
