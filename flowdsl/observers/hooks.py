@@ -89,10 +89,10 @@ def task_hooks(plan: Plan) -> Mapping[str, Hooks]:
         found = {}
         for step in plan.steps:
             spec = step.spec
-            hooks = Hooks(on_success=spec.on_success, on_failure=spec.on_failure,
-                          on_retry=spec.on_retry)
-            if hooks:
-                found[step.id] = hooks
+            if spec.on_success is None and spec.on_failure is None and spec.on_retry is None:
+                continue
+            found[step.id] = Hooks(on_success=spec.on_success, on_failure=spec.on_failure,
+                                   on_retry=spec.on_retry)
         table = plan.derived["hooks"] = found
     return table
 
