@@ -7,6 +7,8 @@ from time import perf_counter
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
+import attrs
+
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
@@ -218,6 +220,21 @@ class Flow:
                                            self._includes))
         self._changed()
 
+    def _hook_scopes(self) -> dict[tuple[str, ...], Hooks]:
+        """Include path -> the hooks of the flow included there, for included flows that
+        declare any (their hooks follow their tasks)."""
+        scopes: dict[tuple[str, ...], Hooks] = {}
+        for inc in self._includes:
+            other = inc.flow
+            hooks = getattr(other, "hooks", None)
+            if isinstance(hooks, Hooks) and hooks:
+                scopes[(inc.prefix,)] = attrs.evolve(hooks, owner=f"flow {other.name!r}'s")
+            inner = getattr(other, "_hook_scopes", None)
+            if inner is not None:
+                for path, found in inner().items():
+                    scopes[(inc.prefix,) + tuple(path)] = found
+        return scopes
+
     def _all_pools(self) -> dict[str, int]:
         return all_pools(self._pools, self._includes)
 
@@ -320,7 +337,7 @@ class Flow:
         watchers = list(observers or ())
         if logging_enabled():
             watchers.append(LoggingObserver())
-        hooks = hook_observer(plan, self.hooks)
+        hooks = hook_observer(plan, self.hooks, self._hook_scopes())
         if hooks is not None:
             watchers.append(hooks)
         run = Run(

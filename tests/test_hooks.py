@@ -241,3 +241,32 @@ def test_no_hooks_no_hook_observer() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert flow.run().status is RunStatus.SUCCEEDED
+
+
+def test_an_included_flows_hooks_follow_its_tasks(run_flow: Any) -> None:
+    """An included flow keeps its hooks: the parent's run first, then the sub-flow's, then
+    the task's own; the gathering task "<prefix>" is the parent's."""
+    calls = Calls()
+    cleaning = Flow("cleaning", on_success=calls.hook("cleaning.success"),
+                    on_failure=calls.hook("cleaning.failure"))
+
+    @cleaning.task(on_success=calls.hook("dedupe.success"))
+    def dedupe(rows: list[int]) -> list[int]:
+        return sorted(set(rows))
+
+    parent = Flow("parent", on_success=calls.hook("parent.success"))
+    parent.include(cleaning, prefix="clean", inputs={"rows": "raw"})
+
+    @parent.task
+    def total(clean: dict[str, list[int]]) -> int:
+        return sum(clean["dedupe"])
+
+    result = run_flow(parent, {"raw": [3, 1, 3]})
+
+    assert result.results["total"] == 4
+    assert calls.names("clean.dedupe") == ["parent.success", "cleaning.success",
+                                           "dedupe.success"]
+    assert calls.names("clean") == ["parent.success"]
+    assert calls.names("total") == ["parent.success"]
+    assert cleaning.run({"rows": [2, 2]}).results["dedupe"] == [2]  # still runs alone
+    assert calls.names("dedupe")[-2:] == ["cleaning.success", "dedupe.success"]

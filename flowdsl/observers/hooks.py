@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from ..compiling.plan import Plan
+from ..declaring.spec import TaskSpec
 from ..running.events import Event, TaskFinished, TaskRetrying
 from ..status import TaskStatus
 
@@ -36,6 +37,8 @@ class Hooks:
     on_success: Hook | None = attrs.field(default=None, eq=False)
     on_failure: Hook | None = attrs.field(default=None, eq=False)
     on_retry: Hook | None = attrs.field(default=None, eq=False)
+    #: whose hooks they are, as a warning names them
+    owner: str = attrs.field(default="the flow's", eq=False)
 
     def __bool__(self) -> bool:
         return (self.on_success is not None or self.on_failure is not None
@@ -46,11 +49,12 @@ _KEYWORD = {TaskStatus.COMPLETED: "on_success", TaskStatus.FAILED: "on_failure"}
 
 
 class HookObserver:
-    """Calls the flow's hooks, then the task's, with the events that fire them."""
+    """Calls the flow's hooks, then those of the included flows a task came from (outermost
+    first), then the task's own, with the events that fire them."""
 
-    def __init__(self, flow: Hooks, tasks: Mapping[str, Hooks]) -> None:
+    def __init__(self, flow: Hooks, tasks: Mapping[str, tuple[Hooks, ...]]) -> None:
         self.flow = flow
-        self.tasks = tasks
+        self.tasks = tasks  # task id -> its other hooks, in calling order
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, TaskFinished):
@@ -63,18 +67,23 @@ class HookObserver:
             keyword = "on_retry"
         else:
             return
-        task = self.tasks.get(event.task_id)
-        for owner, hooks in (("the flow's", self.flow), ("the task's", task)):
-            hook = getattr(hooks, keyword) if hooks is not None else None
-            if hook is None:
-                continue
-            try:
-                hook(event)
-            except Exception as exc:  # a hook never changes the run
-                warnings.warn(
-                    f"flowdsl: {keyword} hook {_name(hook)} ({owner}) raised for task "
-                    f"{event.task_id!r}: {type(exc).__name__}: {exc}", RuntimeWarning,
-                    stacklevel=2)
+        self._call(self.flow, keyword, event, "the flow's")
+        for hooks in self.tasks.get(event.task_id, ()):
+            self._call(hooks, keyword, event, hooks.owner)
+
+    @staticmethod
+    def _call(hooks: Hooks, keyword: str, event: TaskFinished | TaskRetrying,
+              owner: str) -> None:
+        hook = getattr(hooks, keyword)
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception as exc:  # a hook never changes the run
+            warnings.warn(
+                f"flowdsl: {keyword} hook {_name(hook)} ({owner}) raised for task "
+                f"{event.task_id!r}: {type(exc).__name__}: {exc}", RuntimeWarning,
+                stacklevel=3)
 
 
 def _name(hook: Hook) -> str:
@@ -82,25 +91,48 @@ def _name(hook: Hook) -> str:
                or repr(hook))
 
 
-def task_hooks(plan: Plan) -> Mapping[str, Hooks]:
-    """Task id -> its hooks, for the tasks of ``plan`` that have any (computed once per plan)."""
-    table: Mapping[str, Hooks] | None = plan.derived.get("hooks")
-    if table is None:
-        found = {}
-        for step in plan.steps:
-            spec = step.spec
-            if spec.on_success is None and spec.on_failure is None and spec.on_retry is None:
-                continue
-            found[step.id] = Hooks(on_success=spec.on_success, on_failure=spec.on_failure,
-                                   on_retry=spec.on_retry)
-        table = plan.derived["hooks"] = found
-    return table
+def _own(spec: TaskSpec) -> Hooks | None:
+    if spec.on_success is None and spec.on_failure is None and spec.on_retry is None:
+        return None
+    return Hooks(on_success=spec.on_success, on_failure=spec.on_failure,
+                 on_retry=spec.on_retry, owner="the task's")
 
 
-def hook_observer(plan: Plan, flow: Hooks) -> HookObserver | None:
-    """The observer running the hooks of ``plan``'s tasks and the flow's; None without any
-    (so a run without hooks builds no event for them)."""
-    tasks = task_hooks(plan)
+def task_hooks(plan: Plan, scopes: Mapping[tuple[str, ...], Hooks] | None = None
+               ) -> Mapping[str, tuple[Hooks, ...]]:
+    """Task id -> the hooks to call after the flow's, for the tasks of ``plan`` that have any:
+    those of the included flows it was copied through (``scopes``: include path -> that
+    flow's hooks, outermost first), then its own. Cached on the plan."""
+    key = tuple((path, hooks.on_success, hooks.on_failure, hooks.on_retry)
+                for path, hooks in (scopes or {}).items())
+    cached = plan.derived.get("hooks")
+    if cached is not None and cached[0] == key:
+        table: Mapping[str, tuple[Hooks, ...]] = cached[1]
+        return table
+    found: dict[str, tuple[Hooks, ...]] = {}
+    for step in plan.steps:
+        spec = step.spec
+        chain: list[Hooks] = []
+        if scopes and spec.included:
+            path = spec.included[:-1] if spec.gathers else spec.included  # a gatherer is the
+            for depth in range(1, len(path) + 1):                         # including flow's
+                hooks = scopes.get(path[:depth])
+                if hooks:
+                    chain.append(hooks)
+        own = _own(spec)
+        if own is not None:
+            chain.append(own)
+        if chain:
+            found[step.id] = tuple(chain)
+    plan.derived["hooks"] = (key, found)
+    return found
+
+
+def hook_observer(plan: Plan, flow: Hooks,
+                  scopes: Mapping[tuple[str, ...], Hooks] | None = None) -> HookObserver | None:
+    """The observer running the hooks of ``plan``'s tasks, of the flow and of the flows it
+    includes (``scopes``); None without any (so a run without hooks builds no event)."""
+    tasks = task_hooks(plan, scopes)
     if not tasks and not flow:
         return None
     return HookObserver(flow, tasks)
