@@ -270,3 +270,28 @@ def test_an_included_flows_hooks_follow_its_tasks(run_flow: Any) -> None:
     assert calls.names("total") == ["parent.success"]
     assert cleaning.run({"rows": [2, 2]}).results["dedupe"] == [2]  # still runs alone
     assert calls.names("dedupe")[-2:] == ["cleaning.success", "dedupe.success"]
+
+
+def test_hooks_fire_for_cached_tasks(tmp_path: Path, run_flow: Any) -> None:
+    """A task taken from the cache is a COMPLETED `TaskFinished` carrying the cached result:
+    on_success fires for it (runs once caching, ``cache=True``, exists)."""
+    import inspect
+
+    if "cache" not in inspect.signature(Flow.task).parameters:
+        pytest.skip("caching across runs (cache=True) is not in this build")
+    calls = Calls()
+    path = str(tmp_path / "runs.db")
+
+    def build() -> Flow:
+        flow = Flow("cached", on_success=calls.hook("flow.success"))
+        flow.task(id="load", cache=True, on_success=calls.hook("load.success"))(
+            lambda: [1, 2, 3])
+        return flow
+
+    run_flow(build(), store=path)
+    calls.calls.clear()
+    second = run_flow(build(), store=path)
+
+    assert (second.tasks["load"].reason or "").startswith("cached from run ")
+    assert calls.names("load") == ["flow.success", "load.success"]
+    assert [e.result for _, e in calls.calls] == [[1, 2, 3], [1, 2, 3]]
