@@ -27,6 +27,7 @@ class RunStarted:
     flow: str
     total_tasks: int
     restored: int = 0  # tasks brought back completed from the run store (resume)
+    to_run: tuple[str, ...] = ()  # the ids of the tasks still to settle (not restored)
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +55,7 @@ class TaskFinished:
     error: BaseException | None = None
     reason: str | None = None
     attempt_times: tuple[Attempt, ...] = ()  # each attempt's start, end and error
+    result: Any = None  # the handler's return value (COMPLETED)
 
 
 @attrs.frozen(kw_only=True)

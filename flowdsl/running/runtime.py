@@ -115,8 +115,11 @@ class Run:
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
         if self.emit is not None:
+            to_run = self.plan.order if not self.restored else tuple(
+                task_id for task_id, task in self.tasks.items() if task.status is PENDING)
             self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
-                                 total_tasks=len(self.plan.steps), restored=self.restored))
+                                 total_tasks=len(self.plan.steps), restored=self.restored,
+                                 to_run=to_run))
 
     # -- resuming ---------------------------------------------------------------------------
     def restore_completed(self, entries: Iterable[Restored]) -> None:
@@ -388,7 +391,7 @@ class Run:
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
-                                   attempts=task.attempts, duration=duration,
+                                   attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
             raise arrived

@@ -292,6 +292,12 @@ def _order(plan: Plan) -> str:
     return json.dumps(list(plan.order))
 
 
+def _edges(plan: Plan) -> str:
+    """The plan's dependencies (inferred ones included), stored so that a report drawn from
+    the store shows the run's graph."""
+    return json.dumps({step.id: list(step.dependencies) for step in plan.steps})
+
+
 def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
     """The stored task fingerprints; malformed ones are a `StoreError` naming the run."""
     try:
@@ -319,11 +325,11 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
-        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "targets, plan_edges) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
          store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
          started, _order(plan),
-         dumps(list(plan.targets)) if plan.targets else None))
+         dumps(list(plan.targets)) if plan.targets else None, _edges(plan)))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
     return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1),
@@ -370,9 +376,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                "status = 'running'", (stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "inputs_codec = ?, total_tasks = ?, plan_order = ? WHERE run_id = ?",
+               "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
+               "WHERE run_id = ?",
                (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
-                inputs_codec, len(plan.steps), _order(plan), resume))
+                inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
