@@ -2,7 +2,9 @@
 
 scikit-learn's wine data set (178 wines, 13 measurements, 3 cultivars; it ships inside the
 scikit-learn wheel, so this works offline) flows through pandas DataFrames: load, clean,
-standardise, split, fit a classifier, profile each class, and report.
+standardise, split, fit a classifier, profile each class, and report. The frames are stored
+as Parquet (declared by the return annotations: no pickle), and they key the cache like any
+other input.
 
     pip install -e ".[data]" scikit-learn
     python examples/wine.py [STORE]            # the whole story below, in a temporary store
@@ -28,29 +30,26 @@ from flowdsl import Flow, RunFailedError
 #: fingerprint, so changing it re-runs split and what follows instead of reusing the cache).
 TEST_SHARE = 0.25
 SEED = 7
-#: DataFrames travel between tasks as pickles for now; typed Parquet storage needs the codec
-#: of the ``data`` extra.
-FRAMES = "pickle"
 
 
 def build(report_bug: bool = False) -> Flow:
     """The pipeline; ``report_bug`` gives a report task that fails (the bug to fix)."""
     flow = Flow("wine", cache=True)
 
-    @flow.task(serializer=FRAMES)
+    @flow.task
     def load() -> pd.DataFrame:
         from sklearn.datasets import load_wine
 
         frame = load_wine(as_frame=True).frame
         return frame.rename(columns={"od280/od315_of_diluted_wines": "od280_od315"})
 
-    @flow.task(serializer=FRAMES)
+    @flow.task
     def clean(load: pd.DataFrame) -> pd.DataFrame:
         frame = load.drop_duplicates().dropna()
         frame["phenol_ratio"] = frame["flavanoids"] / frame["total_phenols"]
         return frame
 
-    @flow.task(serializer=FRAMES)
+    @flow.task
     def standardised(clean: pd.DataFrame) -> pd.DataFrame:
         features = clean.drop(columns=["target"])
         scaled = (features - features.mean()) / features.std(ddof=0)
@@ -77,7 +76,7 @@ def build(report_bug: bool = False) -> Flow:
                 "test_accuracy": round(float(model.score(X.loc[split["test"]],
                                                          y.loc[split["test"]])), 4)}
 
-    @flow.task(serializer=FRAMES)
+    @flow.task
     def class_profile(clean: pd.DataFrame) -> pd.DataFrame:
         return clean.groupby("target")[["alcohol", "flavanoids", "color_intensity",
                                         "proline"]].mean().round(2)

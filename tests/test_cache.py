@@ -456,3 +456,17 @@ def test_an_included_flow_keeps_its_cache_policy_and_inherits_the_parent_s(tmp_p
     assert calls.take() == ["never"]
     assert second.tasks["a.own"].reason.startswith(CACHED)
     assert second.tasks["b.inherits"].reason.startswith(CACHED)
+
+
+def test_hooks_fire_for_cached_tasks(tmp_path):
+    seen = []
+
+    def build():
+        flow = Flow("hooked", on_success=lambda event: seen.append(
+            (event.task_id, event.reason, event.result)))
+        flow.task(lambda x: x * 10, id="scaled", cache=True)
+        return flow
+
+    first = build().run({"x": 2}, store=tmp_path / "runs.db")
+    build().run({"x": 2}, store=tmp_path / "runs.db")
+    assert seen == [("scaled", None, 20), ("scaled", CACHED + first.run_id, 20)]

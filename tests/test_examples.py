@@ -12,6 +12,12 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 #: A line (or part of one) each known example prints when it worked.
 KEY_LINES = {
+    "branching.py": ["full_rebuild  skipped (condition false)",
+                     "reindex       skipped (upstream task 'full_rebuild' was skipped",
+                     "published the incremental load of 120 rows",
+                     "published the full load of 5000 rows (reindexed 5000 rows)",
+                     "run failed", "publish       skipped (upstream task 'check_volume' failed)",
+                     "nothing published; cleanup: temporary files removed"],
     "data_processing.py": ["run succeeded", "Report for"],
     "practice_25_tasks.py": ["run succeeded", "context accuracy", "100.0%"],
     "seed_orchestrator.py": ["Execution summary (succeeded)", "Execution metrics"],
@@ -78,7 +84,12 @@ def test_wine_example_caches_the_second_run_and_resumes_a_fix_without_force(tmp_
                 if line.startswith("   ")}
 
     second = rows(runs[1])
-    assert f"cached from run {first_id}" in second["load"]
+    assert set(second) == {"load", "clean", "standardised", "split", "model_scores",
+                           "class_profile", "report"}
+    for task, line in second.items():  # DataFrames key the cache through the typed codec
+        if task != "report":
+            assert f"cached from run {first_id}" in line, line
+    assert runs[1].splitlines()[0].endswith("6 cached")
     assert "ran in" in second["report"]  # cache=False: it runs every time
     failed = rows(runs[2])
     assert "failed" in failed["report"]

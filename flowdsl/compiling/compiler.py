@@ -28,6 +28,7 @@ from .plan import Plan, Step
 
 from ..declaring.caching import Cache, resolve_cache
 from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
+from ..declaring.types import declared_types, return_annotation
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -215,16 +216,30 @@ def _gc_paused():  # type: ignore[no-untyped-def]
 
 
 def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
-                 pools: Mapping[str, int] | None = None,
+                 pools: Mapping[str, int] | None = None, types: Sequence[Any] = (),
                  cache: Cache | bool | None = None) -> Plan:
-    """Validate ``specs`` (in declaration order) and build the flow's `Plan` (``cache``: the
-    flow's cache policy, for tasks that declare none)."""
+    """Validate ``specs`` (in declaration order) and build the flow's `Plan`; ``types`` are
+    the flow's declared value types (``Flow(types=...)``), ``cache`` its cache policy (for
+    tasks that declare none)."""
     with _gc_paused():
-        return _compile(flow, specs, serializer, dict(pools or {}), cache)
+        return _compile(flow, specs, serializer, dict(pools or {}), types, cache)
+
+
+def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type]:
+    """The value types the flow declares: ``types`` and the handlers' return annotations
+    (an unresolvable one is a `DefinitionError` naming the task)."""
+    roots = list(types)
+    seen: set[int] = set()
+    for spec in specs:
+        if id(spec.handler) not in seen:
+            seen.add(id(spec.handler))
+            roots.append(return_annotation(spec.handler, spec.id))
+    return declared_types(roots)
 
 
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
-             pools: dict[str, int], flow_cache: Cache | bool | None = None) -> Plan:
+             pools: dict[str, int], types: Sequence[Any] = (),
+             flow_cache: Cache | bool | None = None) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.id in by_id:
@@ -326,6 +341,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         index={step.id: step for step in steps},
         pools=pools,
         is_async=any(step.is_async for step in steps),
+        conditional=any(step.run_if is not None for step in steps),
+        types=_declared(specs, types),
     )
 
 

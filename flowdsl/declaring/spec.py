@@ -113,6 +113,12 @@ class TaskSpec:
                                                                 default=())
     #: ``cache=``: True, False, a `Cache`, or None (the flow's policy)
     cache: Cache | bool | None = None
+    #: hooks, called with the task's event once its state change is final (never part of
+    #: the fingerprint): ``on_success(TaskFinished)``, ``on_failure(TaskFinished)``,
+    #: ``on_retry(TaskRetrying)``
+    on_success: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_failure: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_retry: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
 
     @property
     def critical(self) -> bool:

@@ -147,4 +147,4 @@ class CachingRun:
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id,
                                    status=TaskStatus.COMPLETED, attempts=0, duration=0.0,
-                                   reason=unit.reason))
+                                   reason=unit.reason, result=hit.result))

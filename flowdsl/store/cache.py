@@ -11,20 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..running.journal import Cached
-from .codec import decode, encode
+from .codec import Types, decode, encode_for_hash
 from .schema import now
 
 __all__ = ["hash_encoding", "lookup", "keep", "clear"]
 
 
-def hash_encoding(value: Any) -> bytes | str:
-    """An input value's encoding for the cache key: the codec's JSON/typed encoding (whatever
-    the task's serializer); `SerializationError` when the value has none."""
-    return encode(value, "json", "the cache key", "the input")
+def hash_encoding(value: Any, types: Types | None = None) -> bytes | str:
+    """An input value's encoding for the cache key: the codec's canonical JSON/typed encoding
+    (whatever the task's serializer; typed values of the flow's declared ``types``);
+    `SerializationError` when the value has none."""
+    return encode_for_hash(value, types)
 
 
 def lookup(store: Any, flow: str, task_id: str, fingerprint: str, input_key: str,
-           ttl: float | None, serializer: str, where: str) -> Cached | None:
+           ttl: float | None, serializer: str, where: str,
+           types: Types | None = None) -> Cached | None:
     """The entry for these keys, younger than ``ttl`` seconds (None: any age), decoded."""
     rows = store.read("SELECT run_id, created, result, delta, codec FROM cache_entries WHERE "
                       "flow = ? AND task_id = ? AND fingerprint = ? AND input_key = ?",
@@ -36,8 +38,8 @@ def lookup(store: Any, flow: str, task_id: str, fingerprint: str, input_key: str
         return None
     codec = row["codec"]
     where = f"{where} (cached from run {row['run_id']!r})"
-    result = decode(_text(row["result"]), codec, serializer, where)
-    pairs = decode(_text(row["delta"]), codec, serializer, where) if row["delta"] else []
+    result = decode(_text(row["result"]), codec, serializer, where, types)
+    pairs = decode(_text(row["delta"]), codec, serializer, where, types) if row["delta"] else []
     return Cached(row["run_id"], result, [tuple(p) for p in pairs],
                   (row["result"], row["delta"], codec))
 
