@@ -470,3 +470,29 @@ def test_hooks_fire_for_cached_tasks(tmp_path):
     first = build().run({"x": 2}, store=tmp_path / "runs.db")
     build().run({"x": 2}, store=tmp_path / "runs.db")
     assert seen == [("scaled", None, 20), ("scaled", CACHED + first.run_id, 20)]
+
+
+class Connection:
+    """A live object: no encoding, never stored."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+
+def test_resources_are_left_out_of_the_key(tmp_path, calls):
+    def build():
+        flow = Flow("with_db")
+
+        @flow.task(cache=True)
+        def count(table, db):
+            calls("count")
+            return f"{table}: {db.rows}"
+
+        return flow
+
+    store = tmp_path / "runs.db"
+    first = build().run({"table": "t"}, store=store, resources={"db": Connection(3)})
+    second = build().run({"table": "t"}, store=store, resources={"db": Connection(4)})
+    assert calls.take() == ["count"]
+    assert second.tasks["count"].reason == CACHED + first.run_id
+    assert not [e for e in second.context.execution_trace if e["action"] == "cache_skipped"]

@@ -347,16 +347,17 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
 
 
 def _cache_inputs(sources: Sequence[Source]
-                  ) -> tuple[tuple[tuple[str, int | str], ...], str | None]:
+                  ) -> tuple[tuple[tuple[str, int | str, str | None], ...], str | None]:
     """The parameters that key a cached task's entry (task results and context keys, with
-    their place in the binder's output), and the parameter that makes the task uncacheable
-    (``context`` or ``task_input``), if any. Other kinds (resources) key nothing."""
-    found: list[tuple[str, int | str]] = []
+    their place in the binder's output and, for a context key, its name: a resource's is
+    left out at run time), and the parameter that makes the task uncacheable (``context`` or
+    ``task_input``), if any."""
+    found: list[tuple[str, int | str, str | None]] = []
     index = 0
     uncacheable = None
-    for kind, name, keyword, _ in sources:
+    for kind, name, keyword, ref in sources:
         if kind in ("result", "key"):
-            found.append((name, name if keyword else index))
+            found.append((name, name if keyword else index, ref if kind == "key" else None))
         elif kind in ("context", "task_input") and uncacheable is None:
             uncacheable = name
         if not keyword:

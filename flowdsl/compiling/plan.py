@@ -69,8 +69,9 @@ class Step(NamedTuple):
     included: tuple[str, ...] = ()  # include prefixes it was copied through; () if own
     gathers: bool = False  # the "<prefix>" task gathering an included sub-flow's results
     cache: Cache | None = None  # the cache policy it runs with (its own, else the flow's)
-    #: the parameters whose values key the cache: (name, index in args or kwarg name)
-    cache_inputs: tuple[tuple[str, int | str], ...] = ()
+    #: the parameters whose values key the cache: (name, index in args or kwarg name,
+    #: the context key it reads or None for a task result)
+    cache_inputs: tuple[tuple[str, int | str, str | None], ...] = ()
     #: the parameter (``context``/``task_input``) that keeps a cached task from the cache
     uncacheable: str | None = None
 

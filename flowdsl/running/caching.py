@@ -40,29 +40,33 @@ class CacheSkipped(Exception):
         self.error = error
 
 
-def _bound(step: Step, args: Args, kwargs: Kwargs) -> Iterator[tuple[str, Any]]:
-    for name, where in step.cache_inputs:
-        yield name, (kwargs[where] if isinstance(where, str) else args[where])
+def _bound(step: Step, args: Args, kwargs: Kwargs,
+           resources: frozenset[str]) -> Iterator[tuple[str, Any]]:
+    for name, where, key in step.cache_inputs:
+        if key is None or key not in resources:
+            yield name, (kwargs[where] if isinstance(where, str) else args[where])
 
 
 def input_key(step: Step, args: Args, kwargs: Kwargs,
-              encoding: Callable[[Any], bytes | str]) -> str:
-    """The hash of the values ``step``'s parameters receive (or ``Cache(key=fn)``'s str);
-    `CacheSkipped` naming the parameter whose value has no encoding."""
+              encoding: Callable[[Any], bytes | str],
+              resources: frozenset[str] = frozenset()) -> str:
+    """The hash of the values ``step``'s parameters receive, resources left out (or
+    ``Cache(key=fn)``'s str); `CacheSkipped` naming the parameter whose value has no
+    encoding."""
     assert step.cache is not None
     if step.uncacheable is not None:
         raise CacheSkipped(step.uncacheable, f"a task that takes {step.uncacheable!r} is "
                                              "never cached (its effects are not its result)")
     if step.cache.key is not None:
         try:
-            key = step.cache.key(**dict(_bound(step, args, kwargs)))
+            key = step.cache.key(**dict(_bound(step, args, kwargs, resources)))
         except Exception as exc:
             raise CacheSkipped(None, f"Cache(key=...) raised {error_text(exc)}") from exc
         if not isinstance(key, str):
             raise CacheSkipped(None, f"Cache(key=...) returned {type(key).__name__}, not str")
         return "key:" + key
     digest = hashlib.sha256()
-    for name, value in _bound(step, args, kwargs):
+    for name, value in _bound(step, args, kwargs, resources):
         try:
             encoded = encoding(value)
         except SerializationError as exc:
@@ -81,6 +85,7 @@ class CachingRun:
     emit: Emit | None
     run_id: str
     caching: bool  # a store is used and the run does not say cache=False
+    resources: frozenset[str]  # the run's resources: never hashed
     cached: int
     _offset: float
     _sequence: Iterator[int]
@@ -99,7 +104,7 @@ class CachingRun:
         except Exception:  # the attempt reports it
             return False
         try:
-            key = input_key(step, args, kwargs, journal.hash_encoding)
+            key = input_key(step, args, kwargs, journal.hash_encoding, self.resources)
         except CacheSkipped as skipped:
             self.context.trace_log.add({
                 "task_id": step.id, "action": "cache_skipped", "timestamp": time.time(),
