@@ -245,3 +245,22 @@ def test_cli_fixing_the_failed_task_resumes_without_force(tmp_path):
     rows = {line.split()[0]: line for line in resumed.stdout.splitlines() if line.strip()}
     assert RESTORED in rows["rows"] and RESTORED in rows["kept"]
     assert RESTORED not in rows["publish"]
+
+
+def _reads_limit(rows):
+    return rows[:LIMIT]
+
+
+def test_a_constant_reassigned_in_the_same_process_changes_the_fingerprint(tmp_path,
+                                                                          monkeypatch):
+    """A notebook: the flow object (and its compiled plan) lives on while a cell reassigns a
+    constant its handler reads; the cache must not hand back the old result."""
+    flow = Flow("notebook", cache=True)
+    flow.task(_reads_limit, id="head")
+    store = tmp_path / "runs.db"
+    assert flow.run({"rows": [1, 2, 3, 4]}, store=store).results["head"] == [1, 2, 3]
+    assert flow.run({"rows": [1, 2, 3, 4]}, store=store).summary["cached_tasks"] == 1
+    monkeypatch.setitem(globals(), "LIMIT", 2)
+    again = flow.run({"rows": [1, 2, 3, 4]}, store=store)
+    assert again.summary["cached_tasks"] == 0
+    assert again.results["head"] == [1, 2]

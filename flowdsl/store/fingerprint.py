@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import types
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-__all__ = ["canonical", "task_fingerprint", "plan_fingerprints"]
+__all__ = ["canonical", "task_fingerprint", "plan_fingerprints", "constants_read",
+           "constants_changed"]
 
 
 def _code(code: types.CodeType) -> list[Any]:
@@ -137,3 +138,40 @@ def task_fingerprint(step: Any, serializer: str) -> str:
 def plan_fingerprints(plan: Any, serializers: Mapping[str, str]) -> dict[str, str]:
     """Task id -> fingerprint for every step of ``plan``."""
     return {step.id: task_fingerprint(step, serializers[step.id]) for step in plan.steps}
+
+
+def _functions(fn: Any) -> Iterator[Any]:
+    """``fn`` and what it wraps (an included task's renaming, a partial)."""
+    for _ in range(10):
+        if fn is None:
+            return
+        yield fn
+        fn = getattr(fn, "__wrapped__", None) or getattr(fn, "func", None)
+
+
+#: (a module's globals, a name, the value it had): one module constant a handler reads
+ConstantRead = tuple[dict[str, Any], str, Any]
+
+
+def constants_read(plan: Any) -> list[ConstantRead]:
+    """The module constants the plan's handlers and predicates read, with their values now:
+    what `constants_changed` checks, so that a fingerprint computed once per plan follows a
+    constant reassigned later in the same process (a notebook cell run again)."""
+    found: list[ConstantRead] = []
+    for step in plan.steps:
+        for fn in (*_functions(step.handler), *_functions(getattr(step, "run_if", None))):
+            code = getattr(fn, "__code__", None)
+            module_globals = getattr(fn, "__globals__", None)
+            if not isinstance(code, types.CodeType) or not isinstance(module_globals, dict):
+                continue
+            for name in _names(code, set()):
+                value = module_globals.get(name, _ABSENT)
+                if value is not _ABSENT and _is_constant(value):
+                    found.append((module_globals, name, value))
+    return found
+
+
+def constants_changed(reads: list[ConstantRead]) -> bool:
+    """Whether a constant of `constants_read` was reassigned since (O(constants read))."""
+    return any(module_globals.get(name, _ABSENT) is not value
+               for module_globals, name, value in reads)

@@ -15,7 +15,7 @@ from ..errors import ResumeError, SerializationError, StoreError
 from ..running.journal import Cached, Restored
 from . import cache
 from ..running.result import TaskRun
-from .fingerprint import plan_fingerprints
+from .fingerprint import constants_changed, constants_read, plan_fingerprints
 from ..status import RunStatus
 from .codec import Types, decode, encode, same_encoding
 from .owner import identity
@@ -28,11 +28,13 @@ if TYPE_CHECKING:  # the store calls open_run with itself
 __all__ = ["open_run", "RunJournal", "Restored", "stored_targets"]
 
 def fingerprints_of(plan: Plan) -> dict[str, str]:
-    """The plan's task fingerprints, computed once per plan."""
+    """The plan's task fingerprints, computed once per plan (again only when a module
+    constant a handler reads was reassigned since, as a notebook cell run again does)."""
     cached: dict[str, str] | None = plan.derived.get("fingerprints")
-    if cached is None:
+    if cached is None or constants_changed(plan.derived["constants"]):
         cached = plan.derived["fingerprints"] = plan_fingerprints(
             plan, {step.id: step.serializer for step in plan.steps})
+        plan.derived["constants"] = constants_read(plan)
     return cached
 
 
