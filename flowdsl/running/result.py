@@ -84,19 +84,18 @@ class TaskRun:
     end_time = property(lambda self: self.ended_at, doc="Alias of ended_at.")
     retry_count = property(lambda self: max(self.attempts - 1, 0), doc="Attempts after the first.")
 
-    def _reused(self) -> dict[str, Any] | None:
+    def _reused(self) -> dict[str, Any]:
         """``{"restored": True}`` or ``{"cached_from": run_id}`` for a completed task that
-        did not run here; None for one that ran."""
-        reason = self.reason
-        if not reason:
-            return None
+        did not run here (it has a reason)."""
+        reason = self.reason or ""
         if reason.startswith(CACHED):
             return {"cached_from": reason[len(CACHED):]}
         return {"restored": True}
 
     def previous_entry(self) -> dict[str, Any]:
         """This completed task's ``context.previous_results`` entry."""
-        metadata = self._reused() or {"duration": self.duration, "attempts": self.attempts}
+        metadata = self._reused() if self.reason else {
+            "duration": self.duration, "attempts": self.attempts}
         return {"task_id": self.id, "result": self.result, "metadata": metadata,
                 "timestamp": self.ended_at}
 
@@ -105,7 +104,7 @@ class TaskRun:
         status = self.status
         if status is TaskStatus.COMPLETED:
             action = "task_completed"
-            details: dict[str, Any] = self._reused() or {
+            details: dict[str, Any] = self._reused() if self.reason else {
                 "duration": self.duration, "attempts": self.attempts}
         elif status is TaskStatus.FAILED:
             action = "task_failed"

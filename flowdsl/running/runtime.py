@@ -218,7 +218,7 @@ class Run(CachingRun):
         """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
         waits between retries."""
         step = unit.step
-        if step.cache is not None and self.caching and self.from_cache(unit):
+        if self.caching and step.cache is not None and self.from_cache(unit):
             return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
@@ -247,7 +247,7 @@ class Run(CachingRun):
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
         loop, in a thread, on a Dask worker: the executor's choice)."""
         step = unit.step
-        if step.cache is not None and self.caching and self.from_cache(unit):
+        if self.caching and step.cache is not None and self.from_cache(unit):
             return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
