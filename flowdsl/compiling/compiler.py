@@ -27,6 +27,7 @@ from ..errors import (
 from .plan import Plan, Step
 
 from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
+from ..declaring.types import declared_types, return_annotation
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -214,14 +215,27 @@ def _gc_paused():  # type: ignore[no-untyped-def]
 
 
 def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> Plan:
-    """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
+                 pools: Mapping[str, int] | None = None, types: Sequence[Any] = ()) -> Plan:
+    """Validate ``specs`` (in declaration order) and build the flow's `Plan`; ``types`` are
+    the flow's declared value types (``Flow(types=...)``)."""
     with _gc_paused():
-        return _compile(flow, specs, serializer, dict(pools or {}))
+        return _compile(flow, specs, serializer, dict(pools or {}), types)
+
+
+def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type]:
+    """The value types the flow declares: ``types`` and the handlers' return annotations
+    (an unresolvable one is a `DefinitionError` naming the task)."""
+    roots = list(types)
+    seen: set[int] = set()
+    for spec in specs:
+        if id(spec.handler) not in seen:
+            seen.add(id(spec.handler))
+            roots.append(return_annotation(spec.handler, spec.id))
+    return declared_types(roots)
 
 
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
-             pools: dict[str, int]) -> Plan:
+             pools: dict[str, int], types: Sequence[Any] = ()) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.id in by_id:
@@ -319,6 +333,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         pools=pools,
         is_async=any(step.is_async for step in steps),
         conditional=any(step.run_if is not None for step in steps),
+        types=_declared(specs, types),
     )
 
 

@@ -94,6 +94,9 @@ class Plan:
     conditional: bool = False
     #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
     targets: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
+    #: the value types the flow's code declares (``module.qualname`` -> class): what the run
+    #: store may decode typed values into (``Flow(types=...)``, return annotations)
+    types: Mapping[str, type] = attrs.field(converter=_frozen_map, factory=dict, repr=False)
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 

@@ -60,4 +60,5 @@ def target_plan(plan: Plan, targets: tuple[str, ...]) -> Plan:
         is_async=any(step.is_async for step in steps),
         conditional=any(step.run_if is not None for step in steps),
         targets=targets,
+        types=plan.types,
     )

@@ -52,6 +52,10 @@ class Scheduler:
         self.ready: list[tuple[Rank, str]] = []
         self.running: dict[asyncio.Future[None], TaskRun] = {}
         self.cancelling: set[asyncio.Future[None]] = set()
+        self.abandoning = False
+        #: a `CancelledError` a handler raised itself (not one of the scheduler's cancels): it
+        #: stops the run like any interrupt, as at N = 1
+        self.raised: asyncio.CancelledError | None = None
 
     def _push(self, task_id: str) -> None:
         heapq.heappush(self.ready, (self.rank[task_id], task_id))
@@ -119,6 +123,8 @@ class Scheduler:
                     run.cancel_in_flight(unit, f"critical task {run.stopped_by!r} failed")
                 else:
                     job.result()  # re-raise a store failure
+                    if self.raised is not None:  # the handler's own CancelledError
+                        raise self.raised
                 self.settled(unit.id)
 
     def _start(self) -> None:
@@ -140,6 +146,11 @@ class Scheduler:
     async def _run_one(self, unit: TaskRun) -> None:
         try:
             await self.run.arun_unit(unit, self.means)
+        except asyncio.CancelledError as exc:
+            if self.abandoning or asyncio.current_task() in self.cancelling:
+                raise  # the scheduler's own cancel
+            if self.raised is None:  # raised by the handler: kept as raised (3.10 loses
+                self.raised = exc    # the message of one that leaves a task)
         finally:
             self.slots.give(unit.step.pool)
 
@@ -154,6 +165,7 @@ class Scheduler:
     async def _abandon(self) -> None:
         """The run stops (interrupt, store failure): what is in flight is cancelled and what
         it writes while unwinding is discarded."""
+        self.abandoning = True
         self.run.close_in_flight()
         for job in self.running:
             job.cancel()

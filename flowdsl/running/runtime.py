@@ -33,12 +33,14 @@ from .metrics import summarize
 from .result import Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
-__all__ = ["Run", "RESTORED"]
+__all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
+#: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
+CTRL_C = "flowdsl: Ctrl-C"
 
 
 def _clock_offset() -> float:
@@ -73,12 +75,15 @@ class Run:
         journal: Journal | None = None,
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
+        resources: Iterable[str] = (),
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
+        # until finish(): a write from a thread a handler started goes to the task in flight
+        self.context.shared_state.in_flight = self.context.book.active
         #: The units of work, in plan order: one per task (a mapped task will add its
         #: elements' as it starts).
         self.units = [TaskRun(step) for step in plan.steps]
@@ -104,12 +109,17 @@ class Run:
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
+        #: names of the run's resources (in ``initial``): never stored, hashed or copied
+        self.resources = frozenset(resources)
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
         if self.emit is not None:
+            to_run = self.plan.order if not self.restored else tuple(
+                task_id for task_id, task in self.tasks.items() if task.status is PENDING)
             self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
-                                 total_tasks=len(self.plan.steps), restored=self.restored))
+                                 total_tasks=len(self.plan.steps), restored=self.restored,
+                                 to_run=to_run))
 
     # -- resuming ---------------------------------------------------------------------------
     def restore_completed(self, entries: Iterable[Restored]) -> None:
@@ -381,7 +391,7 @@ class Run:
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
-                                   attempts=task.attempts, duration=duration,
+                                   attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
             raise arrived
@@ -511,7 +521,10 @@ class Run:
         The task in flight and the tasks not started are CANCELLED; what completed is kept.
         """
         self.interrupted = exc
-        reason = f"run interrupted by {type(exc).__name__}"
+        name = type(exc).__name__
+        if name == "CancelledError" and exc.args == (CTRL_C,):  # Ctrl-C, on the run's loop
+            name = "KeyboardInterrupt"
+        reason = f"run interrupted by {name}"
         for task in self.tasks.values():
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
@@ -529,6 +542,7 @@ class Run:
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
+        self.context.shared_state.in_flight = None  # the run is over: writes are plain again
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)

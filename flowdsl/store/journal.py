@@ -11,12 +11,12 @@ import json
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import ResumeError, StoreError
+from ..errors import ResumeError, SerializationError, StoreError
 from ..running.journal import Restored
 from ..running.result import TaskRun
 from .fingerprint import plan_fingerprints
 from ..status import RunStatus
-from .codec import decode, encode
+from .codec import Types, decode, encode, same_encoding
 from .owner import identity
 from .schema import dumps, now
 
@@ -35,8 +35,20 @@ def fingerprints_of(plan: Plan) -> dict[str, str]:
     return cached
 
 
+def storable_text(text: str | None) -> str | None:
+    """Text the database can hold: a lone surrogate (a non-UTF-8 file name in an error
+    message) becomes its ``\\udcXX`` escape instead of failing the write."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return storable_text(f"{type(exc).__name__}: {exc}") or ""
 
 
 class RunJournal:
@@ -44,8 +56,10 @@ class RunJournal:
 
     def __init__(self, store: SqlStore, flow: str, run_id: str, session: int,
                  inputs: Mapping[str, Any], restored: list[Restored], seq: int,
-                 readonly: bool = False, claim: Claim | None = None) -> None:
+                 readonly: bool = False, claim: Claim | None = None,
+                 types: Types | None = None) -> None:
         self.store = store
+        self.types = types  # the value types the flow declares (typed values decode into)
         self.flow = flow
         self.run_id = run_id
         self.session = session
@@ -93,10 +107,10 @@ class RunJournal:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
         where = f"task {task.id!r}"
-        blob = self.store.blob(encode(result, serializer, where))
+        blob = self.store.blob(encode(result, serializer, where, types=self.types))
         delta_blob = self.store.blob(encode(
             [[key, value] for key, value in delta.items()], serializer, where,
-            "its shared-state writes")) if delta else None
+            "its shared-state writes", types=self.types)) if delta else None
         self._seq += 1
         with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
@@ -107,7 +121,8 @@ class RunJournal:
             self._end_attempt(db, task, "completed", None)
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        text = storable_text("".join(traceback.format_exception(type(error), error,
+                                                                 error.__traceback__)))
         with self.store.write(self.claim) as db:  # no row yet when its run_if raised
             db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, started, ended, "
                        "duration, error, traceback) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
@@ -136,23 +151,28 @@ class RunJournal:
                    "attempts = excluded.attempts, reason = excluded.reason, "
                    "started = excluded.started, ended = excluded.ended, "
                    "duration = excluded.duration WHERE tasks.status != 'completed'",
-                   (self.run_id, task.id, task.status.value, task.attempts, task.reason,
+                   (self.run_id, task.id, task.status.value, task.attempts,
+                    storable_text(task.reason),
                     task.started_at, task.ended_at if task.started_at is not None else None,
                     task.duration))
         if task.attempts:  # cancelled in flight
             db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
                        "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
-                       "status = 'running'", (now(), task.reason, self.run_id, task.id,
-                                              self.session, task.attempts))
+                       "status = 'running'", (now(), storable_text(task.reason), self.run_id,
+                                              task.id, self.session, task.attempts))
 
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
+        finished = False
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
+            finished = True
         finally:
             self.store.detach(self.claim)
+            if not finished:
+                self.store.abandon(self.claim)
             if self.owns_store:
                 self.store.close()
 
@@ -168,6 +188,30 @@ class RunJournal:
                        "session = ?", (stamp, status.value, self.run_id, self.session))
             if self.claim is not None:
                 self.store.release(db, self.claim)
+
+
+def encode_inputs(given: Mapping[str, Any], serializer: str,
+                  types: Types) -> tuple[str, bytes | str]:
+    """The run's inputs encoded, and the codec used: JSON whenever they have a JSON encoding
+    (so showing a run shows them, also under ``serializer="pickle"``). One that cannot be
+    encoded is a `SerializationError` naming its key and suggesting ``resources=``."""
+    if serializer == "pickle":
+        try:
+            return "json", encode(dict(given), "json", "the run's inputs", types=types)
+        except SerializationError:
+            pass
+    try:
+        return serializer, encode(dict(given), serializer, "the run's inputs", types=types)
+    except SerializationError as whole:
+        for key, value in given.items():
+            try:
+                encode(value, serializer, f"input {key!r}", f"input {key!r}", types=types)
+            except SerializationError as exc:
+                raise SerializationError(
+                    f"{exc}. A run's inputs are stored with the run: pass a live object (a "
+                    "connection, a client) as a resource instead, never stored: "
+                    f"flow.run(..., resources={{{key!r}: ...}})") from exc
+        raise whole  # pragma: no cover - some key failed above
 
 
 def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
@@ -211,7 +255,24 @@ def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
     finally:
         if opened is not store:
             opened.close()
-    return tuple(json.loads(rows[0]["targets"])) if rows and rows[0]["targets"] else ()
+    if not rows:
+        return ()
+    return _targets(opened, f"run {run_id!r}", rows[0]["targets"])
+
+
+def _targets(store: Any, where: str, stored: Any) -> tuple[str, ...]:
+    """The stored targets of a run (``()``: the whole flow); malformed ones are a
+    `StoreError` naming the run."""
+    if not stored:
+        return ()
+    try:
+        found = json.loads(stored)
+        if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+            raise ValueError("a JSON list of task ids was expected")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run store {store.label}: {where} has malformed targets: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return tuple(found)
 
 
 def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
@@ -229,6 +290,12 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
 def _order(plan: Plan) -> str:
     """The plan's task order, stored so that a run is shown in plan order."""
     return json.dumps(list(plan.order))
+
+
+def _edges(plan: Plan) -> str:
+    """The plan's dependencies (inferred ones included), stored so that a report drawn from
+    the store shows the run's graph."""
+    return json.dumps({step.id: list(step.dependencies) for step in plan.steps})
 
 
 def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
@@ -254,17 +321,19 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
                           f"resume={run_id!r} to continue it, or another run_id")
     given = dict(inputs or {})
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
-        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "targets, plan_edges) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
-         store.blob(encode(given, serializer, "the run's inputs")),
-         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan),
-         dumps(list(plan.targets)) if plan.targets else None))
+         store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
+         started, _order(plan),
+         dumps(list(plan.targets)) if plan.targets else None, _edges(plan)))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
-    return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1))
+    return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1),
+                      types=plan.types)
 
 
 def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
@@ -278,7 +347,7 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                      + store.for_update, (resume,)).fetchone()
     if row is None:
         raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
-    stored_targets = tuple(json.loads(row[8])) if row[8] else ()
+    stored_targets = _targets(store, f"run {resume!r}", row[8])
     if stored_targets != tuple(plan.targets):
         raise ResumeError(
             f"cannot resume run {resume!r} with targets={list(plan.targets) or None!r}: it was "
@@ -292,8 +361,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
     kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
     if status == RunStatus.SUCCEEDED.value and len(kept) + len(still_skipped) == len(plan.steps):
-        return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True)
+        return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True,
+                          types=plan.types)
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     host, pid, started = identity()
     stamp = now()
     session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
@@ -305,17 +376,17 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                "status = 'running'", (stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "total_tasks = ?, plan_order = ? WHERE run_id = ?",
-               (host, pid, started, dumps(fingerprints),
-                store.blob(encode(given, serializer, "the run's inputs")), len(plan.steps),
-                _order(plan), resume))
+               "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
+               "WHERE run_id = ?",
+               (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
+                inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
     db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
                    [(resume, t) for t in stale])
     return RunJournal(store, flow, resume, session, given, restored, seq,
-                      claim=store.claim(db, resume, session))
+                      claim=store.claim(db, resume, session), types=plan.types)
 
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
@@ -325,10 +396,12 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
     those that changed."""
     stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
-    stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
+    stored_inputs = decode(blob, codec, "json" if codec == "json" else serializer,
+                           f"{where}, its inputs", plan.types)  # JSON: always safe to read
     given = dict(stored_inputs if inputs is None else inputs)
-    changed_inputs = {k for k in set(given) | set(stored_inputs)
-                      if given.get(k, KeyError) != stored_inputs.get(k, KeyError)}
+    changed_inputs = {k for k in set(given) | set(stored_inputs)  # by encoding: NaN == NaN
+                      if k not in given or k not in stored_inputs
+                      or not same_encoding(given[k], stored_inputs[k], plan.types)}
     if changed_inputs and not force:
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
@@ -363,8 +436,9 @@ def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
             continue
         task_serializer = steps[task_id].serializer
         task_where = f"{where}, task {task_id!r}"
-        value = decode(result, task_codec, task_serializer, task_where)
-        pairs = decode(delta, task_codec, task_serializer, task_where) if delta else []
+        value = decode(result, task_codec, task_serializer, task_where, plan.types)
+        pairs = decode(delta, task_codec, task_serializer, task_where,
+                       plan.types) if delta else []
         restored.append(Restored(task_id, value, [tuple(p) for p in pairs], attempts,
                                  t0, t1, duration))
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
