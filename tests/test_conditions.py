@@ -421,3 +421,18 @@ def test_a_sub_flow_with_a_branch_not_taken_still_gathers(run_flow: Any, flow: F
     assert result.results["report"] == ({"big": None, "small": "small 1"},
                                         {"big": "big 3", "small": None})
     assert flow.compile()["one"].trigger == "none_failed"
+
+
+def test_a_join_waits_for_every_dependency_after_roots_skipped_by_their_condition(
+        run_flow: Any, flow: Flow) -> None:
+    flow.task(id="gated", run_if=lambda: False)(lambda: "gated")
+    flow.task(id="after_gated", depends_on=["gated"])(lambda: "after")
+    flow.task(id="other")(lambda: "other")
+
+    @flow.task(trigger="none_failed")
+    def join(gated: str = "-", after_gated: str = "-", other: str = "missing") -> str:
+        return f"{gated} {after_gated} {other}"
+
+    result = run_flow(flow)
+
+    assert result.results["join"] == "- - other"  # it ran once `other` had completed
