@@ -436,3 +436,21 @@ def test_a_join_waits_for_every_dependency_after_roots_skipped_by_their_conditio
     result = run_flow(flow)
 
     assert result.results["join"] == "- - other"  # it ran once `other` had completed
+
+
+def test_hooks_a_predicate_failure_fires_on_failure_a_branch_not_taken_fires_none(
+        run_flow: Any, flow: Flow) -> None:
+    seen: list[tuple[str, str, str]] = []  # hooks run on the driver, also on Dask
+
+    def hook(event: Any) -> None:
+        seen.append((event.task_id, event.status.value, type(event.error).__name__))
+
+    flow.task(id="raising", run_if=lambda: 1 / 0, on_failure=hook, on_success=hook)(lambda: 1)
+    flow.task(id="not_taken", run_if=lambda: False, on_failure=hook,
+              on_success=hook)(lambda: 2)
+    flow.task(id="taken", run_if=lambda: True, on_failure=hook, on_success=hook)(lambda: 3)
+
+    run_flow(flow, raise_on_failure=False)
+
+    assert sorted(seen) == [("raising", "failed", "ZeroDivisionError"),
+                            ("taken", "completed", "NoneType")]
