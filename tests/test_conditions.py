@@ -454,3 +454,17 @@ def test_hooks_a_predicate_failure_fires_on_failure_a_branch_not_taken_fires_non
 
     assert sorted(seen) == [("raising", "failed", "ZeroDivisionError"),
                             ("taken", "completed", "NoneType")]
+
+
+def test_predicates_run_on_the_driver_so_they_need_not_pickle(run_flow: Any,
+                                                             flow: Flow) -> None:
+    import threading
+
+    lock = threading.Lock()  # cannot be pickled: a predicate sent to a Dask worker would fail
+
+    def unlocked() -> bool:
+        with lock:
+            return True
+
+    flow.task(id="guarded", run_if=unlocked)(lambda: "ran")
+    assert run_flow(flow).results["guarded"] == "ran"
