@@ -142,3 +142,21 @@ def test_plan_marks_the_branching_example(tmp_path: Path) -> None:
     assert "conditional (run_if is_large)" in rows["full_rebuild"]
     assert "trigger none_failed" in rows["publish"] and "trigger all_done" in rows["cleanup"]
     assert "conditional" not in rows["reindex"] and "trigger" not in rows["reindex"]
+
+
+def test_graph_draws_conditional_tasks_as_hexagons_and_labels_triggers(tmp_path: Path) -> None:
+    mermaid = flowdsl(tmp_path, "graph", f"{BRANCHING}:nightly")
+    assert mermaid.returncode == 0, mermaid.stderr
+    lines = [line.strip() for line in mermaid.stdout.splitlines()]
+    assert any(line.startswith('incremental{{"incremental') and "if is_small" in line
+               for line in lines)
+    assert any(line.startswith('publish["publish') and "trigger none_failed" in line
+               for line in lines)
+    assert any(line.startswith('reindex["reindex') for line in lines)  # a plain box
+
+    dot = flowdsl(tmp_path, "graph", f"{BRANCHING}:nightly", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    node = next(line for line in dot.stdout.splitlines() if line.strip().startswith('"full_rebuild" ['))
+    assert "shape=hexagon" in node and "if is_large" in node
+    assert "trigger all_done" in next(line for line in dot.stdout.splitlines()
+                                      if line.strip().startswith('"cleanup" ['))
