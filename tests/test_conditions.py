@@ -468,3 +468,21 @@ def test_predicates_run_on_the_driver_so_they_need_not_pickle(run_flow: Any,
 
     flow.task(id="guarded", run_if=unlocked)(lambda: "ran")
     assert run_flow(flow).results["guarded"] == "ran"
+
+
+def test_all_done_waits_for_every_dependency_not_only_the_failed_one(run_flow: Any,
+                                                                     flow: Flow) -> None:
+    def fails() -> None:
+        raise ValueError("fast failure")
+
+    def slow() -> int:
+        return sum(range(200_000))  # still running when `fast` has failed, at N > 1
+
+    flow.task(id="fast")(fails)
+    flow.task(id="slow")(slow)
+    flow.task(id="cleanup", trigger="all_done")(lambda fast, slow: (fast, slow))
+
+    result = run_flow(flow, raise_on_failure=False)
+
+    assert result.results["cleanup"] == (None, sum(range(200_000)))
+    assert result.tasks["cleanup"].started_at >= result.tasks["slow"].ended_at
