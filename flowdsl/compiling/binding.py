@@ -57,6 +57,9 @@ def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
 
 
 def _look_up(context: Any, inp: Input, task_id: str) -> Any:
+    value = context.resources.get(inp.key, MISSING)  # a live object passed as resources=
+    if value is not MISSING:
+        return value
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
         value = context.data.get(inp.key, inp.default)
