@@ -29,6 +29,7 @@ from .errors import (
     StoreError,
     TaskTimeoutError,
     UnknownDependencyError,
+    UntrackedWriteError,
 )
 from .running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
@@ -69,6 +70,7 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
+    "UntrackedWriteError",
 ]
 # `flowdsl.SqliteStore`, `flowdsl.PostgresStore` and `flowdsl.DaskExecutor` are public too, but
 # load on first use (they import sqlite3, psycopg and Dask): they stay out of `__all__`, so

@@ -7,10 +7,12 @@ from time import perf_counter
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
+import attrs
+
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
-from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
+from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
 from .declaring.types import check_types
 from .calling import check_call, check_inputs, check_resources, choose_executor
 from .errors import DefinitionError, did_you_mean
@@ -19,6 +21,7 @@ from .executors.base import adrive, drive
 from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
+from .observers.hooks import Hooks, hook_observer
 from .observers.logging import LoggingObserver, logging_enabled
 from .compiling.plan import Plan
 from .running.result import RunResult
@@ -51,8 +54,15 @@ class Flow:
     """
 
     def __init__(self, name: str = "flow", *, serializer: str = "json",
-                 pools: Mapping[str, int] | None = None, types: Iterable[Any] = ()) -> None:
+                 pools: Mapping[str, int] | None = None, types: Iterable[Any] = (),
+                 on_success: Callable[[Any], Any] | None = None,
+                 on_failure: Callable[[Any], Any] | None = None,
+                 on_retry: Callable[[Any], Any] | None = None) -> None:
         check_serializer(serializer, f"flow {name!r}")
+        check_hooks({"on_success": on_success, "on_failure": on_failure, "on_retry": on_retry},
+                    f"flow {name!r}")
+        #: the flow's hooks, run for every task before the task's own
+        self.hooks = Hooks(on_success=on_success, on_failure=on_failure, on_retry=on_retry)
         self.name = name
         self.serializer = serializer
         self.types = check_types(types, f"flow {name!r}")
@@ -89,6 +99,13 @@ class Flow:
         timeout: float | None = None,
         serializer: str | None = None,
         pool: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        map_over: str | Iterable[str] | None = None,
+        run_if: Callable[..., Any] | None = None,
+        trigger: str = "all_succeeded",
+        on_success: Callable[[Any], Any] | None = None,
+        on_failure: Callable[[Any], Any] | None = None,
+        on_retry: Callable[[Any], Any] | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -112,6 +129,9 @@ class Flow:
         map_over: str | Iterable[str] | None = None,
         run_if: Callable[..., Any] | None = None,
         trigger: str = "all_succeeded",
+        on_success: Callable[[Any], Any] | None = None,
+        on_failure: Callable[[Any], Any] | None = None,
+        on_retry: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged (still callable and unit-testable).
@@ -122,7 +142,8 @@ class Flow:
         to the shared state), ``retries`` (extra attempts), ``retry_wait`` (seconds or a
         tenacity wait), ``retry_on`` (exception types or a tenacity retry predicate),
         ``timeout`` (seconds per attempt), ``serializer`` (``"json"`` or ``"pickle"``, for
-        the run store), ``pool`` (a resource pool declared with `Flow.pool`). The README's
+        the run store), ``pool`` (a resource pool declared with `Flow.pool`), ``on_success`` /
+        ``on_failure`` / ``on_retry`` (hooks: ``fn(event)``, after the flow's own). The README's
         "Declaring tasks" section shows each one."""
         if fn is not None and not callable(fn):
             raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
@@ -133,6 +154,7 @@ class Flow:
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
                 bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
+                on_success=on_success, on_failure=on_failure, on_retry=on_retry,
             ))
             return function
 
@@ -200,6 +222,21 @@ class Flow:
         self._includes.append(make_include(self, other, prefix, inputs, depends_on, self._specs,
                                            self._includes))
         self._changed()
+
+    def _hook_scopes(self) -> dict[tuple[str, ...], Hooks]:
+        """Include path -> the hooks of the flow included there, for included flows that
+        declare any (their hooks follow their tasks)."""
+        scopes: dict[tuple[str, ...], Hooks] = {}
+        for inc in self._includes:
+            other = inc.flow
+            hooks = getattr(other, "hooks", None)
+            if isinstance(hooks, Hooks) and hooks:
+                scopes[(inc.prefix,)] = attrs.evolve(hooks, owner=f"flow {other.name!r}'s")
+            inner = getattr(other, "_hook_scopes", None)
+            if inner is not None:
+                for path, found in inner().items():
+                    scopes[(inc.prefix,) + tuple(path)] = found
+        return scopes
 
     def _all_pools(self) -> dict[str, int]:
         return all_pools(self._pools, self._includes)
@@ -309,6 +346,9 @@ class Flow:
         watchers = list(observers or ())
         if logging_enabled():
             watchers.append(LoggingObserver())
+        hooks = hook_observer(plan, self.hooks, self._hook_scopes())
+        if hooks is not None:
+            watchers.append(hooks)
         run = Run(
             plan,
             initial,

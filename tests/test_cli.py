@@ -551,6 +551,17 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, quiet: bool) -> None:
         assert re.search(r"[12]/3", drawn)  # tasks done / total
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
+def test_progress_bar_shows_an_eta_once_the_store_has_history(tmp_path: Path) -> None:
+    write(tmp_path / "slow_flow.py", SLOW)
+    first = run_on_a_terminal(tmp_path, "run", "slow_flow.py")
+    assert "running slow_two" in first and "ETA" not in first  # no history yet: no ETA
+    second = run_on_a_terminal(tmp_path, "run", "slow_flow.py")
+    # the earlier run took 0.4 s per task: at 0.5 s into this one, about 0.7 s remain
+    assert re.search(r"ETA 0:00:0[0-2]", second), second
+
+
 def test_progress_bar_waits_half_a_second(tmp_path: Path) -> None:
     drawn = run_on_a_terminal(tmp_path, "run", str(DATA_PROCESSING))
     assert "succeeded" in drawn

@@ -12,6 +12,12 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 #: A line (or part of one) each known example prints when it worked.
 KEY_LINES = {
+    "branching.py": ["full_rebuild  skipped (condition false)",
+                     "reindex       skipped (upstream task 'full_rebuild' was skipped",
+                     "published the incremental load of 120 rows",
+                     "published the full load of 5000 rows (reindexed 5000 rows)",
+                     "run failed", "publish       skipped (upstream task 'check_volume' failed)",
+                     "nothing published; cleanup: temporary files removed"],
     "data_processing.py": ["run succeeded", "Report for"],
     "practice_25_tasks.py": ["run succeeded", "context accuracy", "100.0%"],
     "seed_orchestrator.py": ["Execution summary (succeeded)", "Execution metrics"],

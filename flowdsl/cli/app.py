@@ -193,15 +193,17 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None,
         setup_logging(log_level)
         console = stdout_console()
         observers = []
-        if not quiet and not as_json and console.is_terminal:
-            from ..observers.progress import ProgressObserver
-
-            observers.append(ProgressObserver(console))
         if otel:
             observers.append(otel_observer())
         executor = make_executor(executor_name, concurrency)
         store = open_store(store_path, create=True)
         try:
+            if not quiet and not as_json and console.is_terminal:
+                from ..observers.progress import ProgressObserver
+
+                # the ETA comes from earlier runs of this flow in the store (none: no ETA)
+                observers.insert(0, ProgressObserver(console,
+                                                     history=store.durations(flow.name)))
             result = _run(flow, initial, store, observers, resume=resume, force=force,
                           run_id=run_id or resume, debug=debug, executor=executor,
                           concurrency=concurrency, targets=targets)
@@ -400,8 +402,9 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
 @click.option("--output", "-o", default="report.html", show_default=True, metavar="FILE",
               help="Where to write the HTML report.")
 @click.option("--target", metavar="TARGET", default=None,
-              help="The run's flow: its dependencies are drawn as the graph's edges (the "
-                   "store keeps none).")
+              help="The run's flow: its dependencies are drawn as the graph's edges "
+                   "instead of those the store recorded with the run (needed only for runs "
+                   "recorded before the store kept them).")
 def report(run_id: str, store_path: str, output: str, target: str | None) -> None:
     """Write one run's HTML report: graph, timeline of attempts, tasks, errors, inputs."""
     with reporting():

@@ -331,6 +331,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         index={step.id: step for step in steps},
         pools=pools,
         is_async=any(step.is_async for step in steps),
+        conditional=any(step.run_if is not None for step in steps),
         types=_declared(specs, types),
     )
 

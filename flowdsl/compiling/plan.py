@@ -90,6 +90,8 @@ class Plan:
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
+    #: whether a step has a ``run_if`` predicate (the runtime then gates every ready task)
+    conditional: bool = False
     #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
     targets: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
     #: the value types the flow's code declares (``module.qualname`` -> class): what the run

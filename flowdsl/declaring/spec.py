@@ -109,6 +109,12 @@ class TaskSpec:
     #: seed-style handlers of a sub-flow read the names they were written with
     task_input_names: tuple[tuple[str, str], ...] = attrs.field(converter=tuple_of_any,
                                                                 default=())
+    #: hooks, called with the task's event once its state change is final (never part of
+    #: the fingerprint): ``on_success(TaskFinished)``, ``on_failure(TaskFinished)``,
+    #: ``on_retry(TaskRetrying)``
+    on_success: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_failure: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_retry: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
 
     @property
     def critical(self) -> bool:

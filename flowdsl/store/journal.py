@@ -122,17 +122,23 @@ class RunJournal:
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = storable_text("".join(traceback.format_exception(type(error), error,
-                                                                error.__traceback__)))
-        with self.store.write(self.claim) as db:
-            db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
-                       "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
-                       "AND task_id = ?",
-                       (task.attempts, task.started_at, task.ended_at, task.duration,
-                        _error_text(error), text, self.run_id, task.id))
-            self._end_attempt(db, task, "failed", _error_text(error))
+                                                                 error.__traceback__)))
+        with self.store.write(self.claim) as db:  # no row yet when its run_if raised
+            db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, started, ended, "
+                       "duration, error, traceback) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (run_id, task_id) DO UPDATE SET status = 'failed', "
+                       "attempts = excluded.attempts, started = excluded.started, "
+                       "ended = excluded.ended, duration = excluded.duration, "
+                       "error = excluded.error, traceback = excluded.traceback, reason = NULL",
+                       (self.run_id, task.id, task.attempts, task.started_at, task.ended_at,
+                        task.duration, _error_text(error), text))
+            if task.attempts:
+                self._end_attempt(db, task, "failed", _error_text(error))
 
     def task_settled(self, task: TaskRun) -> None:
-        """SKIPPED or CANCELLED before it started."""
+        """SKIPPED or CANCELLED before it started (resuming a SUCCEEDED run: as stored)."""
+        if self.readonly:
+            return
         with self.store.write(self.claim) as db:
             self._settle(db, task)
 
@@ -158,11 +164,15 @@ class RunJournal:
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
+        finished = False
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
+            finished = True
         finally:
             self.store.detach(self.claim)
+            if not finished:
+                self.store.abandon(self.claim)
             if self.owns_store:
                 self.store.close()
 
@@ -213,16 +223,25 @@ def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, 
 
 
 def _kept_tasks(plan: Plan, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
-                changed_inputs: set[str]) -> set[str]:
+                changed_inputs: set[str], skipped: set[str] | None = None
+                ) -> tuple[set[str], set[str]]:
     """Completed tasks that stay completed: same fingerprint, no changed input read, and every
-    upstream task kept too (everything downstream of a re-run task re-runs)."""
+    upstream task kept too (everything downstream of a re-run task re-runs). A task SKIPPED
+    under the same conditions (its upstream kept or skipped so: a false ``run_if``, not a
+    failure, is behind it) counts as kept for its dependants: its gate decides the same again.
+    Returns (kept completed tasks, such skipped ones)."""
     kept: set[str] = set()
+    quiet: set[str] = set()  # kept, or skipped by a condition that holds again
+    skipped = skipped or set()
     for step in plan.steps:  # plan order: upstream first
-        if (step.id in completed and old.get(step.id) == new[step.id]
+        task = step.id
+        if ((task in completed or task in skipped) and old.get(task) == new[task]
                 and not changed_inputs.intersection(step.inputs)
-                and all(dep in kept for dep in step.dependencies)):
-            kept.add(step.id)
-    return kept
+                and all(dep in quiet for dep in step.dependencies)):
+            quiet.add(task)
+            if task in completed:
+                kept.add(task)
+    return kept, quiet - kept
 
 
 def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
@@ -236,7 +255,24 @@ def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
     finally:
         if opened is not store:
             opened.close()
-    return tuple(json.loads(rows[0]["targets"])) if rows and rows[0]["targets"] else ()
+    if not rows:
+        return ()
+    return _targets(opened, f"run {run_id!r}", rows[0]["targets"])
+
+
+def _targets(store: Any, where: str, stored: Any) -> tuple[str, ...]:
+    """The stored targets of a run (``()``: the whole flow); malformed ones are a
+    `StoreError` naming the run."""
+    if not stored:
+        return ()
+    try:
+        found = json.loads(stored)
+        if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+            raise ValueError("a JSON list of task ids was expected")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run store {store.label}: {where} has malformed targets: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return tuple(found)
 
 
 def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
@@ -254,6 +290,12 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
 def _order(plan: Plan) -> str:
     """The plan's task order, stored so that a run is shown in plan order."""
     return json.dumps(list(plan.order))
+
+
+def _edges(plan: Plan) -> str:
+    """The plan's dependencies (inferred ones included), stored so that a report drawn from
+    the store shows the run's graph."""
+    return json.dumps({step.id: list(step.dependencies) for step in plan.steps})
 
 
 def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
@@ -283,11 +325,11 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
-        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "targets, plan_edges) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
          store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
          started, _order(plan),
-         dumps(list(plan.targets)) if plan.targets else None))
+         dumps(list(plan.targets)) if plan.targets else None, _edges(plan)))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
     return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1),
@@ -305,7 +347,7 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                      + store.for_update, (resume,)).fetchone()
     if row is None:
         raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
-    stored_targets = tuple(json.loads(row[8])) if row[8] else ()
+    stored_targets = _targets(store, f"run {resume!r}", row[8])
     if stored_targets != tuple(plan.targets):
         raise ResumeError(
             f"cannot resume run {resume!r} with targets={list(plan.targets) or None!r}: it was "
@@ -317,8 +359,8 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                                              old_prints)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
-    kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
-    if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
+    kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
+    if status == RunStatus.SUCCEEDED.value and len(kept) + len(still_skipped) == len(plan.steps):
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True,
                           types=plan.types)
     check_inputs(given)
@@ -334,9 +376,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                "status = 'running'", (stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "inputs_codec = ?, total_tasks = ?, plan_order = ? WHERE run_id = ?",
+               "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
+               "WHERE run_id = ?",
                (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
-                inputs_codec, len(plan.steps), _order(plan), resume))
+                inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
@@ -375,14 +418,17 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
 
 
 def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
-              changed_inputs: set[str]) -> tuple[set[str], list[Restored], int]:
-    """The completed tasks that stay completed, decoded, and the run's last sequence number."""
+              changed_inputs: set[str]) -> tuple[set[str], set[str], list[Restored], int]:
+    """The completed tasks that stay completed, the skipped ones that stay skipped (see
+    `_kept_tasks`), the completed ones decoded, and the run's last sequence number."""
     where = f"run {resume!r}"
     rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
                       "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
                       "ORDER BY seq", (resume,)).fetchall()
-    kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints_of(plan),
-                       changed_inputs)
+    skipped = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                        "status = 'skipped'", (resume,)).fetchall()}
+    kept, still_skipped = _kept_tasks(plan, {r[0] for r in rows}, old_prints,
+                                      fingerprints_of(plan), changed_inputs, skipped)
     steps = plan.index
     restored = []
     for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
@@ -397,4 +443,4 @@ def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
                                  t0, t1, duration))
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
                      (resume,)).fetchone()[0]
-    return kept, restored, seq
+    return kept, still_skipped, restored, seq

@@ -4,8 +4,9 @@ Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
   with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
-  pid, process start time), the number of tasks, (v2) the plan's order of task ids and (v3)
-  its ``targets`` (JSON; NULL: the whole flow).
+  pid, process start time), the number of tasks, (v2) the plan's order of task ids, (v3)
+  its ``targets`` (JSON; NULL: the whole flow) and (v4) its ``plan_edges`` (JSON: task id ->
+  upstream ids; NULL for a run recorded before v4).
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
@@ -23,7 +24,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -85,6 +86,9 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN plan_order TEXT"],
     # 3: the target tasks of a run made with targets= (JSON list; NULL: the whole flow)
     3: ["ALTER TABLE runs ADD COLUMN targets TEXT"],
+    # 4: the plan's dependencies (JSON {task id: [upstream ids]}), so a report drawn from the
+    # store shows the same graph as the run's own
+    4: ["ALTER TABLE runs ADD COLUMN plan_edges TEXT"],
 }
 
 FLOWDSL_TABLES = frozenset(
