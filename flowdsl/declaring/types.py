@@ -142,7 +142,7 @@ def declared_types(roots: Iterable[Any]) -> dict[str, type]:
 def check_types(types: Iterable[Any], where: str) -> tuple[Any, ...]:
     """``Flow(types=[...])`` as a tuple; something that declares no storable type is a
     `DefinitionError`."""
-    checked = tuple(types)
+    checked = (types,) if isinstance(types, type) else tuple(types)  # one type, or several
     for item in checked:
         if not declared_types([item]):
             raise DefinitionError(
