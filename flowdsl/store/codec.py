@@ -12,6 +12,7 @@ used only where the flow or task declares ``serializer="pickle"`` (it runs code 
 from __future__ import annotations
 
 import base64
+import importlib
 import datetime as dt
 import json
 import pickle
@@ -161,6 +162,9 @@ def _typed(value: Any, kind: type, types: Types, depth: int) -> Any:
         if (numpy is not None and isinstance(value, numpy.generic)
                 and value.dtype.kind in NUMPY_SCALAR_KINDS):
             return {TAG: "numpy", "d": value.dtype.str, "v": value.item()}
+        scalar = _pandas_scalar(value, kind)
+        if scalar is not None:
+            return scalar
         raise _Unstorable(value, "")
     name = type_name(kind)
     if types.get(name) is not kind:
@@ -182,6 +186,35 @@ def _typed(value: Any, kind: type, types: Types, depth: int) -> Any:
     except Exception as exc:
         raise _Unstorable(value, f"{type(exc).__name__}: {exc}", plain=False) from exc
     return {TAG: "typed", "t": name, "k": typed, "v": payload}
+
+
+def _pandas_scalar(value: Any, kind: type) -> dict[str, Any] | None:
+    """pandas' own scalars (what ``frame["when"].max()`` returns), like numpy's: no
+    declaration needed."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return None
+    if kind is pandas.Timestamp:
+        zone = getattr(value.tz, "key", None) or getattr(value.tz, "zone", None)  # IANA name
+        return {TAG: "pandas", "d": "Timestamp", "v": value.isoformat(), "z": zone}
+    if kind is pandas.Timedelta:
+        return {TAG: "pandas", "d": "Timedelta", "v": int(value.value)}
+    if value is pandas.NaT:
+        return {TAG: "pandas", "d": "NaT", "v": None}
+    return None
+
+
+def _pandas_from(node: Mapping[str, Any]) -> Any:
+    pandas: Any = importlib.import_module("pandas")  # a fixed module, never a stored name
+    kind = node["d"]
+    if kind == "Timestamp":
+        stamp = pandas.Timestamp(node["v"])
+        return stamp if node.get("z") is None else stamp.tz_convert(node["z"])
+    if kind == "Timedelta":
+        return pandas.Timedelta(int(node["v"]), unit="ns")
+    if kind == "NaT":
+        return pandas.NaT
+    raise ValueError(f"not a pandas scalar: {kind!r}")
 
 
 def _dumps(plain: Any, sort_keys: bool = False) -> str:
@@ -244,6 +277,8 @@ class _Decoder:
             return self._typed(value)
         if tag == "numpy":
             return self._numpy(value)
+        if tag == "pandas":
+            return value["v"] if self.describing else _pandas_from(value)
         return _FROM_JSON[tag](value["v"])  # KeyError for an unknown tag: reported by decode()
 
     def _typed(self, node: Mapping[str, Any]) -> Any:
