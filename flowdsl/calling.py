@@ -9,14 +9,13 @@ itself. A resumed run needs its resources again (missing: `MissingInputError`).
 
 from __future__ import annotations
 
-from collections import ChainMap
 from typing import Any, Mapping
 
 from .compiling.plan import Plan
 from .errors import MissingInputError
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 
-__all__ = ["check_call", "check_inputs", "check_resources", "choose_executor", "with_resources"]
+__all__ = ["check_call", "check_inputs", "check_resources", "choose_executor"]
 
 
 def check_resources(plan: Plan, initial: Mapping[str, Any] | None,
@@ -35,18 +34,13 @@ def check_resources(plan: Plan, initial: Mapping[str, Any] | None,
         if name in plan.index:
             raise ValueError(f"resources=: {name!r} is a task id of flow {plan.flow!r}; a "
                              "parameter of that name receives the task's result: rename it")
+        if any(name in step.produces for step in plan.steps):
+            raise ValueError(f"resources=: {name!r} is a key a task of flow {plan.flow!r} "
+                             "produces; its readers receive the produced value: rename it")
         if initial is not None and name in initial:
             raise ValueError(f"{name!r} is given both as an input and in resources=: pass it "
                              "once (a resource is never stored)")
     return checked
-
-
-def with_resources(initial: Mapping[str, Any], resources: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The run's data: its inputs, and its resources for the parameters named like them
-    (a view: neither is copied)."""
-    if not resources:
-        return initial
-    return ChainMap(dict(resources), initial)  # type: ignore[arg-type]
 
 
 def check_call(initial: Mapping[str, Any] | None, run_id: str | None, store: Any,

@@ -15,7 +15,7 @@ from .compiling.targets import normalize_targets, target_plan
 from .declaring.caching import Cache, as_cache
 from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
 from .declaring.types import check_types
-from .calling import check_call, check_inputs, check_resources, choose_executor, with_resources
+from .calling import check_call, check_inputs, check_resources, choose_executor
 from .errors import DefinitionError, did_you_mean
 from .executors import Executor
 from .executors.base import adrive, drive
@@ -361,7 +361,7 @@ class Flow:
             watchers.append(hooks)
         run = Run(
             plan,
-            with_resources(initial, live),
+            initial,
             run_id=run_id,
             strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
             observers=watchers,

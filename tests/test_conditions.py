@@ -421,3 +421,68 @@ def test_a_sub_flow_with_a_branch_not_taken_still_gathers(run_flow: Any, flow: F
     assert result.results["report"] == ({"big": None, "small": "small 1"},
                                         {"big": "big 3", "small": None})
     assert flow.compile()["one"].trigger == "none_failed"
+
+
+def test_a_join_waits_for_every_dependency_after_roots_skipped_by_their_condition(
+        run_flow: Any, flow: Flow) -> None:
+    flow.task(id="gated", run_if=lambda: False)(lambda: "gated")
+    flow.task(id="after_gated", depends_on=["gated"])(lambda: "after")
+    flow.task(id="other")(lambda: "other")
+
+    @flow.task(trigger="none_failed")
+    def join(gated: str = "-", after_gated: str = "-", other: str = "missing") -> str:
+        return f"{gated} {after_gated} {other}"
+
+    result = run_flow(flow)
+
+    assert result.results["join"] == "- - other"  # it ran once `other` had completed
+
+
+def test_hooks_a_predicate_failure_fires_on_failure_a_branch_not_taken_fires_none(
+        run_flow: Any, flow: Flow) -> None:
+    seen: list[tuple[str, str, str]] = []  # hooks run on the driver, also on Dask
+
+    def hook(event: Any) -> None:
+        seen.append((event.task_id, event.status.value, type(event.error).__name__))
+
+    flow.task(id="raising", run_if=lambda: 1 / 0, on_failure=hook, on_success=hook)(lambda: 1)
+    flow.task(id="not_taken", run_if=lambda: False, on_failure=hook,
+              on_success=hook)(lambda: 2)
+    flow.task(id="taken", run_if=lambda: True, on_failure=hook, on_success=hook)(lambda: 3)
+
+    run_flow(flow, raise_on_failure=False)
+
+    assert sorted(seen) == [("raising", "failed", "ZeroDivisionError"),
+                            ("taken", "completed", "NoneType")]
+
+
+def test_predicates_run_on_the_driver_so_they_need_not_pickle(run_flow: Any,
+                                                             flow: Flow) -> None:
+    import threading
+
+    lock = threading.Lock()  # cannot be pickled: a predicate sent to a Dask worker would fail
+
+    def unlocked() -> bool:
+        with lock:
+            return True
+
+    flow.task(id="guarded", run_if=unlocked)(lambda: "ran")
+    assert run_flow(flow).results["guarded"] == "ran"
+
+
+def test_all_done_waits_for_every_dependency_not_only_the_failed_one(run_flow: Any,
+                                                                     flow: Flow) -> None:
+    def fails() -> None:
+        raise ValueError("fast failure")
+
+    def slow() -> int:
+        return sum(range(200_000))  # still running when `fast` has failed, at N > 1
+
+    flow.task(id="fast")(fails)
+    flow.task(id="slow")(slow)
+    flow.task(id="cleanup", trigger="all_done")(lambda fast, slow: (fast, slow))
+
+    result = run_flow(flow, raise_on_failure=False)
+
+    assert result.results["cleanup"] == (None, sum(range(200_000)))
+    assert result.tasks["cleanup"].started_at >= result.tasks["slow"].ended_at

@@ -6,6 +6,7 @@ a real process with a real SIGINT and a real SQLite file; the times it records s
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -93,3 +94,65 @@ def test_ctrl_c_with_hung_sync_handlers_in_flight_exits_promptly(tmp_path, concu
     for task_id, started, duration in rows:
         assert started is None or started >= run_start, task_id
         assert duration is None or duration >= 0, task_id
+
+
+HUNG_FLOW = textwrap.dedent('''
+    import sys, time
+    from pathlib import Path
+    from flowdsl import Flow
+
+    flow = Flow("hung")
+
+    def hangs(name):
+        def handler(quick):
+            with open(Path(__file__).with_name("log.txt"), "a") as f:
+                f.write(name + "\\n")
+            time.sleep(60)
+        handler.__name__ = handler.__qualname__ = name
+        return handler
+
+    @flow.task
+    def quick():
+        return 1
+
+    flow.task(hangs("first"))
+    flow.task(hangs("second"))
+
+    @flow.task
+    def after(first, second):
+        return "never"
+''')
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_cli_at_concurrency_2_exits_promptly_with_a_sane_table(tmp_path):
+    from tests.test_cli import COMMAND, environment
+
+    (tmp_path / "hung.py").write_text(HUNG_FLOW)
+    log = tmp_path / "log.txt"
+    log.touch()
+    proc = subprocess.Popen([*COMMAND, "run", "hung.py", "--concurrency", "2", "--run-id", "c1"],
+                            cwd=tmp_path, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(log.read_text().split()) != ["first", "second"]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)  # the handlers sleep for 60 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 1, err  # DESIGN: 1 when the run was cancelled
+    assert "Traceback" not in err
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.split()[:1] and line.split()[0] in ("quick", "first", "second", "after")}
+    assert "completed" in rows["quick"]
+    for task_id in ("first", "second", "after"):
+        assert "cancelled" in rows[task_id] and "run interrupted by KeyboardInterrupt" in \
+            rows[task_id], rows[task_id]
+    assert not re.search(r"\s-\d", out), out  # no negative duration anywhere

@@ -54,6 +54,8 @@ def test_a_resource_reaches_the_parameter_named_like_it_and_is_never_copied(run_
     assert result.results["load"] == 3
     assert conn.rows == ["s:0", "s:1", "s:2"]  # the very object, not a copy
     assert result.context.records["load"].reads["db"] is conn
+    assert "db" not in result.context.data  # the inputs: a resource is not one
+    assert result.context.resources["db"] is conn
 
 
 def test_a_resource_counts_as_a_provided_input(run_flow) -> None:
@@ -111,6 +113,9 @@ def test_a_resource_named_like_a_task_or_also_given_as_input_is_refused() -> Non
         flow.run({"source": "s"}, resources={"extract": 1, "db": Connection()})
     with pytest.raises(ValueError, match="'db' is given both"):
         flow.run({"source": "s", "db": 1}, resources={"db": Connection()})
+    flow.task(lambda: {"rows": 1}, id="counts", produces=["rows"])
+    with pytest.raises(ValueError, match="'rows' is a key a task"):
+        flow.run({"source": "s"}, resources={"db": Connection(), "rows": 2})
 
 
 def test_arun_takes_resources() -> None:

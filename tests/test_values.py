@@ -352,3 +352,46 @@ def test_a_pickle_flow_stores_plain_inputs_as_json_so_showing_shows_them(tmp_pat
     other = flow.run({"source": "x", "blob": Reading("s", Color.RED)}, store=store,
                      raise_on_failure=False)
     assert SqliteStore(store).get_run(other.run_id)["inputs"].startswith("<pickle value")
+
+
+def test_a_pydantic_model_with_pydantic_types_round_trips(tmp_path: Path) -> None:
+    import pydantic
+
+    class Link(pydantic.BaseModel):
+        url: pydantic.HttpUrl
+        hits: int
+
+    flow = Flow("links", types=[Link])
+    fail = {"on": True}
+    flow.task(lambda: Link(url="https://example.org/a", hits=3), id="make")
+
+    @flow.task
+    def after(make):
+        if fail["on"]:
+            raise RuntimeError("once")
+
+    first = flow.run(store=tmp_path / "r.db", raise_on_failure=False)
+    fail["on"] = False
+    restored = flow.run(store=tmp_path / "r.db", resume=first.run_id).results["make"]
+    assert restored == Link(url="https://example.org/a", hits=3)
+
+
+def test_pandas_scalars_need_no_declaration(tmp_path: Path) -> None:
+    values = {"last": pd.Timestamp("2024-03-30 12:00:00.123456789", tz="Europe/Paris"),
+              "first": pd.Timestamp("2024-01-01"), "gap": pd.Timedelta("1 days 1ns"),
+              "none": pd.NaT, "offset": pd.Timestamp("2024-01-01T10:00+05:30")}
+    flow = Flow("pandas_scalars")
+    fail = {"on": True}
+    flow.task(lambda: values, id="make")
+
+    @flow.task
+    def after(make):
+        if fail["on"]:
+            raise RuntimeError("once")
+
+    first = flow.run(store=tmp_path / "r.db", raise_on_failure=False)
+    fail["on"] = False
+    restored = flow.run(store=tmp_path / "r.db", resume=first.run_id).results["make"]
+    assert restored == values
+    assert str(restored["last"].tz) == "Europe/Paris" and restored["none"] is pd.NaT
+    assert restored["offset"].utcoffset() == values["offset"].utcoffset()

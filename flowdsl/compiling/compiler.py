@@ -229,10 +229,9 @@ def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type
     """The value types the flow declares: ``types`` and the handlers' return annotations
     (an unresolvable one is a `DefinitionError` naming the task)."""
     roots = list(types)
-    seen: set[int] = set()
-    for spec in specs:
-        if id(spec.handler) not in seen:
-            seen.add(id(spec.handler))
+    for spec in specs:  # a few attribute look-ups per task: compiles stay fast
+        annotations = getattr(spec.handler, "__annotations__", None)
+        if annotations and "return" in annotations:
             roots.append(return_annotation(spec.handler, spec.id))
     return declared_types(roots)
 

@@ -102,7 +102,7 @@ def _walk(annotation: Any, found: dict[str, type]) -> None:
 def return_annotation(handler: Callable[..., Any], task_id: str) -> Any:
     """The handler's return annotation resolved with `typing.get_type_hints` (None without
     one); unresolvable: `DefinitionError` naming the task."""
-    fn = getattr(handler, "__func__", handler)
+    fn = handler  # a bound method forwards these attributes to its function
     annotations = getattr(fn, "__annotations__", None)
     if not isinstance(annotations, dict) or "return" not in annotations:
         return None
@@ -142,7 +142,7 @@ def declared_types(roots: Iterable[Any]) -> dict[str, type]:
 def check_types(types: Iterable[Any], where: str) -> tuple[Any, ...]:
     """``Flow(types=[...])`` as a tuple; something that declares no storable type is a
     `DefinitionError`."""
-    checked = tuple(types)
+    checked = (types,) if isinstance(types, type) else tuple(types)  # one type, or several
     for item in checked:
         if not declared_types([item]):
             raise DefinitionError(

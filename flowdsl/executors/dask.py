@@ -116,7 +116,7 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
                                                       loop).result()
         else:
             result = handler(*args, **kwargs)
-    except (KeyboardInterrupt, SystemExit) as exc:  # would kill the worker: stop the run instead
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as exc:  # stop the run instead
         result = _Interrupted(exc)
     finally:
         _current.reset(token)

@@ -78,15 +78,23 @@ class Scheduler:
                     self._push(child)
 
     def _seed(self) -> None:
+        """Release what restored tasks unblock, then start from the roots. Which units were
+        restored is read first: releasing may settle more units (a gate that skips them),
+        and those release their own dependants once, from `settled`."""
         run = self.run
+        restored, roots = [], []
         for unit in run.units:
             if unit.status is not PENDING:  # restored from the run store
-                self.settled(unit.id)
+                restored.append(unit)
             elif not unit.step.dependencies:
-                if unit.step.run_if is None or run.admit(unit):
-                    self._push(unit.id)
-                else:
-                    self.settled(unit.id)
+                roots.append(unit)
+        for unit in restored:
+            self.settled(unit.id)
+        for unit in roots:
+            if unit.step.run_if is None or run.admit(unit):
+                self._push(unit.id)
+            else:
+                self.settled(unit.id)
 
     async def run_all(self) -> None:
         """Start ready units as slots free up, until every task has settled."""

@@ -311,12 +311,13 @@ class TaskContext:
 
     ``task_id`` is the run id; ``data`` a read-only view of the caller's initial mapping;
     ``shared_state`` the live shared state; ``previous_results`` one entry per completed task;
-    ``execution_trace`` one entry per task outcome and retry; ``records`` task id -> record.
+    ``execution_trace`` one entry per task outcome and retry; ``records`` task id -> record;
+    ``resources`` the run's live objects (``resources=``), never stored or copied.
     """
 
     __slots__ = (
         "task_id", "data", "metadata", "shared_state", "results", "book",
-        "previous_log", "trace_log",
+        "previous_log", "trace_log", "resources",
     )
 
     def __init__(
@@ -326,9 +327,11 @@ class TaskContext:
         metadata: dict[str, Any] | None = None,
         *,
         max_records: int = 1000,
+        resources: Mapping[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
+        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources or {}))
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.shared_state = SharedState()
         # kept by the runtime (its hot path writes them directly):

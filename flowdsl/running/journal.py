@@ -91,7 +91,8 @@ class Journal(Protocol):
         """``task`` completed from the cache entry ``hit``."""
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
-        """``task`` failed after its last attempt."""
+        """``task`` failed after its last attempt, or before any (its ``run_if`` predicate
+        raised: ``task_started`` was never called, ``attempts`` is 0)."""
 
     def task_settled(self, task: TaskRun) -> None:
         """``task`` was SKIPPED or CANCELLED."""

@@ -74,14 +74,14 @@ class Run(CachingRun):
         journal: Journal | None = None,
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
-        resources: Iterable[str] = (),
+        resources: Mapping[str, Any] | None = None,
         cache: bool = True,
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
-        self.context = TaskContext(run_id, initial, max_records=limit)
+        self.context = TaskContext(run_id, initial, max_records=limit, resources=resources)
         # until finish(): a write from a thread a handler started goes to the task in flight
         self.context.shared_state.in_flight = self.context.book.active
         #: The units of work, in plan order: one per task (a mapped task will add its
@@ -111,8 +111,8 @@ class Run(CachingRun):
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
-        #: names of the run's resources (in ``initial``): never stored, hashed or copied
-        self.resources = frozenset(resources)
+        #: names of the run's resources (``context.resources``): never stored, hashed or copied
+        self.resources = frozenset(resources or ())
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""

@@ -12,6 +12,7 @@ used only where the flow or task declares ``serializer="pickle"`` (it runs code 
 from __future__ import annotations
 
 import base64
+import importlib
 import datetime as dt
 import json
 import pickle
@@ -35,7 +36,7 @@ __all__ = ["encode", "decode", "describe", "encode_for_hash", "same_encoding", "
 Types = Mapping[str, type]
 NO_TYPES: Types = MappingProxyType({})
 #: a value nested deeper than this fails its task (`SerializationError`), whatever the stack
-MAX_DEPTH = 256
+MAX_DEPTH = 450
 
 TAG = "$flowdsl"
 
@@ -102,19 +103,6 @@ def _message(where: str, path: str, exc: _Unstorable) -> str:
     return f"{where}: cannot store {full} of type {kind}: {exc.why}"
 
 
-def _items(items: Any, types: Types, depth: int) -> list[Any]:
-    out = []
-    index = 0
-    try:
-        for item in items:
-            out.append(_to_json(item, types, depth))
-            index += 1
-    except _Unstorable as exc:
-        exc.segments.append(f"[{index}]")
-        raise
-    return out
-
-
 def _to_json(value: Any, types: Types, depth: int) -> Any:
     kind = type(value)
     if kind in _PLAIN:
@@ -122,8 +110,18 @@ def _to_json(value: Any, types: Types, depth: int) -> Any:
     if depth >= MAX_DEPTH:
         raise _Unstorable(value, f"it is nested more than {MAX_DEPTH} levels deep", plain=False)
     depth += 1
-    if kind is list:
-        return _items(value, types, depth)
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        items = value if kind is list or kind is tuple else sorted(value, key=repr)
+        out_items = []
+        index = 0
+        try:  # a loop, not a comprehension: one Python frame per level of nesting
+            for item in items:
+                out_items.append(_to_json(item, types, depth))
+                index += 1
+        except _Unstorable as exc:
+            exc.segments.append(f"[{index}]")
+            raise
+        return out_items if kind is list else {TAG: kind.__name__, "v": out_items}
     if kind is dict:
         if all(type(k) is str for k in value) and TAG not in value:
             out = {}
@@ -147,9 +145,6 @@ def _to_json(value: Any, types: Types, depth: int) -> Any:
                 exc.segments.append(f"[{key!r}]")
                 raise
         return {TAG: "dict", "v": pairs}
-    if kind is tuple or kind is set or kind is frozenset:
-        items = value if kind is tuple else sorted(value, key=repr)
-        return {TAG: kind.__name__, "v": _items(items, types, depth)}
     if value is DELETED:
         return {TAG: "deleted"}
     converter = _TO_JSON.get(kind)
@@ -167,6 +162,9 @@ def _typed(value: Any, kind: type, types: Types, depth: int) -> Any:
         if (numpy is not None and isinstance(value, numpy.generic)
                 and value.dtype.kind in NUMPY_SCALAR_KINDS):
             return {TAG: "numpy", "d": value.dtype.str, "v": value.item()}
+        scalar = _pandas_scalar(value, kind)
+        if scalar is not None:
+            return scalar
         raise _Unstorable(value, "")
     name = type_name(kind)
     if types.get(name) is not kind:
@@ -188,6 +186,35 @@ def _typed(value: Any, kind: type, types: Types, depth: int) -> Any:
     except Exception as exc:
         raise _Unstorable(value, f"{type(exc).__name__}: {exc}", plain=False) from exc
     return {TAG: "typed", "t": name, "k": typed, "v": payload}
+
+
+def _pandas_scalar(value: Any, kind: type) -> dict[str, Any] | None:
+    """pandas' own scalars (what ``frame["when"].max()`` returns), like numpy's: no
+    declaration needed."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return None
+    if kind is pandas.Timestamp:
+        zone = getattr(value.tz, "key", None) or getattr(value.tz, "zone", None)  # IANA name
+        return {TAG: "pandas", "d": "Timestamp", "v": value.isoformat(), "z": zone}
+    if kind is pandas.Timedelta:
+        return {TAG: "pandas", "d": "Timedelta", "v": int(value.value)}
+    if value is pandas.NaT:
+        return {TAG: "pandas", "d": "NaT", "v": None}
+    return None
+
+
+def _pandas_from(node: Mapping[str, Any]) -> Any:
+    pandas: Any = importlib.import_module("pandas")  # a fixed module, never a stored name
+    kind = node["d"]
+    if kind == "Timestamp":
+        stamp = pandas.Timestamp(node["v"])
+        return stamp if node.get("z") is None else stamp.tz_convert(node["z"])
+    if kind == "Timedelta":
+        return pandas.Timedelta(int(node["v"]), unit="ns")
+    if kind == "NaT":
+        return pandas.NaT
+    raise ValueError(f"not a pandas scalar: {kind!r}")
 
 
 def _dumps(plain: Any, sort_keys: bool = False) -> str:
@@ -220,18 +247,29 @@ class _Decoder:
         self.describing = describing
 
     def __call__(self, value: Any) -> Any:
-        kind = type(value)
+        kind = type(value)  # loops, not comprehensions: one Python frame per level
         if kind is list:
-            return [self(v) for v in value]
+            items = []
+            for item in value:
+                items.append(self(item))
+            return items
         if kind is not dict:
             return value
         tag = value.get(TAG)
         if tag is None:
-            return {k: self(v) for k, v in value.items()}
+            mapping = {}
+            for key, item in value.items():
+                mapping[key] = self(item)
+            return mapping
         if tag == "dict":
-            return {self(k): self(v) for k, v in value["v"]}
+            mapping = {}
+            for key, item in value["v"]:
+                mapping[self(key)] = self(item)
+            return mapping
         if tag in ("tuple", "set", "frozenset"):
-            items = [self(v) for v in value["v"]]
+            items = []
+            for item in value["v"]:
+                items.append(self(item))
             return tuple(items) if tag == "tuple" else set(items) if tag == "set" else frozenset(items)
         if tag == "deleted":
             return DELETED
@@ -239,6 +277,8 @@ class _Decoder:
             return self._typed(value)
         if tag == "numpy":
             return self._numpy(value)
+        if tag == "pandas":
+            return value["v"] if self.describing else _pandas_from(value)
         return _FROM_JSON[tag](value["v"])  # KeyError for an unknown tag: reported by decode()
 
     def _typed(self, node: Mapping[str, Any]) -> Any:

@@ -445,9 +445,10 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
     stored_inputs = decode(blob, codec, "json" if codec == "json" else serializer,
                            f"{where}, its inputs", plan.types)  # JSON: always safe to read
     given = dict(stored_inputs if inputs is None else inputs)
-    changed_inputs = {k for k in set(given) | set(stored_inputs)  # by encoding: NaN == NaN
-                      if k not in given or k not in stored_inputs
-                      or not same_encoding(given[k], stored_inputs[k], plan.types)}
+    changed_inputs = set() if inputs is None else {
+        k for k in set(given) | set(stored_inputs)  # by encoding: a NaN input equals itself
+        if k not in given or k not in stored_inputs
+        or not same_encoding(given[k], stored_inputs[k], plan.types)}
     if changed_inputs and not force:
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "

@@ -56,7 +56,10 @@ def payload_of(value: Any, kind: str, nested: Nested) -> Any:
     if kind == "enum":
         return nested(value.value, ".value")
     if kind == "pydantic":
-        return nested(value.model_dump(mode="python"), ".model_dump()")
+        try:
+            return nested(value.model_dump(mode="python"), ".model_dump()")
+        except Exception:  # a pydantic type of its own (a Url ...): its JSON form validates back
+            return nested(value.model_dump(mode="json"), ".model_dump()")
     if kind == "ndarray":
         import numpy
 
