@@ -29,6 +29,7 @@ from .errors import (
     StoreError,
     TaskTimeoutError,
     UnknownDependencyError,
+    UntrackedWriteError,
 )
 from .running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
@@ -37,6 +38,7 @@ from .measure import OverheadReport, measure_overhead
 from .compiling.plan import Plan, Step
 from .running.result import RunResult, TaskRun
 from .declaring.spec import TaskSpec
+from .declaring.caching import Cache
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
@@ -61,7 +63,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "__version__", "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "__version__", "Flow", "Cache", "Priority", "TaskPriority", "TaskStatus", "RunStatus",
+    "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",
@@ -69,6 +72,7 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
+    "UntrackedWriteError",
 ]
 # `flowdsl.SqliteStore`, `flowdsl.PostgresStore` and `flowdsl.DaskExecutor` are public too, but
 # load on first use (they import sqlite3, psycopg and Dask): they stay out of `__all__`, so

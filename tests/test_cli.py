@@ -293,14 +293,17 @@ def test_refused_resume_exits_2(tmp_path: Path, resumable: Path) -> None:
 def test_resume_of_a_changed_flow_needs_force(tmp_path: Path, resumable: Path) -> None:
     failed = flowdsl(tmp_path, "run", resumable, "--run-id", "r1")
     assert failed.returncode == 1
-    resumable.write_text(resumable.read_text().replace("second * 10", "second * 100"))
+    # a task that completed changed (fixing the failed one alone needs no --force)
+    resumable.write_text(resumable.read_text().replace("first + 1", "first + 2"))
     (tmp_path / "marker").touch()
     refused = flowdsl(tmp_path, "run", resumable, "--resume", "r1")
     assert refused.returncode == 2
-    assert "flaky" in one_line_error(refused)  # names what changed
+    line = one_line_error(refused)
+    assert "second" in line and "flaky" not in line  # names what changed
+    assert "--force" in line and "force=True" not in line  # in the CLI's words
     forced = flowdsl(tmp_path, "run", resumable, "--resume", "r1", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 201
+    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 31
 
 
 # -- the README's story: a failed run, resumed --------------------------------------------------
@@ -549,6 +552,17 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, quiet: bool) -> None:
     else:
         assert "running slow_two" in drawn  # the task running, after 0.5 s
         assert re.search(r"[12]/3", drawn)  # tasks done / total
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
+def test_progress_bar_shows_an_eta_once_the_store_has_history(tmp_path: Path) -> None:
+    write(tmp_path / "slow_flow.py", SLOW)
+    first = run_on_a_terminal(tmp_path, "run", "slow_flow.py")
+    assert "running slow_two" in first and "ETA" not in first  # no history yet: no ETA
+    second = run_on_a_terminal(tmp_path, "run", "slow_flow.py")
+    # the earlier run took 0.4 s per task: at 0.5 s into this one, about 0.7 s remain
+    assert re.search(r"ETA 0:00:0[0-2]", second), second
 
 
 def test_progress_bar_waits_half_a_second(tmp_path: Path) -> None:

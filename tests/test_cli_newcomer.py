@@ -155,6 +155,21 @@ def test_odd_store_path_is_a_one_line_error(tmp_path):
     assert "plain/runs.db" in one_line_error(proc)
 
 
+@pytest.mark.parametrize("column, text", [("targets", "{not json"), ("plan_order", "[1")])
+def test_malformed_run_columns_are_one_line_store_errors(tmp_path, column, text):
+    target = write(tmp_path / "files.py", MISSING_FILE)
+    flowdsl(tmp_path, "run", target, "--run-id", "bad", "--target", "read")
+    conn = sqlite3.connect(tmp_path / ".flowdsl" / "runs.db")
+    conn.execute(f"UPDATE runs SET {column} = ?", (text,))
+    conn.commit()
+    conn.close()
+    for args in [("run", target, "--resume", "bad") if column == "targets" else ("show", "bad")]:
+        proc = flowdsl(tmp_path, *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        line = one_line_error(proc)
+        assert "StoreError" in line and "run 'bad'" in line and "malformed" in line, line
+
+
 # -- times ------------------------------------------------------------------------------------
 
 def test_task_times_never_precede_the_run_start_nor_go_negative(tmp_path):

@@ -244,6 +244,22 @@ def test_malformed_fingerprints_are_a_store_error_naming_the_run(tmp_path):
         flow.run(store=path, resume="m1")
 
 
+@pytest.mark.parametrize("targets", ["{not json", "[1, 2]", '"first"'])
+def test_malformed_targets_are_a_store_error_naming_the_run(tmp_path, targets):
+    path = tmp_path / "runs.db"
+    flow = two_task_flow([])
+    flow.run(store=path, run_id="m2", targets=["first"])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET status = 'failed', targets = ? WHERE run_id = 'm2'",
+                 (targets,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"run 'm2'.*malformed targets"):
+        flow.run(store=path, resume="m2")
+    with pytest.raises(StoreError, match=r"run 'm2'.*malformed targets"):
+        flow.run(store=path, resume="m2", targets=["first"])
+
+
 def test_an_empty_file_is_refused_not_silently_made_a_store(tmp_path):
     path = tmp_path / "runs.db"
     path.touch()

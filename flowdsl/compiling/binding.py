@@ -59,9 +59,11 @@ def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
 def _look_up(context: Any, inp: Input, task_id: str) -> Any:
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
-        value = context.data.get(inp.key, inp.default)
-        if value is MISSING:
-            raise MissingInputError({inp.key: (task_id,)})
+        value = context.data.get(inp.key, MISSING)
+        if value is MISSING:  # a live object passed as resources= (never an input), else default
+            value = getattr(context, "resources", EMPTY).get(inp.key, inp.default)
+            if value is MISSING:
+                raise MissingInputError({inp.key: (task_id,)})
     return value
 
 
