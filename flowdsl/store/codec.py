@@ -217,9 +217,14 @@ def _pandas_from(node: Mapping[str, Any]) -> Any:
     raise ValueError(f"not a pandas scalar: {kind!r}")
 
 
+# One encoder per key order, made once: `json.dumps` with options builds a new encoder on
+# every call, which is most of the cost of encoding a small result (one per task in a store).
+_ENCODERS = {order: json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"),
+                                     sort_keys=order) for order in (False, True)}
+
+
 def _dumps(plain: Any, sort_keys: bool = False) -> str:
-    text = json.dumps(plain, ensure_ascii=False, allow_nan=True, separators=(",", ":"),
-                      sort_keys=sort_keys)
+    text = _ENCODERS[sort_keys].encode(plain)
     if not text.isascii():
         try:
             text.encode("utf-8")
