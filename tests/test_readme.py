@@ -264,3 +264,40 @@ def test_every_example_is_listed_exists_and_is_tested() -> None:
     # test_examples.py runs every script of examples/; each must also have its key lines
     # checked there (or by a test of its own, named in test_examples.py)
     assert [name for name in sorted(listed) if Path(name).name not in tests] == []
+
+
+def test_every_public_name_the_readme_uses_exists() -> None:
+    """Classes, methods and keywords the README names are there, spelt as it spells them."""
+    import asyncio
+    import builtins
+    import concurrent.futures
+    import inspect
+
+    import flowdsl
+    import flowdsl.observers
+    import flowdsl.store
+    from flowdsl.store import SqliteStore
+
+    text = README.read_text(encoding="utf-8")
+    classes = set(re.findall(r"`(?:[\w.]+\.)?([A-Z]\w*(?:Error|Strategy|Executor|Store|Observer|"
+                             r"Context|Result|Spec|Plan|Priority|Status))\b", text))
+    homes = (flowdsl, flowdsl.observers, flowdsl.store, builtins, asyncio, concurrent.futures)
+    assert sorted(name for name in classes
+                  if not any(hasattr(home, name) for home in homes)) == []
+
+    members = {"flow": flowdsl.Flow, "result": flowdsl.RunResult, "store": SqliteStore}
+    missing = sorted(f"{owner}.{name}" for owner, name in re.findall(
+        r"\b(flow|result|store)\.([a-z_]+)\b", _prose(text) + "\n".join(
+            code for _, language, code in fenced(text) if language == "python"))
+        if not hasattr(members[owner], name) and (owner, name) != ("flow", "name"))
+    assert missing == []
+
+    table = text.split("\n## Declaring tasks\n", 1)[1].split("\n\n", 2)[1]
+    keywords = set(re.findall(r"`(\w+)`", "\n".join(
+        row.split("|")[1] for row in table.splitlines()[2:])))
+    declared = set(inspect.signature(flowdsl.Flow.task).parameters)
+    assert len(keywords) > 10
+    assert sorted(keywords - declared) == []
+    run_keywords = set(re.findall(r"flow\.run\([^)]*?\b(\w+)=", text))
+    assert run_keywords
+    assert sorted(run_keywords - set(inspect.signature(flowdsl.Flow.run).parameters)) == []
