@@ -301,3 +301,21 @@ def test_every_public_name_the_readme_uses_exists() -> None:
     run_keywords = set(re.findall(r"flow\.run\([^)]*?\b(\w+)=", text))
     assert run_keywords
     assert sorted(run_keywords - set(inspect.signature(flowdsl.Flow.run).parameters)) == []
+
+
+@pytest.mark.slow
+def test_the_cli_synopsis_lists_every_option_of_every_subcommand() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## The flowdsl command\n", 1)[1]
+    synopsis = next(code for _, language, code in fenced(section) if language == "")
+    claimed: dict[str, set[str]] = {}
+    for span in _code_spans("```\n" + synopsis + "\n```\n"):
+        pieces = COMMAND.split(span)
+        for command, words in zip(pieces[1::2], pieces[2::2], strict=True):
+            claimed.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", words))
+    offered = {command: set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", _help(
+        "-m", "flowdsl", command))) - {"--help"} for command in claimed}
+
+    assert set(claimed) >= {"run", "plan", "graph", "runs", "show", "report", "bench"}
+    assert {command: sorted(flags - claimed[command]) for command, flags in offered.items()
+            if flags - claimed[command]} == {}
