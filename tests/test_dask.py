@@ -277,28 +277,42 @@ def test_priority_is_submitted_as_dask_priority(dask_client):
     assert seen["critical"] < seen["high"] < seen["normal"] < seen["low"]
 
 
-def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
+def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker(tmp_path):
     """1 worker, 1 thread, more tasks submitted than it can run: Dask's own queue decides.
-    The low-priority tasks are submitted first; the high-priority ones only become ready
-    (and are submitted) after ``gate`` ran, while the thread is busy. If Dask honours the
-    mapped priority they overtake the low ones still queued."""
+    ``blocker`` holds the thread until the scheduler knows the four low-priority tasks (so
+    ``gate`` and they queue); the high-priority ones only become ready (and are submitted)
+    after ``gate`` ran, and the low task then on the thread holds it until the scheduler knows
+    them (later ones find the file it leaves: finished tasks leave the scheduler's list). If
+    Dask honours the mapped priority they overtake the low ones still queued."""
     cluster, client = _small_cluster(n_workers=1, threads_per_worker=1)
     try:
         flow = Flow("dask-priority-order")
 
-        def make(seconds):
+        def make(hold_until_known: str = "", count: int = 0):
+            seen = tmp_path / f"{hold_until_known}-known"
+
             def handler():
                 started = time.time()
-                time.sleep(seconds)
+                if hold_until_known and not seen.exists():  # the scheduler's tasks: the event
+                    here = distributed.get_client()
+                    deadline = time.monotonic() + 30
+                    while here.run_on_scheduler(
+                            lambda dask_scheduler: sum(str(key).startswith(hold_until_known)
+                                                       for key in dask_scheduler.tasks)) < count:
+                        assert time.monotonic() < deadline, f"no {count} {hold_until_known}"
+                        time.sleep(0.005)
+                    seen.touch()
                 return started
             return handler
 
-        flow.add_task("blocker", "blocker", make(0.6), priority=Priority.CRITICAL, max_retries=0)
-        flow.add_task("gate", "gate", make(0.0), priority=Priority.CRITICAL, max_retries=0)
+        flow.add_task("blocker", "blocker", make("low", 4), priority=Priority.CRITICAL,
+                      max_retries=0)
+        flow.add_task("gate", "gate", make(), priority=Priority.CRITICAL, max_retries=0)
         for i in range(4):
-            flow.add_task(f"low{i}", f"low{i}", make(0.3), priority=Priority.LOW, max_retries=0)
+            flow.add_task(f"low{i}", f"low{i}", make("high", 3), priority=Priority.LOW,
+                          max_retries=0)
         for i in range(3):
-            flow.add_task(f"high{i}", f"high{i}", make(0.01), dependencies=["gate"],
+            flow.add_task(f"high{i}", f"high{i}", make(), dependencies=["gate"],
                           priority=Priority.HIGH, max_retries=0)
 
         result = flow.run(executor=DaskExecutor(client, max_concurrency=16))
@@ -475,11 +489,16 @@ def _unretrieved_futures(caplog, before: set[int] = frozenset()) -> list[str]:
     return freed + alive
 
 
-def _callback_errors(caplog) -> list[str]:
+def _callback_errors(caplog, futures: list[Any]) -> list[str]:
     """Errors that Dask's client logged from flowdsl's done-callbacks, once the cancellations
     have come back (e.g. "RuntimeError: Event loop is closed" when a cancelled attempt's
-    notice arrives after the run's event loop ended)."""
-    time.sleep(1.0)
+    notice arrives after the run's event loop ended). Dask runs a future's done-callbacks one
+    after another on one thread, in the order they were queued: a callback added now runs
+    after flowdsl's, so its event says flowdsl's has run."""
+    called = [threading.Event() for _ in futures]
+    for future, event in zip(futures, called):
+        future.add_done_callback(lambda _, event=event: event.set())
+    assert all(event.wait(30) for event in called), "Dask never ran the done-callbacks"
     return [r.getMessage() for r in caplog.records
             if r.name.startswith("distributed") and "Error in callback" in r.getMessage()]
 
@@ -522,7 +541,7 @@ def test_a_timed_out_attempt_is_cancelled_and_retried(dask_client, tmp_path, mon
     assert len({f.key for f in submitted}) == 2
     assert all(f.status == "cancelled" for f in submitted), [f.status for f in submitted]
     assert "sleepy" not in result.results
-    assert _callback_errors(caplog) == []
+    assert _callback_errors(caplog, submitted) == []
     assert _unretrieved_futures(caplog, before) == []
 
 
@@ -567,7 +586,7 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
     assert "critical" in slow_run.reason
     slow_futures = [f for f in submitted if str(f.key).startswith("slow-")]
     assert len(slow_futures) == 1 and slow_futures[0].status == "cancelled"
-    assert _callback_errors(caplog) == []
+    assert _callback_errors(caplog, submitted) == []
     assert _unretrieved_futures(caplog, before) == []
 
 
