@@ -217,14 +217,22 @@ def test_random_dags_keep_order_caps_and_outcome_of_the_sequential_run(dag, n):
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_four_independent_sleeping_tasks_overlap_at_n4(is_async):
     flow = Flow("overlap")
+    arrived: list[int] = []  # async: the four count themselves in; sync: they meet at a barrier
+    barrier = threading.Barrier(4, timeout=LONG)
     for i in range(4):
         if is_async:
-            async def nap():
-                await asyncio.sleep(NAP)
+            async def nap(i=i):
+                arrived.append(i)
+                deadline = time.monotonic() + LONG
+                while len(arrived) < 4:
+                    assert time.monotonic() < deadline, "the four tasks never ran together"
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(NAP)  # then work together for a while
                 return "done"
         else:
             def nap():
-                time.sleep(NAP)
+                barrier.wait()
+                time.sleep(NAP)  # then work together for a while
                 return "done"
         flow.task(id=f"nap{i}")(nap)
 
@@ -505,22 +513,28 @@ def test_pool_declared_with_flow_pool_is_honoured():
 def test_a_task_waiting_for_a_full_pool_does_not_block_other_ready_tasks(free_pool):
     flow = Flow("pool-skip", pools={"db": 1, "api": 1})
 
+    free_ran = threading.Event()
+    seen = {}
+
     @flow.task(pool="db", priority=Priority.HIGH)
-    def db1():
-        time.sleep(NAP)
+    def db1():  # holds the db pool until the free task ran (or LONG passed: the test fails)
+        seen["free_ran_while_db1_held_the_pool"] = free_ran.wait(LONG)
 
     @flow.task(pool="db", priority=Priority.HIGH)
     def db2():
-        time.sleep(NAP)
+        return "db2"
 
     @flow.task(pool=free_pool, priority=Priority.LOW)  # behind db2 in the ready queue
     def free():
+        free_ran.set()
         return "free"
 
     result = flow.run(max_concurrency=2)
     tasks = result.tasks
 
     assert result.status is RunStatus.SUCCEEDED
+    assert seen["free_ran_while_db1_held_the_pool"] is True, \
+        "the free task did not run while db1 held the pool (it waited behind db2)"
     assert tasks["db2"].started_at >= tasks["db1"].ended_at  # the pool cap
     assert tasks["free"].started_at < tasks["db1"].ended_at, \
         "the free task waited behind db2, which waited for the full pool"
@@ -802,7 +816,9 @@ def test_declared_inputs_get_the_producers_value_despite_a_concurrent_direct_wri
 
     @flow.task
     async def intruder(context):  # not related to the readers
+        deadline = time.monotonic() + LONG
         while not produced.is_set():
+            assert time.monotonic() < deadline, "the producer never ran"
             await asyncio.sleep(0.002)
         context.shared_state["k"] = "from intruder"
         overwritten.set()
