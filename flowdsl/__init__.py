@@ -38,6 +38,7 @@ from .measure import OverheadReport, measure_overhead
 from .compiling.plan import Plan, Step
 from .running.result import RunResult, TaskRun
 from .declaring.spec import TaskSpec
+from .declaring.caching import Cache
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
@@ -62,7 +63,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "__version__", "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "__version__", "Flow", "Cache", "Priority", "TaskPriority", "TaskStatus", "RunStatus",
+    "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",

@@ -12,6 +12,7 @@ import attrs
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
+from .declaring.caching import Cache, as_cache
 from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
 from .declaring.types import check_types
 from .calling import check_call, check_inputs, check_resources, choose_executor
@@ -57,7 +58,8 @@ class Flow:
                  pools: Mapping[str, int] | None = None, types: Iterable[Any] = (),
                  on_success: Callable[[Any], Any] | None = None,
                  on_failure: Callable[[Any], Any] | None = None,
-                 on_retry: Callable[[Any], Any] | None = None) -> None:
+                 on_retry: Callable[[Any], Any] | None = None,
+                 cache: bool | Cache | None = None) -> None:
         check_serializer(serializer, f"flow {name!r}")
         check_hooks({"on_success": on_success, "on_failure": on_failure, "on_retry": on_retry},
                     f"flow {name!r}")
@@ -65,6 +67,9 @@ class Flow:
         self.hooks = Hooks(on_success=on_success, on_failure=on_failure, on_retry=on_retry)
         self.name = name
         self.serializer = serializer
+        #: the cache policy of tasks that declare none (``cache=True``: `Cache()` for each;
+        #: None: unset, so an including flow's policy applies to this flow's tasks)
+        self.cache = as_cache(cache, f"flow {name!r}")
         self.types = check_types(types, f"flow {name!r}")
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []
@@ -106,6 +111,7 @@ class Flow:
         on_success: Callable[[Any], Any] | None = None,
         on_failure: Callable[[Any], Any] | None = None,
         on_retry: Callable[[Any], Any] | None = None,
+        cache: bool | Cache | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -132,6 +138,7 @@ class Flow:
         on_success: Callable[[Any], Any] | None = None,
         on_failure: Callable[[Any], Any] | None = None,
         on_retry: Callable[[Any], Any] | None = None,
+        cache: bool | Cache | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged (still callable and unit-testable).
@@ -143,7 +150,9 @@ class Flow:
         tenacity wait), ``retry_on`` (exception types or a tenacity retry predicate),
         ``timeout`` (seconds per attempt), ``serializer`` (``"json"`` or ``"pickle"``, for
         the run store), ``pool`` (a resource pool declared with `Flow.pool`), ``on_success`` /
-        ``on_failure`` / ``on_retry`` (hooks: ``fn(event)``, after the flow's own). The README's
+        ``on_failure`` / ``on_retry`` (hooks: ``fn(event)``, after the flow's own), ``cache``
+        (True or `Cache(ttl=..., key=...)`: reuse a result of an earlier run in the store;
+        False: never; default: the flow's ``cache=``). The README's
         "Declaring tasks" section shows each one."""
         if fn is not None and not callable(fn):
             raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
@@ -154,7 +163,7 @@ class Flow:
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
                 bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
-                on_success=on_success, on_failure=on_failure, on_retry=on_retry,
+                on_success=on_success, on_failure=on_failure, on_retry=on_retry, cache=cache,
             ))
             return function
 
@@ -304,7 +313,7 @@ class Flow:
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
             self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),
-                                      self._all_types())
+                                      self._all_types(), self.cache)
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)
@@ -324,6 +333,7 @@ class Flow:
         force: bool = False,
         targets: Iterable[str] | None = None,
         resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> Run:
         """Check the call, open the run (in the store, when given) and build the `Run`."""
         if resume is not None and store is not None and targets is None:
@@ -360,6 +370,7 @@ class Flow:
             # read only by adaptive scheduling (N > 1), so only then computed
             history=journal.history if journal is not None else self._metrics.durations,
             resources=live,
+            cache=cache,
         )
         if journal is not None and journal.restored:
             run.restore_completed(journal.restored)
@@ -404,6 +415,7 @@ class Flow:
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
         resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
         before any task.
@@ -429,12 +441,16 @@ class Flow:
         ``max_concurrency=N`` runs up to N ready tasks at once (async handlers on one loop,
         sync ones in N threads); ``adaptive`` then prefers, among ready tasks of equal
         priority, the longest expected critical path (from earlier runs' durations).
+
+        With a store, tasks declared ``cache=`` (or all, with ``Flow(cache=True)``) reuse a
+        result of an earlier run whose fingerprint and inputs match; ``cache=False`` neither
+        reads nor writes the cache for this run.
         """
         executor = choose_executor(executor, max_concurrency, adaptive)
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets, resources)
+                            targets, resources, cache)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -469,6 +485,7 @@ class Flow:
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
         resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
@@ -476,7 +493,7 @@ class Flow:
         if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
             executor.check_plan(self.compile(targets))
         run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets, resources)
+                            targets, resources, cache)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:

@@ -293,14 +293,17 @@ def test_refused_resume_exits_2(tmp_path: Path, resumable: Path) -> None:
 def test_resume_of_a_changed_flow_needs_force(tmp_path: Path, resumable: Path) -> None:
     failed = flowdsl(tmp_path, "run", resumable, "--run-id", "r1")
     assert failed.returncode == 1
-    resumable.write_text(resumable.read_text().replace("second * 10", "second * 100"))
+    # a task that completed changed (fixing the failed one alone needs no --force)
+    resumable.write_text(resumable.read_text().replace("first + 1", "first + 2"))
     (tmp_path / "marker").touch()
     refused = flowdsl(tmp_path, "run", resumable, "--resume", "r1")
     assert refused.returncode == 2
-    assert "flaky" in one_line_error(refused)  # names what changed
+    line = one_line_error(refused)
+    assert "second" in line and "flaky" not in line  # names what changed
+    assert "--force" in line and "force=True" not in line  # in the CLI's words
     forced = flowdsl(tmp_path, "run", resumable, "--resume", "r1", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 201
+    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 31
 
 
 # -- the README's story: a failed run, resumed --------------------------------------------------

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from .plan import Plan, Step
 
+from ..declaring.caching import Cache, resolve_cache
 from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
 from ..declaring.types import declared_types, return_annotation
 
@@ -215,11 +216,13 @@ def _gc_paused():  # type: ignore[no-untyped-def]
 
 
 def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
-                 pools: Mapping[str, int] | None = None, types: Sequence[Any] = ()) -> Plan:
+                 pools: Mapping[str, int] | None = None, types: Sequence[Any] = (),
+                 cache: Cache | bool | None = None) -> Plan:
     """Validate ``specs`` (in declaration order) and build the flow's `Plan`; ``types`` are
-    the flow's declared value types (``Flow(types=...)``)."""
+    the flow's declared value types (``Flow(types=...)``), ``cache`` its cache policy (for
+    tasks that declare none)."""
     with _gc_paused():
-        return _compile(flow, specs, serializer, dict(pools or {}), types)
+        return _compile(flow, specs, serializer, dict(pools or {}), types, cache)
 
 
 def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type]:
@@ -234,7 +237,8 @@ def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type
 
 
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
-             pools: dict[str, int], types: Sequence[Any] = ()) -> Plan:
+             pools: dict[str, int], types: Sequence[Any] = (),
+             flow_cache: Cache | bool | None = None) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.id in by_id:
@@ -286,6 +290,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             condition = make_binder(task, binding.cond_sources, cond_declared, dependencies,
                                     tolerant={p.name: p.default for p in spec.run_if_params}
                                     if tolerant is not None else None)
+        cache = resolve_cache(spec.cache, flow_cache)
+        cache_inputs, uncacheable = _cache_inputs(binding.sources) if cache else ((), None)
         steps.append(
             Step(
                 id=task,
@@ -319,6 +325,9 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 trigger=spec.trigger,
                 included=spec.included,
                 gathers=spec.gathers,
+                cache=cache,
+                cache_inputs=cache_inputs,
+                uncacheable=uncacheable,
             )
         )
     return Plan(
@@ -334,6 +343,25 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         conditional=any(step.run_if is not None for step in steps),
         types=_declared(specs, types),
     )
+
+
+def _cache_inputs(sources: Sequence[Source]
+                  ) -> tuple[tuple[tuple[str, int | str, str | None], ...], str | None]:
+    """The parameters that key a cached task's entry (task results and context keys, with
+    their place in the binder's output and, for a context key, its name: a resource's is
+    left out at run time), and the parameter that makes the task uncacheable (``context`` or
+    ``task_input``), if any."""
+    found: list[tuple[str, int | str, str | None]] = []
+    index = 0
+    uncacheable = None
+    for kind, name, keyword, ref in sources:
+        if kind in ("result", "key"):
+            found.append((name, name if keyword else index, ref if kind == "key" else None))
+        elif kind in ("context", "task_input") and uncacheable is None:
+            uncacheable = name
+        if not keyword:
+            index += 1
+    return tuple(found), uncacheable
 
 
 def _map_positions(spec: TaskSpec, sources: Sequence[Source]) -> tuple[int | str, ...]:

@@ -288,6 +288,8 @@ def _copy(parent: str, inc: Include, specs: Sequence[TaskSpec],
                                f"task {spec.id!r}'s run_if"),
             plain_names=None,
             included=(prefix, *spec.included),
+            # the included flow's cache= policy, for its tasks that declare none
+            cache=spec.cache if spec.cache is not None else getattr(inc.flow, "cache", None),
         ))
     terminals = [step.id for step in plan.steps if not plan.children[step.id]]
     conditional = any(spec.run_if is not None for spec in specs)

@@ -10,6 +10,7 @@ import math
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import DefinitionError, did_you_mean
+from .caching import as_cache
 from .retry import as_retry, as_wait
 from .spec import KEY_PREFIX, MISSING, TRIGGERS, Param, TaskSpec
 
@@ -101,6 +102,7 @@ def make_spec(
     map_over: Any = None,
     run_if: Any = None,
     trigger: str = "all_succeeded",
+    cache: Any = None,
     on_success: Any = None,
     on_failure: Any = None,
     on_retry: Any = None,
@@ -167,6 +169,7 @@ def make_spec(
         run_if=run_if,
         run_if_params=read_predicate_params(run_if, task_id) if run_if is not None else (),
         trigger=trigger,
+        cache=as_cache(cache, f"task {task_id!r}"),
         **hooks,
     )
 

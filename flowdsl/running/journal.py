@@ -12,7 +12,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ..status import RunStatus
 from .result import TaskRun
 
-__all__ = ["Journal", "Restored"]
+__all__ = ["Journal", "Restored", "Cached"]
 
 
 class Restored:
@@ -29,6 +29,20 @@ class Restored:
         self.started = started
         self.ended = ended
         self.duration = duration
+
+
+class Cached:
+    """A completed result of an earlier run, found in the store's cache: its run, its
+    result and delta (decoded), and the stored form the journal writes back as is."""
+
+    __slots__ = ("run_id", "result", "delta", "stored")
+
+    def __init__(self, run_id: str, result: Any, delta: Sequence[tuple[Any, Any]],
+                 stored: Any = None) -> None:
+        self.run_id = run_id
+        self.result = result
+        self.delta = delta
+        self.stored = stored
 
 
 class Journal(Protocol):
@@ -63,7 +77,18 @@ class Journal(Protocol):
         """An attempt failed and another one follows."""
 
     def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
-        """``task`` completed; may veto with `SerializationError` (nothing written)."""
+        """``task`` completed; may veto with `SerializationError` (nothing written). With a
+        ``task.cache_key``, its result is also kept in the cache for later runs."""
+
+    def hash_encoding(self, value: Any) -> bytes | str:
+        """The encoding of an input value that keys the cache; `SerializationError` when
+        the value has none."""
+
+    def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
+        """A reusable cache entry of ``task`` for ``key`` (inputs' hash), or None."""
+
+    def task_cached(self, task: TaskRun, hit: Cached) -> None:
+        """``task`` completed from the cache entry ``hit``."""
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         """``task`` failed after its last attempt, or before any (its ``run_if`` predicate

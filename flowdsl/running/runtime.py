@@ -30,15 +30,14 @@ from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, Task
                      TaskStarted, emitter)
 from .journal import Journal, Restored
 from .metrics import summarize
-from .result import Attempt, RunResult, TaskRun
+from .caching import CachingRun
+from .result import RESTORED, Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
 __all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
-#: The reason of a task brought back completed from the run store.
-RESTORED = "restored from the run store"
 #: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
 CTRL_C = "flowdsl: Ctrl-C"
 
@@ -55,7 +54,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run:
+class Run(CachingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -76,6 +75,7 @@ class Run:
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
         resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
@@ -106,6 +106,8 @@ class Run:
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
+        self.caching = journal is not None and cache  # cache=False: neither read nor written
+        self.cached = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
@@ -216,6 +218,8 @@ class Run:
         """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
         waits between retries."""
         step = unit.step
+        if self.caching and step.cache is not None and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -243,6 +247,8 @@ class Run:
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
         loop, in a thread, on a Dask worker: the executor's choice)."""
         step = unit.step
+        if self.caching and step.cache is not None and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -556,6 +562,7 @@ class Run:
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
+            summary["cached_tasks"] = self.cached
         failed_task, error = self.first_error if self.first_error else (None, None)
         result = RunResult(
             flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,

@@ -183,6 +183,14 @@ class SqlStore:
                 durations.append(row["duration"])
         return {task: list(reversed(d)) for task, d in history.items()}
 
+    # -- the cache across runs ---------------------------------------------------------------
+    def clear_cache(self, task_id: str | None = None) -> int:
+        """Empty the cache across runs (only task ``task_id``'s entries, when given; of any
+        flow); returns how many entries were removed. Runs and their results stay."""
+        from .cache import clear
+
+        return clear(self, task_id)
+
     # -- runs -------------------------------------------------------------------------------
     def open_run(self, plan: Any, **options: Any) -> Any:
         """Start (or resume) a run of ``plan``; returns its `RunJournal`. See `journal.open_run`."""

@@ -12,9 +12,10 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ResumeError, SerializationError, StoreError
-from ..running.journal import Restored
+from ..running.journal import Cached, Restored
+from . import cache
 from ..running.result import TaskRun
-from .fingerprint import plan_fingerprints
+from .fingerprint import constants_changed, constants_read, plan_fingerprints
 from ..status import RunStatus
 from .codec import Types, decode, encode, same_encoding
 from .owner import identity
@@ -27,11 +28,13 @@ if TYPE_CHECKING:  # the store calls open_run with itself
 __all__ = ["open_run", "RunJournal", "Restored", "stored_targets"]
 
 def fingerprints_of(plan: Plan) -> dict[str, str]:
-    """The plan's task fingerprints, computed once per plan."""
+    """The plan's task fingerprints, computed once per plan (again only when a module
+    constant a handler reads was reassigned since, as a notebook cell run again does)."""
     cached: dict[str, str] | None = plan.derived.get("fingerprints")
-    if cached is None:
+    if cached is None or constants_changed(plan.derived["constants"]):
         cached = plan.derived["fingerprints"] = plan_fingerprints(
             plan, {step.id: step.serializer for step in plan.steps})
+        plan.derived["constants"] = constants_read(plan)
     return cached
 
 
@@ -70,6 +73,7 @@ class RunJournal:
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
         self.claim = claim  # this session's hold on the run (a lease on PostgreSQL)
+        self.fingerprints: Mapping[str, str] = {}  # task id -> fingerprint (the cache's key)
 
     def history(self) -> dict[str, list[float]]:
         """Recent durations per task of this flow, for adaptive scheduling."""
@@ -119,6 +123,33 @@ class RunJournal:
                        (task.attempts, task.started_at, task.ended_at, task.duration, blob,
                         delta_blob, serializer, self._seq, self.run_id, task.id))
             self._end_attempt(db, task, "completed", None)
+            if task.cache_key is not None:  # a cached task that ran: keep it for later runs
+                cache.keep(db, self.flow, task.id, self.fingerprints[task.id], task.cache_key,
+                           self.run_id, blob, delta_blob, serializer)
+
+    # -- the cache across runs ---------------------------------------------------------------
+    def hash_encoding(self, value: Any) -> bytes | str:
+        return cache.hash_encoding(value, self.types)
+
+    def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
+        step = task.step
+        assert step.cache is not None
+        return cache.lookup(self.store, self.flow, task.id, self.fingerprints[task.id], key,
+                            step.cache.ttl, step.serializer,
+                            f"run {self.run_id!r}, task {task.id!r}", self.types)
+
+    def task_cached(self, task: TaskRun, hit: Cached) -> None:
+        """Record ``task`` completed from the cache (its stored result written as is)."""
+        result, delta, codec = hit.stored
+        self._seq += 1
+        with self.store.write(self.claim) as db:
+            db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, "
+                       "started, ended, duration, reason, result, delta, codec, seq) VALUES "
+                       "(?, ?, 'completed', 0, ?, ?, 0.0, ?, ?, ?, ?, ?)",
+                       (self.run_id, task.id, task.started_at, task.ended_at, task.reason,
+                        self.store.blob(_raw(result)),
+                        self.store.blob(_raw(delta)) if delta is not None else None, codec,
+                        self._seq))
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         text = storable_text("".join(traceback.format_exception(type(error), error,
@@ -214,11 +245,19 @@ def encode_inputs(given: Mapping[str, Any], serializer: str,
         raise whole  # pragma: no cover - some key failed above
 
 
-def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
+def _raw(value: Any) -> bytes | str:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str],
+                   completed: set[str]) -> dict[str, list[str]]:
+    """The changes that need ``force``: completed tasks whose definition changed or that
+    were removed. A task that did not complete (failed, skipped, cancelled, never started)
+    may change freely (fixing the failed task and resuming is the common case), and an
+    added task simply runs."""
     return {
-        "added": sorted(set(new) - set(old)),
-        "removed": sorted(set(old) - set(new)),
-        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t]),
+        "removed": sorted(t for t in set(old) - set(new) if t in completed),
+        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t] and t in completed),
     }
 
 
@@ -279,12 +318,16 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
-    fingerprints_of(plan)  # computed (once per plan) outside the write transaction
+    fingerprints = fingerprints_of(plan)  # computed (once per plan) outside the transaction
     with store.write() as db:
         if resume is None:
-            return _start_run(db, store, plan, flow, serializer, run_id, inputs, check_inputs)
-        return _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
-                           check_inputs)
+            journal = _start_run(db, store, plan, flow, serializer, run_id, inputs,
+                                 check_inputs)
+        else:
+            journal = _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
+                                  check_inputs)
+    journal.fingerprints = fingerprints
+    return journal
 
 
 def _order(plan: Plan) -> str:
@@ -355,8 +398,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                else "a run of the whole flow")
             + ": resume it with the same targets (or none, to keep them)")
     status, old_prints = row[1], _fingerprints(store, f"run {resume!r}", row[4])
+    completed = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                          "status = 'completed'", (resume,)).fetchall()}
     given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force,
-                                             old_prints)
+                                             old_prints, completed)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
     kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
@@ -391,9 +436,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
                      inputs: Mapping[str, Any] | None, force: bool,
-                     old_prints: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
-    """Refuse other inputs or a changed flow without ``force``; return the inputs to use and
-    those that changed."""
+                     old_prints: Mapping[str, str],
+                     completed: set[str]) -> tuple[dict[str, Any], set[str]]:
+    """Refuse other inputs, or a change to a completed task, without ``force``; return the
+    inputs to use and those that changed."""
     stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
     stored_inputs = decode(blob, codec, "json" if codec == "json" else serializer,
@@ -407,14 +453,15 @@ def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: s
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
                           "the same inputs (or none, to reuse them), or force=True")
-    changes = _changed_tasks(old_prints, fingerprints_of(plan))
+    changes = _changed_tasks(old_prints, fingerprints_of(plan), completed)
     if stored_flow != flow:
         changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
     if any(changes.values()) and not force:
         what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
                          for kind, items in changes.items() if items)
-        raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
-                          "pass force=True to keep the completed tasks that did not change")
+        raise ResumeError(f"cannot resume {where}: the definition of tasks that completed "
+                          f"changed ({what}); pass force=True to re-run them and what depends "
+                          "on them (the completed tasks that did not change are kept)")
     return given, changed_inputs
 
 

@@ -13,6 +13,9 @@ Tables (all keyed by ``run_id``):
   the completion order (replayed in that order on resume).
 - ``attempts``: one row per attempt (session, start, end, status, error): the history a
   report or a Gantt chart is drawn from.
+- (v5) ``cache_entries``: completed results kept for later runs of the same flow, keyed by
+  flow, task, task fingerprint and the hash of the task's inputs; the run that made each,
+  when, and the encoded result and delta with their codec.
 
 A migration is a list of statements that takes the schema from version N-1 to N; a store
 written by a newer flowdsl (a higher version) is refused rather than misread.
@@ -24,7 +27,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -89,6 +92,21 @@ MIGRATIONS: dict[int, list[str]] = {
     # 4: the plan's dependencies (JSON {task id: [upstream ids]}), so a report drawn from the
     # store shows the same graph as the run's own
     4: ["ALTER TABLE runs ADD COLUMN plan_edges TEXT"],
+    # 5: caching across runs (``@flow.task(cache=...)``)
+    5: [
+        """CREATE TABLE cache_entries (
+            flow TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            input_key TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            result BLOB,
+            delta BLOB,
+            codec TEXT NOT NULL,
+            PRIMARY KEY (flow, task_id, fingerprint, input_key)
+        ) WITHOUT ROWID""",
+    ],
 }
 
 FLOWDSL_TABLES = frozenset(
