@@ -329,25 +329,35 @@ def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker(tmp_
     assert max(highs) < sorted(lows)[1], order
 
 
-def test_max_concurrency_defaults_to_the_clusters_threads(dask_client):
+def test_max_concurrency_defaults_to_the_clusters_threads(dask_client, tmp_path):
+    """Each task leaves a file (workers are other processes: files are the events) and waits
+    until as many have arrived as the cluster has threads: the first ones meet only if flowdsl
+    had that many in flight at once; the later ones find the meeting over and return."""
     threads = sum(dask_client.nthreads().values())
     assert threads == 4
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
     flow = Flow("dask-default-concurrency")
 
-    def nap():
-        started = time.time()
-        time.sleep(0.3)
-        return started, time.time()
+    def make(i):
+        def nap():
+            started = time.time()
+            (arrived / str(i)).touch()
+            deadline = time.monotonic() + 30  # (then the overlap below is short of threads)
+            while len(list(arrived.iterdir())) < threads and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return started, time.time()
+        return nap
 
     for i in range(12):
-        flow.add_task(f"nap{i}", f"nap{i}", nap, max_retries=0)
+        flow.add_task(f"nap{i}", f"nap{i}", make(i), max_retries=0)
 
     result = flow.run(executor=DaskExecutor(dask_client))
 
     assert result.status is RunStatus.SUCCEEDED
     intervals = list(result.results.values())
     overlap = max(sum(1 for s, e in intervals if s <= start < e) for start, _ in intervals)
-    assert 2 <= overlap <= threads, intervals
+    assert overlap == threads, intervals
 
 
 # ---------------------------------------------------------------------------------------
