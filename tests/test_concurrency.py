@@ -702,10 +702,12 @@ def sleeper(seconds):
 
 
 def skewed_flow(urgent=False):
-    """Three short roots declared first, then the head of a long chain; all NORMAL."""
+    """Three short roots declared first, then the head of a long chain; all NORMAL. (A sleep
+    lasts at least its time and the short ones do no work: a long task's measured duration
+    exceeds a short one's however loaded the machine.)"""
     flow = Flow("skewed")
     for i in range(1, 4):
-        flow.task(id=f"s{i}")(sleeper(0.01))
+        flow.task(id=f"s{i}")(sleeper(0.0))
     flow.task(id="L")(sleeper(0.06))
     flow.task(id="L2", depends_on=["L"])(sleeper(0.06))
     if urgent:
@@ -735,7 +737,7 @@ def test_explain_schedule_before_any_run_has_no_history():
 def test_explain_schedule_after_a_run_uses_durations():
     flow = Flow("explain")
     flow.task(id="root")(sleeper(0.001))
-    flow.task(id="short", depends_on=["root"])(sleeper(0.001))
+    flow.task(id="short", depends_on=["root"])(sleeper(0.0))
     flow.task(id="long", depends_on=["root"])(sleeper(0.08))
     flow.run()
     info = flow.explain_schedule()
@@ -752,9 +754,9 @@ def test_explain_schedule_after_a_run_uses_durations():
 
 def test_a_task_without_history_counts_as_the_median_of_those_with_one():
     flow = Flow("median")
-    flow.task(id="a")(sleeper(0.001))
-    flow.task(id="b")(sleeper(0.03))
-    flow.task(id="c")(sleeper(0.09))
+    flow.task(id="a")(sleeper(0.0))
+    flow.task(id="b")(sleeper(0.05))
+    flow.task(id="c")(sleeper(0.15))
     flow.run()
     flow.task(id="new")(sleeper(0.0))
     tasks = flow.explain_schedule()["tasks"]
