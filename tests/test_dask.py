@@ -136,15 +136,19 @@ def test_a_downstream_task_still_gets_its_value_when_the_worker_holding_it_dies(
     def upstream():
         with open(runs, "a") as fh:
             fh.write("x\n")
-        return {"pid": os.getpid(), "payload": b"y" * 1000}
+        return {"pid": os.getpid(), "worker": distributed.get_worker().address,
+                "payload": b"y" * 1000}
 
     @flow.task(retries=1, retry_wait=0)
     def assassin(upstream):
         marker = tmp_path / "killed"
         if not marker.exists():  # kill the process holding upstream's result, once
             marker.write_text("x")
-            os.kill(upstream["pid"], signal.SIGKILL)
-            time.sleep(1.0)  # (if it is this very process, it dies here)
+            os.kill(upstream["pid"], signal.SIGKILL)  # (if it is this very process, it dies here)
+            here, deadline = distributed.get_client(), time.monotonic() + 30
+            while upstream["worker"] in here.scheduler_info()["workers"]:  # until Dask knows
+                assert time.monotonic() < deadline, "the scheduler never saw the worker die"
+                time.sleep(0.01)
         return "done"
 
     @flow.task(depends_on=["assassin"])
