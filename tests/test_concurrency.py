@@ -497,16 +497,36 @@ def test_pool_size_must_be_an_int_of_at_least_one(size):
 def test_pool_declared_with_flow_pool_is_honoured():
     flow = Flow("pools")
     flow.pool("db", 2)
-    holder = {"tracker": Tracker({"db": 2})}
+    tracker = Tracker({"db": 2})
+
+    def met() -> bool:  # two db tasks ran at once (polled with a deadline, not slept for)
+        return tracker.pool_peak["db"] >= 2
+
     for i in range(6):
-        task = {"id": f"q{i}", "deps": (), "reads": (), "fail_on": frozenset(), "pool": "db",
-                "duration": 0.02, "is_async": bool(i % 2)}
-        flow.task(id=f"q{i}", pool="db")(make_handler(task, holder))
+        if i % 2:
+            async def query():
+                tracker.enter("db")
+                try:
+                    deadline = time.monotonic() + LONG
+                    while not met() and time.monotonic() < deadline:
+                        await asyncio.sleep(0.001)
+                finally:
+                    tracker.leave("db")
+        else:
+            def query():
+                tracker.enter("db")
+                try:
+                    deadline = time.monotonic() + LONG
+                    while not met() and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                finally:
+                    tracker.leave("db")
+        flow.task(id=f"q{i}", pool="db")(query)
 
     result = flow.run(max_concurrency=5)
 
     assert result.status is RunStatus.SUCCEEDED
-    assert holder["tracker"].pool_peak["db"] == 2
+    assert tracker.pool_peak["db"] == 2
 
 
 @pytest.mark.parametrize("free_pool", [None, "api"], ids=["no-pool", "other-pool"])
