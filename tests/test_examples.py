@@ -1,6 +1,7 @@
 """Each script in examples/ runs to completion as a user would run it."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,28 @@ def test_example_runs(script):
     # through flowdsl's package or the example
     for block in completed.stderr.split("Traceback (most recent call last):")[1:]:
         assert "/flowdsl/" not in block and script.name not in block, block
+
+
+@pytest.mark.slow
+def test_resume_demo_fails_then_resumes_from_the_cli(tmp_path):
+    """README, "The flowdsl command": resume_demo.py fails, then resumes with 3 tasks restored."""
+    demo = str(ROOT / "examples" / "resume_demo.py")
+    env = {key: value for key, value in os.environ.items() if key != "PUBLISH_SERVICE_UP"}
+
+    failed = subprocess.run([sys.executable, "-m", "flowdsl", "run", demo, "--run-id", "demo-1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flowdsl", "run", demo, "--resume", "demo-1"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, env={**env, "PUBLISH_SERVICE_UP": "1"})
+
+    assert failed.returncode == 1, failed.stderr
+    assert "run demo-1 of flow 'resume_demo' failed: 3/4 tasks succeeded, 1 failed" in failed.stdout
+    assert "ConnectionError: report service unavailable" in failed.stdout
+    assert f"resume with: flowdsl run {demo}:flow --resume demo-1" in failed.stdout
+    assert resumed.returncode == 0, resumed.stderr
+    assert "succeeded: 4/4 tasks succeeded" in resumed.stdout
+    assert "(3 restored from the run store)" in resumed.stdout
+    assert resumed.stdout.count("restored from the run store") == 4  # 3 rows and the summary
 
 
 @pytest.mark.slow
