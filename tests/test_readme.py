@@ -319,3 +319,17 @@ def test_the_cli_synopsis_lists_every_option_of_every_subcommand() -> None:
     assert set(claimed) >= {"run", "plan", "graph", "runs", "show", "report", "bench"}
     assert {command: sorted(flags - claimed[command]) for command, flags in offered.items()
             if flags - claimed[command]} == {}
+
+
+def test_the_layout_table_names_every_module_of_every_folder() -> None:
+    section = README.read_text(encoding="utf-8").split("\n## Layout\n", 1)[1].split("\n## ")[0]
+    rows = {row.split("|")[1].strip().strip("`").rstrip("/"): row.split("|")[3]
+            for row in section.splitlines() if row.startswith("| `")}
+    package = ROOT / "flowdsl"
+    folders = {path.parent.name for path in package.glob("*/__init__.py")}
+
+    assert set(rows) == folders
+    unnamed = sorted(f"{folder}/{path.stem}" for folder in folders
+                     for path in (package / folder).glob("*.py")
+                     if path.stem != "__init__" and f"`{path.stem}`" not in rows[folder])
+    assert unnamed == []
