@@ -266,6 +266,7 @@ def test_every_example_is_listed_exists_and_is_tested() -> None:
     assert [name for name in sorted(listed) if Path(name).name not in tests] == []
 
 
+@pytest.mark.slow
 def test_every_public_name_the_readme_uses_exists() -> None:
     """Classes, methods and keywords the README names are there, spelt as it spells them."""
     import asyncio
