@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from time import perf_counter
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 import attrs
 
@@ -15,36 +13,26 @@ from .compiling.targets import normalize_targets, target_plan
 from .declaring.caching import Cache, as_cache
 from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
 from .declaring.types import check_types
-from .calling import check_call, check_inputs, check_resources, choose_executor
+from .calling import choose_executor
 from .errors import DefinitionError, did_you_mean
 from .executors import Executor
 from .executors.base import adrive, drive
 from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
-from .observers.hooks import Hooks, hook_observer
-from .observers.logging import LoggingObserver, logging_enabled
+from .observers.hooks import Hooks
 from .compiling.plan import Plan
 from .running.result import RunResult
 from .declaring.retry import DEFAULT_WAIT
-from .running.events import Event, Observer
-from .running.runtime import Run
+from .starting import new_run_id, start_run
 from .declaring.spec import TaskSpec
 from .running.context import TaskContext
 from .status import Priority, RunStatus
-from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
-
-if TYPE_CHECKING:  # the store loads lazily (sqlite3)
-    from .store.journal import RunJournal
+from .running.strategies import ContextPreservationStrategy
 
 __all__ = ["Flow", "new_run_id"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def new_run_id() -> str:
-    """A run id that sorts by start time: UTC timestamp to the microsecond, then 6 hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
 
 
 class Flow:
@@ -80,7 +68,8 @@ class Flow:
         self._compiled: tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]] | None = None
         for pool_name, size in (pools or {}).items():
             self.pool(pool_name, size)
-        self._metrics = FlowMetrics()
+        #: durations and counts of the runs made through this Flow object
+        self.metrics = FlowMetrics()
 
     # -- declaring ------------------------------------------------------------------------
     @overload
@@ -232,7 +221,7 @@ class Flow:
                                            self._includes))
         self._changed()
 
-    def _hook_scopes(self) -> dict[tuple[str, ...], Hooks]:
+    def hook_scopes(self) -> dict[tuple[str, ...], Hooks]:
         """Include path -> the hooks of the flow included there, for included flows that
         declare any (their hooks follow their tasks)."""
         scopes: dict[tuple[str, ...], Hooks] = {}
@@ -241,7 +230,7 @@ class Flow:
             hooks = getattr(other, "hooks", None)
             if isinstance(hooks, Hooks) and hooks:
                 scopes[(inc.prefix,)] = attrs.evolve(hooks, owner=f"flow {other.name!r}'s")
-            inner = getattr(other, "_hook_scopes", None)
+            inner = getattr(other, "hook_scopes", None)
             if inner is not None:
                 for path, found in inner().items():
                     scopes[(inc.prefix,) + tuple(path)] = found
@@ -322,83 +311,6 @@ class Flow:
             plan = by_targets[wanted] = target_plan(self._plan, wanted)
         return plan
 
-    def _prepare(
-        self,
-        initial: Mapping[str, Any] | None,
-        context_strategy: ContextPreservationStrategy | None,
-        run_id: str | None,
-        observers: Iterable[Observer | Callable[[Event], None]] | None,
-        store: Any = None,
-        resume: str | None = None,
-        force: bool = False,
-        targets: Iterable[str] | None = None,
-        resources: Mapping[str, Any] | None = None,
-        cache: bool = True,
-    ) -> Run:
-        """Check the call, open the run (in the store, when given) and build the `Run`."""
-        if resume is not None and store is not None and targets is None:
-            from .store.journal import stored_targets  # a target run resumes as one
-
-            targets = stored_targets(store, resume) or None
-        plan = self.compile(targets)
-        started = perf_counter()  # the run's wall clock: opening the store counts
-        check_call(initial, run_id, store, resume)
-        live = check_resources(plan, initial, resources)
-        journal: RunJournal | None = None
-        if store is None:
-            initial = {} if initial is None else initial
-            check_inputs(plan, initial, live)
-            run_id = run_id or new_run_id()
-        else:
-            journal = self._open_journal(plan, store, initial, run_id, resume, force, live)
-            journal.open_time = perf_counter() - started
-            initial, run_id = journal.inputs, journal.run_id
-        watchers = list(observers or ())
-        if logging_enabled():
-            watchers.append(LoggingObserver())
-        hooks = hook_observer(plan, self.hooks, self._hook_scopes())
-        if hooks is not None:
-            watchers.append(hooks)
-        run = Run(
-            plan,
-            initial,
-            run_id=run_id,
-            strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
-            observers=watchers,
-            journal=journal,
-            started=started,
-            # read only by adaptive scheduling (N > 1), so only then computed
-            history=journal.history if journal is not None else self._metrics.durations,
-            resources=live,
-            cache=cache,
-        )
-        if journal is not None and journal.restored:
-            run.restore_completed(journal.restored)
-        return run
-
-    def _open_journal(self, plan: Plan, store: Any, initial: Mapping[str, Any] | None,
-                      run_id: str | None, resume: str | None, force: bool,
-                      resources: Mapping[str, Any]) -> RunJournal:
-        """Start (or resume) the run in the store; a store made from a path is closed when
-        the run ends."""
-        from .store import SqlStore, open_store  # sqlite3 is imported only when a store is used
-
-        owned = not isinstance(store, SqlStore)
-        if owned:  # a path, or a postgresql:// DSN
-            store = open_store(store)
-        try:
-            journal: RunJournal = store.open_run(
-                plan, flow=self.name, serializer=self.serializer,
-                run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
-                check_inputs=lambda given: check_inputs(plan, given, resources),
-            )
-        except BaseException:
-            if owned:
-                store.close()
-            raise
-        journal.owns_store = owned
-        return journal
-
     def run(
         self,
         initial: Mapping[str, Any] | None = None,
@@ -447,10 +359,8 @@ class Flow:
         reads nor writes the cache for this run.
         """
         executor = choose_executor(executor, max_concurrency, adaptive)
-        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile(targets))
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets, resources, cache)
+        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+                        resume, force, targets, resources, cache)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -464,10 +374,7 @@ class Flow:
                 exc.flowdsl_result = run.final  # type: ignore[attr-defined]
             self._record_interrupted(exc)
             raise
-        self._metrics.record(result)
-        if raise_on_failure and result.status is RunStatus.FAILED:
-            raise result.failure() from result.error
-        return result
+        return self._finished(result, raise_on_failure)
 
     async def arun(
         self,
@@ -490,19 +397,14 @@ class Flow:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
         executor = choose_executor(executor, max_concurrency, adaptive)
-        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile(targets))
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets, resources, cache)
+        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+                        resume, force, targets, resources, cache)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:
             self._record_interrupted(exc)
             raise
-        self._metrics.record(result)
-        if raise_on_failure and result.status is RunStatus.FAILED:
-            raise result.failure() from result.error
-        return result
+        return self._finished(result, raise_on_failure)
 
     async def execute_sequence(self, initial_context: Mapping[str, Any] | None = None,
                                sequence_id: str | None = None, **options: Any) -> TaskContext:
@@ -526,17 +428,24 @@ class Flow:
         })
         return context
 
+    def _finished(self, result: RunResult, raise_on_failure: bool) -> RunResult:
+        """Keep the run's metrics; raise `RunFailedError` for a FAILED run when asked."""
+        self.metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
+        return result
+
     def _record_interrupted(self, exc: BaseException) -> None:
         result = getattr(exc, "flowdsl_result", None)
         if isinstance(result, RunResult):
-            self._metrics.record(result)
+            self.metrics.record(result)
 
     def explain_schedule(self, store: Any = None) -> dict[str, Any]:
         """The expected durations and critical paths adaptive scheduling will use (from the
         run store's history when given, else from this Flow object's earlier runs)."""
         plan = self.compile()
         if store is None:
-            return explain(plan, self._metrics.durations())
+            return explain(plan, self.metrics.durations())
         from .store import open_store
 
         store = open_store(store)
@@ -545,4 +454,4 @@ class Flow:
     def get_execution_metrics(self) -> dict[str, Any]:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
-        return self._metrics.report()
+        return self.metrics.report()

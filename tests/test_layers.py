@@ -105,7 +105,7 @@ LEVELS: dict[str, float] = {
     "compiling.compiler": 4, "compiling.targets": 4, "running.events": 4, "running.attempts": 4,
     "running.journal": 4, "running.gate": 4, "store.fingerprint": 4,
     "running.caching": 4.5, "running.runtime": 5,
-    "calling": 6.5, "flow": 7, "measure": 7,
+    "calling": 6.5, "starting": 6.7, "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,
 }
 #: Whole sub-packages, by prefix (new executors, observers and the run store land here).

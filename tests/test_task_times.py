@@ -32,12 +32,22 @@ def assert_sane(result, path):
         if started is not None:
             assert started >= run_start, (task_id, status, started - run_start)
             assert ended is None or ended >= started, (task_id, status)
-        assert duration is None or duration >= 0, (task_id, status, duration)
+        assert_duration(task_id, started, ended, duration)
     for task_id, task in result.tasks.items():
         if task.started_at is not None:
             assert task.started_at >= run_start, (task_id, task.started_at - run_start)
             assert task.ended_at is None or task.ended_at >= task.started_at, task_id
-        assert task.duration is None or task.duration >= 0, (task_id, task.duration)
+        assert_duration(task_id, task.started_at, task.ended_at, task.duration)
+
+
+def assert_duration(task_id, started, ended, duration):
+    """A task that started and ended took ``ended - started`` (a duration clamped at 0 would
+    hide a start time after the end; "duration >= 0" could not fail); one that never started
+    took no time."""
+    if started is None:
+        assert duration in (None, 0.0), (task_id, duration)
+    elif ended is not None and duration is not None:
+        assert duration == pytest.approx(ended - started, abs=1e-6), (task_id, duration)
 
 
 def test_times_of_every_outcome_are_sane_in_the_result_and_the_store(run_flow, tmp_path):

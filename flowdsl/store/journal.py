@@ -80,13 +80,12 @@ class RunJournal:
         return self.store.durations(self.flow)
 
     def task_started(self, task: TaskRun) -> None:
-        stamp = now()
+        """One row: the task runs its first attempt. That attempt's own row is written when it
+        ends (one write per state change); until then the task's row stands for it, and a
+        resume after a crash turns it into an ``abandoned`` attempt."""
         with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
-                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, stamp))
-            db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
-                       "started, status) VALUES (?, ?, ?, 1, ?, 'running')",
-                       (self.run_id, task.id, self.session, stamp))
+                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, now()))
 
     def attempt_started(self, task: TaskRun) -> None:
         with self.store.write(self.claim) as db:
@@ -102,10 +101,20 @@ class RunJournal:
                        (self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None) -> None:
-        db.execute("UPDATE attempts SET ended = ?, status = ?, error = ? WHERE run_id = ? AND "
-                   "task_id = ? AND session = ? AND attempt = ?",
-                   (now(), status, error, self.run_id, task.id, self.session, task.attempts))
+    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None,
+                     only_running: bool = False) -> None:
+        """Write the ended attempt's row (made here for a first attempt; a retry's was made
+        when it started); ``only_running``: never over an attempt that had ended."""
+        if not task.attempts:  # it failed before any attempt (binding its arguments)
+            return
+        started = task.history[-1].started if task.history else task.started_at
+        db.execute("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, "
+                   "status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, task_id, "
+                   "session, attempt) DO UPDATE SET ended = excluded.ended, status = "
+                   "excluded.status, error = excluded.error"
+                   + (" WHERE attempts.status = 'running'" if only_running else ""),
+                   (self.run_id, task.id, self.session, task.attempts,
+                    now() if started is None else started, now(), status, error))
 
     def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
@@ -187,10 +196,8 @@ class RunJournal:
                     task.started_at, task.ended_at if task.started_at is not None else None,
                     task.duration))
         if task.attempts:  # cancelled in flight
-            db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
-                       "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
-                       "status = 'running'", (now(), storable_text(task.reason), self.run_id,
-                                              task.id, self.session, task.attempts))
+            self._end_attempt(db, task, "cancelled", storable_text(task.reason),
+                              only_running=True)
 
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
@@ -419,6 +426,12 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
     # attempts a killed session left running never ended: they were abandoned with it
     db.execute("UPDATE attempts SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
                "status = 'running'", (stamp, resume))
+    # a first attempt in flight has no row of its own yet (its task's row stands for it):
+    # it was the last session's, which is the one that was killed
+    db.execute("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, status) "
+               "SELECT run_id, task_id, ?, attempts, started, ?, 'abandoned' FROM tasks "
+               "WHERE run_id = ? AND status = 'running' AND started IS NOT NULL "
+               "ON CONFLICT DO NOTHING", (session - 1, stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
                "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
