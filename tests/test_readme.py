@@ -334,3 +334,27 @@ def test_the_layout_table_names_every_module_of_every_folder() -> None:
                      for path in (package / folder).glob("*.py")
                      if path.stem != "__init__" and f"`{path.stem}`" not in rows[folder])
     assert unnamed == []
+
+
+@pytest.mark.slow
+def test_the_opening_command_runs_after_its_install(tmp_path: Path) -> None:
+    """The README's first command, less its `pip install` (done: flowdsl is importable), runs
+    in a shell with this interpreter's bin directory first on PATH, keeping its store aside."""
+    import os
+
+    first = next(code for _, language, code in fenced(README.read_text(encoding="utf-8"))
+                 if language == "bash")
+    install = "python -m pip install -e . && "
+    assert first.startswith(install), first
+    command = first.removeprefix(install).strip()
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "FLOWDSL_STORE": str(tmp_path / "runs.db")}
+
+    completed = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "context accuracy" in completed.stdout  # practice_25_tasks.py
+    assert "of flow 'data_processing' succeeded" in completed.stdout  # flowdsl run
+    assert completed.stdout.rstrip().splitlines()[-1].split()[1] == "data_processing"  # runs
