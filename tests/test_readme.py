@@ -102,11 +102,12 @@ def python_blocks() -> list[Block]:
         if language != "python":
             continue
         setup, not_run = _directive(lines, line - 2)
+        setup = textwrap.dedent(setup)
         then = _then(lines, line + code.count("\n") + 1)
         substitutions = tuple(
             (match.group(1), match.group(2))
             for match in map(SUBSTITUTION.match, setup.splitlines()) if match)
-        blocks.append(Block(line, code, textwrap.dedent(setup), then, substitutions, not_run))
+        blocks.append(Block(line, code, setup, then, substitutions, not_run))
     return blocks
 
 
