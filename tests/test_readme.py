@@ -102,11 +102,12 @@ def python_blocks() -> list[Block]:
         if language != "python":
             continue
         setup, not_run = _directive(lines, line - 2)
+        setup = textwrap.dedent(setup)
         then = _then(lines, line + code.count("\n") + 1)
         substitutions = tuple(
             (match.group(1), match.group(2))
             for match in map(SUBSTITUTION.match, setup.splitlines()) if match)
-        blocks.append(Block(line, code, textwrap.dedent(setup), then, substitutions, not_run))
+        blocks.append(Block(line, code, setup, then, substitutions, not_run))
     return blocks
 
 
@@ -266,6 +267,7 @@ def test_every_example_is_listed_exists_and_is_tested() -> None:
     assert [name for name in sorted(listed) if Path(name).name not in tests] == []
 
 
+@pytest.mark.slow
 def test_every_public_name_the_readme_uses_exists() -> None:
     """Classes, methods and keywords the README names are there, spelt as it spells them."""
     import asyncio
@@ -319,3 +321,41 @@ def test_the_cli_synopsis_lists_every_option_of_every_subcommand() -> None:
     assert set(claimed) >= {"run", "plan", "graph", "runs", "show", "report", "bench"}
     assert {command: sorted(flags - claimed[command]) for command, flags in offered.items()
             if flags - claimed[command]} == {}
+
+
+def test_the_layout_table_names_every_module_of_every_folder() -> None:
+    section = README.read_text(encoding="utf-8").split("\n## Layout\n", 1)[1].split("\n## ")[0]
+    rows = {row.split("|")[1].strip().strip("`").rstrip("/"): row.split("|")[3]
+            for row in section.splitlines() if row.startswith("| `")}
+    package = ROOT / "flowdsl"
+    folders = {path.parent.name for path in package.glob("*/__init__.py")}
+
+    assert set(rows) == folders
+    unnamed = sorted(f"{folder}/{path.stem}" for folder in folders
+                     for path in (package / folder).glob("*.py")
+                     if path.stem != "__init__" and f"`{path.stem}`" not in rows[folder])
+    assert unnamed == []
+
+
+@pytest.mark.slow
+def test_the_opening_command_runs_after_its_install(tmp_path: Path) -> None:
+    """The README's first command, less its `pip install` (done: flowdsl is importable), runs
+    in a shell with this interpreter's bin directory first on PATH, keeping its store aside."""
+    import os
+
+    first = next(code for _, language, code in fenced(README.read_text(encoding="utf-8"))
+                 if language == "bash")
+    install = "python -m pip install -e . && "
+    assert first.startswith(install), first
+    command = first.removeprefix(install).strip()
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "FLOWDSL_STORE": str(tmp_path / "runs.db")}
+
+    completed = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "context accuracy" in completed.stdout  # practice_25_tasks.py
+    assert "of flow 'data_processing' succeeded" in completed.stdout  # flowdsl run
+    assert completed.stdout.rstrip().splitlines()[-1].split()[1] == "data_processing"  # runs
