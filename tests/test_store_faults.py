@@ -43,8 +43,9 @@ class HookedStore(SqliteStore):
         return Hooked(SqliteStore.connection.fget(self), self.hook)
 
 
-def two_task_flow(calls: list[str]) -> Flow:
-    flow = Flow("faults")
+def two_task_flow(calls: list[str], name: str = "faults") -> Flow:
+    """first -> second, each noting its call in ``calls``."""
+    flow = Flow(name)
 
     @flow.task
     def first():

@@ -15,6 +15,7 @@ from flowdsl import Flow, RunStatus, StoreError, TaskStatus
 psycopg = pytest.importorskip("psycopg", reason="the `postgres` extra (psycopg 3) is not installed")
 
 from flowdsl import PostgresStore  # noqa: E402
+from tests.test_store_faults import two_task_flow  # noqa: E402
 
 
 class Hooked:
@@ -47,20 +48,6 @@ class HookedStore(PostgresStore):
         return Hooked(PostgresStore.connection.fget(self), self.commits, self.nth, self.on)
 
 
-def two_task_flow(calls: list[str]) -> Flow:
-    flow = Flow("faults-pg")
-
-    @flow.task
-    def first():
-        calls.append("first")
-        return 1
-
-    @flow.task
-    def second(first):
-        calls.append("second")
-        return first + 1
-
-    return flow
 
 
 def nth_commit_completing_first(dsn: str) -> int:
@@ -83,7 +70,7 @@ def nth_commit_completing_first(dsn: str) -> int:
 
 def test_ctrl_c_during_the_commit_of_a_completion_keeps_it_completed_on_postgres(pg_dsn):
     calls: list[str] = []
-    flow = two_task_flow(calls)
+    flow = two_task_flow(calls, "faults-pg")
     nth = nth_commit_completing_first(pg_dsn)
     store = HookedStore(pg_dsn)
     store.nth = nth
@@ -123,7 +110,7 @@ class FullDisk(HookedStore):
 
 def test_after_a_store_error_the_same_process_can_resume_the_run_on_postgres(pg_dsn):
     calls: list[str] = []
-    flow = two_task_flow(calls)
+    flow = two_task_flow(calls, "faults-pg")
     store = FullDisk(pg_dsn)
     store.nth = nth_commit_completing_first(pg_dsn)  # nothing can be written from then on
     with pytest.raises(StoreError, match="No space left"):
@@ -141,7 +128,7 @@ def test_after_a_store_error_the_same_process_can_resume_the_run_on_postgres(pg_
 def test_ctrl_c_during_begin_leaves_no_transaction_and_the_store_stays_usable_on_postgres(
         pg_dsn):
     calls: list[str] = []
-    flow = two_task_flow(calls)
+    flow = two_task_flow(calls, "faults-pg")
     PostgresStore(pg_dsn).runs()  # the schema exists
     store = HookedStore(pg_dsn)
     store.on, store.nth = "BEGIN", 2  # 'first' starting
