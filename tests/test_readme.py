@@ -10,7 +10,8 @@ Convention for README.md's ```python blocks (each runs in a fresh interpreter in
   scheduler of the session's LocalCluster), so the block runs against a real server;
 - an HTML comment right after the closing fence, ``<!-- then:`` ... ``-->``, holds Python run
   after the block: assertions that what the prose around it says is what happened.
-A ``>>>`` session is a ```pycon block, not a program.
+A ``>>>`` session is a ```pycon block (setup as above): its statements run and print its output
+lines, any number standing for any number.
 """
 
 from __future__ import annotations
@@ -359,3 +360,34 @@ def test_the_opening_command_runs_after_its_install(tmp_path: Path) -> None:
     assert "context accuracy" in completed.stdout  # practice_25_tasks.py
     assert "of flow 'data_processing' succeeded" in completed.stdout  # flowdsl run
     assert completed.stdout.rstrip().splitlines()[-1].split()[1] == "data_processing"  # runs
+
+
+def _number_pattern(line: str) -> str:
+    """A regex matching `line` with any number in place of each of its numbers."""
+    parts = re.split(r"\d[\d,]*(?:\.\d+)?", line)
+    return r"\d[\d,]*(?:\.\d+)?".join(re.escape(part) for part in parts)
+
+
+@pytest.mark.slow
+def test_each_python_session_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """A ```pycon block's statements, run after its setup, print its output lines (numbers
+    may differ: they are measurements)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    sessions = [(line, code) for line, language, code in fenced("\n".join(lines))
+                if language == "pycon"]
+    assert sessions
+    for line, code in sessions:
+        setup, _ = _directive(lines, line - 2)
+        statements = [text[4:] for text in code.splitlines() if text.startswith(">>> ")]
+        expected = [text for text in code.splitlines() if not text.startswith((">>> ", "... "))]
+        program = tmp_path / "session.py"
+        program.write_text(textwrap.dedent(setup) + "\n" + "\n".join(statements) + "\n",
+                           encoding="utf-8")
+        completed = subprocess.run([sys.executable, str(program)], cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=120)
+
+        assert completed.returncode == 0, f"README.md:{line}: {completed.stderr[-3000:]}"
+        printed = completed.stdout.splitlines()
+        assert len(printed) == len(expected), (line, printed)
+        for shown, got in zip(expected, printed, strict=True):
+            assert re.fullmatch(_number_pattern(shown), got), f"README.md:{line}: {got!r}"
