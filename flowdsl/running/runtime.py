@@ -28,6 +28,7 @@ from .context import CurrentTask, TaskContext, TaskRecord, _current
 from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
 from .journal import Journal, Restored
+from .mapping import Mapped, MappingRun, restored_elements
 from .metrics import summarize
 from .result import Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
@@ -52,7 +53,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run:
+class Run(MappingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -78,8 +79,8 @@ class Run:
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
         self.context = TaskContext(run_id, initial, max_records=limit)
-        #: The units of work, in plan order: one per task (a mapped task will add its
-        #: elements' as it starts).
+        #: The units of work, in plan order: one per task (a mapped task adds its
+        #: elements as it starts: see `MappingRun.start_map`).
         self.units = [TaskRun(step) for step in plan.steps]
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
@@ -95,6 +96,7 @@ class Run:
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
+        self.maps: dict[str, Mapped] = {}  # mapped task in progress -> its state
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
@@ -136,6 +138,9 @@ class Run:
                 record.importance += 1
             context.book.add(record)
             self.restored += 1
+            if step.map_over and self.journal is not None:
+                task.elements = restored_elements(
+                    step, self.journal.restored_elements.get(step.id, ()))
 
     # -- which units may start ------------------------------------------------------------
     def blocking_cause(self, step: Step) -> str | None:
@@ -234,7 +239,8 @@ class Run:
         if task.history is None:
             task.history = []
         task.history.append(Attempt(task.attempts, task.index, self._offset + perf_counter()))
-        if self.journal is not None and task.attempts > 1:  # the first: with the task's start
+        if self.journal is not None and task.attempts > 1 and task.index is None:
+            # the first: with the task's start; an element's attempts: with its outcome
             self._journal(self.journal.attempt_started, task)
 
     def _retrying(self, unit: TaskRun) -> dict[str, Any]:
@@ -298,7 +304,7 @@ class Run:
         if task.history:
             task.history[-1].ended = self._offset + perf_counter()
             task.history[-1].error = error
-        if self.journal is not None:
+        if self.journal is not None and task.index is None:
             self._journal(self.journal.attempt_failed, task, error)
         details: dict[str, Any] = {"attempt": state.attempt_number, "error": error_text(error),
                                    "wait": wait}
@@ -308,7 +314,8 @@ class Run:
                             "timestamp": time.time()})
         if self.emit is not None:
             self.emit(TaskRetrying(run_id=self.run_id, task_id=step.id,
-                                   attempt=state.attempt_number, error=error, wait=wait))
+                                   attempt=state.attempt_number, error=error, wait=wait,
+                                   index=unit.index))
 
     def _write_produced(self, step: Step, result: Mapping[str, Any]) -> None:
         state = self.context.shared_state
@@ -490,6 +497,9 @@ class Run:
         self.interrupted = exc
         reason = f"run interrupted by {type(exc).__name__}"
         for task in self.tasks.values():
+            for element in task.elements or ():
+                if element.status in (PENDING, RUNNING, TaskStatus.RETRYING):
+                    element.status, element.reason = TaskStatus.CANCELLED, reason
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
                 self._settle(task, TaskStatus.CANCELLED, reason)
