@@ -243,3 +243,38 @@ def test_a_mapped_task_over_a_mapped_result_waits_for_the_whole_list(
     result = run_flow(flow, {"items": [1, 2, 3]})
     assert result.results["plus_one"] == [3, 5, 7]
     assert result.summary["elements"] == 6
+
+
+def test_the_progress_bar_counts_elements(flow: Flow) -> None:
+    from flowdsl.observers.progress import ProgressObserver
+
+    fan_out(flow)
+    progress = ProgressObserver(delay=3600)
+    seen: list[tuple[int, int]] = []
+
+    def watch(event: Any) -> None:
+        if isinstance(event, TaskFinished):
+            seen.append((progress._done, progress._total))
+
+    flow.run({"count": 4}, observers=[progress, watch])
+    assert seen == [(1, 3), (1 + 4 + 1, 3 + 4), (7, 7)]
+
+
+def test_attempt_spans_of_elements_carry_their_index(flow: Flow) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from flowdsl.observers import OpenTelemetryObserver
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    fan_out(flow)
+    flow.run({"count": 3}, observers=[OpenTelemetryObserver(provider)])
+    attempts = [s for s in exporter.get_finished_spans() if s.name == "flowdsl.attempt"
+                and s.attributes["flowdsl.task_id"] == "square"]
+    assert sorted(s.attributes["flowdsl.index"] for s in attempts) == [0, 1, 2]
+    tasks = [s for s in exporter.get_finished_spans() if s.name == "flowdsl.task"]
+    assert [s.attributes["flowdsl.task_id"] for s in tasks].count("square") == 1

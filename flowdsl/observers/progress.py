@@ -1,4 +1,5 @@
 """A progress bar (rich) fed by runtime events: tasks done/total, the task running, elapsed.
+Each element of a mapped task counts as one more step (the total grows when the map starts).
 
     from flowdsl.observers.progress import ProgressObserver
     flow.run(inputs, observers=[ProgressObserver()])
@@ -27,7 +28,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from ..running.events import (ElementFinished, RunFinished, RunStarted, TaskFinished,
+                              TaskMapped, TaskRetrying, TaskStarted)
 
 __all__ = ["ProgressObserver"]
 
@@ -64,6 +66,11 @@ class ProgressObserver:
                 self._running[event.task_id] = None
             elif isinstance(event, TaskFinished):
                 self._running.pop(event.task_id, None)
+                self._done += 1
+            elif isinstance(event, TaskMapped):  # its elements are steps of their own
+                self._total += event.elements
+                self._done += event.restored
+            elif isinstance(event, ElementFinished):
                 self._done += 1
             elif isinstance(event, RunFinished):
                 self._finished = True
@@ -118,7 +125,8 @@ class ProgressObserver:
             text = f"running {running[0]}"
         else:
             text = f"running {running[0]} and {len(running) - 1} more"
-        self._progress.update(self._bar, completed=self._done, description=text)
+        self._progress.update(self._bar, completed=self._done, total=self._total,
+                              description=text)
 
     def close(self) -> None:
         """Stop the timer and take the bar down (the run ended, or was interrupted)."""
