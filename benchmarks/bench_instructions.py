@@ -1,12 +1,20 @@
 """Instructions per task, counted with valgrind's callgrind (deterministic on a shared
-machine, unlike timings): the 1,000-task no-op chain, the 1,000-task produces chain and the
-plain loop calling the same handlers.
+machine, unlike timings), for every case of issue 16's table: the plain loop calling the same
+handlers, the 1,000-task no-op chain, the 1,000-task produces chain, the same chain with the
+SQLite store on a fresh file per run, and both chains at 10,000 tasks (no growth with length);
+plus the SQLite file's growth in bytes per task at 1,000 and 20,000 tasks.
 
 Method: a fresh interpreter (``PYTHONHASHSEED=0``) under ``valgrind --tool=callgrind`` builds
 the shape, runs it once to warm up, then runs it K more times; the count for one run is
 (total with K=3 - total with K=1) / 2, which cancels start-up, imports, compiling and the
 warm-up. Per task = that / tasks; the overhead of flowdsl = flowdsl per task - plain loop per
-task. Skipped where valgrind is absent (``apt-get install valgrind``).
+task; the store's cost = store chain per task - chain per task. Skipped where valgrind is
+absent (``apt-get install valgrind``).
+
+File growth (no valgrind): the same flow runs 4 times into one store (``durability="normal"``);
+after each run a ``wal_checkpoint(TRUNCATE)`` folds the WAL into the file; growth per task is
+the median growth per run / tasks, and "beyond results" subtracts the bytes of the encoded
+results and deltas the run stored (``length(result) + length(delta)`` over its task rows).
 
 Run alone: ``python benchmarks/bench_instructions.py [SOURCE_ROOT]`` prints the table (the
 root defaults to this checkout: pass another one to measure a baseline from the same script).
@@ -14,6 +22,7 @@ root defaults to this checkout: pass another one to measure a baseline from the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,32 +37,79 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TASKS = 1000
-#: (case, implementation) -> what the subprocess runs
-CASES = [("chain-1000", "plain loop"), ("chain-1000", "flowdsl"),
-         ("produces-chain-1000", "plain loop"), ("produces-chain-1000", "flowdsl")]
+PLAIN, FLOWDSL, STORE = "plain loop", "flowdsl", "flowdsl + sqlite"
+#: case -> (tasks, produces, store): the shapes measured
+SHAPES = {
+    "chain-1000": (1000, False),
+    "produces-chain-1000": (1000, True),
+    "chain-10000": (10000, False),
+    "produces-chain-10000": (10000, True),
+}
+#: (case, implementation) measured with callgrind, in the order of the issue's table
+CASES = [("chain-1000", PLAIN), ("chain-1000", FLOWDSL),
+         ("produces-chain-1000", PLAIN), ("produces-chain-1000", FLOWDSL),
+         ("chain-1000", STORE),
+         ("chain-10000", PLAIN), ("chain-10000", FLOWDSL),
+         ("produces-chain-10000", PLAIN), ("produces-chain-10000", FLOWDSL)]
+GROWTH_TASKS = (1000, 20000)
 
 SCRIPT = """
-import sys
+import itertools, os, sys, tempfile
 sys.path[:0] = [{root!r}, {bench!r}]
 from shapes import chain
 shape = chain({n}, produces={produces})
-if {flowdsl}:
+if {impl!r} == {plain!r}:
+    run = shape.plain_loop()
+else:
     flow = shape.build_flow()
     flow.compile()
-    def run():
-        return flow.run(shape.initial)
-else:
-    run = shape.plain_loop()
+    if {impl!r} == {store!r}:
+        from flowdsl import SqliteStore
+        folder, numbers = tempfile.mkdtemp(), itertools.count()
+
+        def run():  # a fresh file per run, as in the issue's table
+            store = SqliteStore(os.path.join(folder, f"runs{{next(numbers)}}.db"))
+            try:
+                return flow.run(shape.initial, store=store)
+            finally:
+                store.close()
+    else:
+        def run():
+            return flow.run(shape.initial)
 run()  # warm-up
 for _ in range({k}):
     run()
 """
 
+GROWTH_SCRIPT = """
+import json, os, sqlite3, statistics, sys, tempfile
+sys.path[:0] = [{root!r}, {bench!r}]
+from shapes import chain
+from flowdsl import SqliteStore
+shape = chain({n})
+flow = shape.build_flow("growth")
+path = os.path.join(tempfile.mkdtemp(), "growth.db")
+store = SqliteStore(path)
+sizes, payload = [], []
+for _ in range(4):
+    result = flow.run(shape.initial, store=store)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    payload.append(conn.execute(
+        "SELECT sum(coalesce(length(result), 0) + coalesce(length(delta), 0)) FROM tasks "
+        "WHERE run_id = ?", (result.run_id,)).fetchone()[0])
+    conn.close()
+    sizes.append(os.path.getsize(path))
+store.close()
+growth = statistics.median(b - a for a, b in zip(sizes, sizes[1:])) / {n}
+print(json.dumps({{"growth": growth, "results": statistics.median(payload) / {n}}}))
+"""
+
 
 def _total(root: Path, case: str, impl: str, k: int) -> int:
-    code = SCRIPT.format(root=str(root), bench=str(HERE), n=TASKS,
-                         produces=case.startswith("produces"), flowdsl=impl == "flowdsl", k=k)
+    n, produces = SHAPES[case]
+    code = SCRIPT.format(root=str(root), bench=str(HERE), n=n, produces=produces, impl=impl,
+                         plain=PLAIN, store=STORE, k=k)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
@@ -69,7 +125,28 @@ def _total(root: Path, case: str, impl: str, k: int) -> int:
 @lru_cache(maxsize=None)
 def per_task(case: str, impl: str, root: Path = ROOT) -> float:
     """Instructions of one run of ``case`` by ``impl``, divided by its tasks."""
-    return (_total(root, case, impl, 3) - _total(root, case, impl, 1)) / 2 / TASKS
+    tasks = SHAPES[case][0]
+    return (_total(root, case, impl, 3) - _total(root, case, impl, 1)) / 2 / tasks
+
+
+@lru_cache(maxsize=None)
+def file_growth(tasks: int, root: Path = ROOT) -> dict[str, float]:
+    """Bytes per task the store's file grows by, and of those the encoded results and deltas."""
+    code = GROWTH_SCRIPT.format(root=str(root), bench=str(HERE), n=tasks)
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    return json.loads(done.stdout)
+
+
+def describe(case: str, impl: str, root: Path = ROOT) -> str:
+    """One line of the table: the count and what it is compared with."""
+    count = per_task(case, impl, root)
+    line = f"{case:22} {impl:16} {count:12,.0f} instructions/task"
+    if impl == FLOWDSL:
+        line += f"   overhead {count - per_task(case, PLAIN, root):10,.0f}/task"
+    elif impl == STORE:
+        line += f"   store adds {count - per_task(case, FLOWDSL, root):10,.0f}/task"
+    return line
 
 
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None,
@@ -82,17 +159,25 @@ def test_instructions_per_task(case: str, impl: str, results: Any) -> None:
     count = per_task(case, impl)
     assert count > 0
     results.instructions[(case, impl)] = count  # printed beside the timings at the end
-    line = f"{case:22} {impl:11} {count:12,.0f} instructions/task"
-    if impl == "flowdsl":
-        line += f"   overhead {count - per_task(case, 'plain loop'):,.0f}/task"
-    print(line)
+    print(describe(case, impl))
+
+
+@pytest.mark.parametrize("tasks", GROWTH_TASKS)
+def test_store_file_growth(tasks: int) -> None:
+    growth = file_growth(tasks)
+    assert growth["growth"] > 0
+    print(f"store file growth at {tasks:,} tasks: {growth['growth']:.0f} bytes/task, "
+          f"{growth['growth'] - growth['results']:.0f} beyond the results")
 
 
 def main(root: Path) -> None:
-    for case in ("chain-1000", "produces-chain-1000"):
-        plain, flowdsl = per_task(case, "plain loop", root), per_task(case, "flowdsl", root)
-        print(f"{case:22} plain loop {plain:10,.0f}  flowdsl {flowdsl:10,.0f}  "
-              f"overhead {flowdsl - plain:10,.0f} instructions/task")
+    for case, impl in CASES:
+        print(describe(case, impl, root), flush=True)
+    for tasks in GROWTH_TASKS:
+        growth = file_growth(tasks, root)
+        print(f"{'store growth-' + str(tasks):22} {'flowdsl + sqlite':16} "
+              f"{growth['growth']:12,.0f} bytes/task   beyond results "
+              f"{growth['growth'] - growth['results']:10,.0f}/task", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import pytest
 from report import write_section
 
 PLAIN = "plain loop"
+STORE = "flowdsl + sqlite"  # bench_instructions: the chain with the SQLite store
 GRAPHLIB = "graphlib"
 
 # Targets (DESIGN.md, "Performance targets")
@@ -325,4 +326,9 @@ def instruction_lines(results: Results) -> list[str]:
         timed = results.overhead_us(case)
         lines.append(f"  {case:22} {plain:12,.0f} {mine:12,.0f} {mine - plain:12,.0f} "
                      f"{'-' if timed is None else f'{timed:9.2f}'}")
+    for case in sorted({case for case, impl in results.instructions if impl == STORE}):
+        stored, bare = results.instructions[(case, STORE)], results.instructions.get((case, "flowdsl"))
+        if bare is not None:
+            lines.append(f"  {case:22} with the SQLite store (fresh file): {stored:12,.0f}, "
+                         f"{stored - bare:,.0f} more than without")
     return lines

@@ -30,6 +30,7 @@ from .errors import (
     StoreError,
     TaskTimeoutError,
     UnknownDependencyError,
+    UntrackedWriteError,
 )
 from .running.events import (ElementFinished, RunFinished, RunStarted, TaskFinished,
                              TaskMapped, TaskRetrying, TaskStarted)
@@ -39,6 +40,7 @@ from .measure import OverheadReport, measure_overhead
 from .compiling.plan import Plan, Step
 from .running.result import RunResult, TaskRun
 from .declaring.spec import TaskSpec
+from .declaring.caching import Cache
 from .status import Priority, RunStatus, TaskPriority, TaskStatus
 from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
 
@@ -63,7 +65,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "__version__", "Flow", "Priority", "TaskPriority", "TaskStatus", "RunStatus", "TaskContext", "TaskSpec",
+    "__version__", "Flow", "Cache", "Priority", "TaskPriority", "TaskStatus", "RunStatus",
+    "TaskContext", "TaskSpec",
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",
@@ -72,6 +75,7 @@ __all__ = [
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
     "DuplicateTaskError", "MapError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
+    "UntrackedWriteError",
 ]
 # `flowdsl.SqliteStore`, `flowdsl.PostgresStore` and `flowdsl.DaskExecutor` are public too, but
 # load on first use (they import sqlite3, psycopg and Dask): they stay out of `__all__`, so

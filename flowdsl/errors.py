@@ -162,6 +162,20 @@ class ContextPrunedError(FlowError, KeyError):
         return str(self.args[0])
 
 
+class UntrackedWriteError(FlowError, RuntimeError):
+    """A shared-state write came from a thread of no task (a thread a handler started) while
+    several tasks were in flight, so it cannot be given to the task that made it."""
+
+    def __init__(self, key: object, in_flight: tuple[str, ...]) -> None:
+        self.key = key
+        self.in_flight = in_flight
+        tasks = ", ".join(map(repr, in_flight)) or "none"
+        super().__init__(
+            f"shared-state write of key {key!r} from a thread that runs no task (tasks in "
+            f"flight: {tasks}): start the handler's threads with "
+            f"contextvars.copy_context().run(...) so the write belongs to its task")
+
+
 class SerializationError(FlowError, TypeError):
     """A value cannot be stored with the serializer the flow or task declares."""
 

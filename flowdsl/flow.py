@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-import os
-from time import perf_counter
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+
+import attrs
 
 from .compiling.compiler import compile_plan
 from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
-from .declaring.dsl import check_pool_size, check_serializer, make_spec, redefines
-from .errors import DefinitionError, MissingInputError, did_you_mean
-from .executors import ConcurrentExecutor, Executor, SequentialExecutor
+from .declaring.caching import Cache, as_cache
+from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
+from .declaring.types import check_types
+from .calling import choose_executor
+from .errors import DefinitionError, did_you_mean
+from .executors import Executor
 from .executors.base import adrive, drive
 from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
 from .executors.schedule import explain
 from .running.metrics import FlowMetrics
-from .observers.logging import LoggingObserver, logging_enabled
+from .observers.hooks import Hooks
 from .compiling.plan import Plan
 from .running.result import RunResult
 from .declaring.retry import DEFAULT_WAIT
-from .running.events import Event, Observer
-from .running.runtime import Run
+from .starting import new_run_id, start_run
 from .declaring.spec import TaskSpec
 from .running.context import TaskContext
 from .status import Priority, RunStatus
-from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
-
-if TYPE_CHECKING:  # the store loads lazily (sqlite3)
-    from .store.journal import RunJournal
+from .running.strategies import ContextPreservationStrategy
 
 __all__ = ["Flow", "new_run_id"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def new_run_id() -> str:
-    """A run id that sorts by start time: UTC timestamp to the microsecond, then 6 hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
 
 
 class Flow:
@@ -49,10 +43,22 @@ class Flow:
     """
 
     def __init__(self, name: str = "flow", *, serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> None:
+                 pools: Mapping[str, int] | None = None, types: Iterable[Any] = (),
+                 on_success: Callable[[Any], Any] | None = None,
+                 on_failure: Callable[[Any], Any] | None = None,
+                 on_retry: Callable[[Any], Any] | None = None,
+                 cache: bool | Cache | None = None) -> None:
         check_serializer(serializer, f"flow {name!r}")
+        check_hooks({"on_success": on_success, "on_failure": on_failure, "on_retry": on_retry},
+                    f"flow {name!r}")
+        #: the flow's hooks, run for every task before the task's own
+        self.hooks = Hooks(on_success=on_success, on_failure=on_failure, on_retry=on_retry)
         self.name = name
         self.serializer = serializer
+        #: the cache policy of tasks that declare none (``cache=True``: `Cache()` for each;
+        #: None: unset, so an including flow's policy applies to this flow's tasks)
+        self.cache = as_cache(cache, f"flow {name!r}")
+        self.types = check_types(types, f"flow {name!r}")
         self._pools: dict[str, int] = {}
         self._specs: list[TaskSpec] = []
         self._positions: dict[str, int] = {}  # task id -> index in _specs (the first declared)
@@ -62,7 +68,8 @@ class Flow:
         self._compiled: tuple[Any, list[TaskSpec], dict[tuple[str, ...], Plan]] | None = None
         for pool_name, size in (pools or {}).items():
             self.pool(pool_name, size)
-        self._metrics = FlowMetrics()
+        #: durations and counts of the runs made through this Flow object
+        self.metrics = FlowMetrics()
 
     # -- declaring ------------------------------------------------------------------------
     @overload
@@ -86,6 +93,14 @@ class Flow:
         timeout: float | None = None,
         serializer: str | None = None,
         pool: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        map_over: str | Iterable[str] | None = None,
+        run_if: Callable[..., Any] | None = None,
+        trigger: str = "all_succeeded",
+        on_success: Callable[[Any], Any] | None = None,
+        on_failure: Callable[[Any], Any] | None = None,
+        on_retry: Callable[[Any], Any] | None = None,
+        cache: bool | Cache | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -109,6 +124,10 @@ class Flow:
         map_over: str | Iterable[str] | None = None,
         run_if: Callable[..., Any] | None = None,
         trigger: str = "all_succeeded",
+        on_success: Callable[[Any], Any] | None = None,
+        on_failure: Callable[[Any], Any] | None = None,
+        on_retry: Callable[[Any], Any] | None = None,
+        cache: bool | Cache | None = None,
     ) -> Any:
         """Declare a task; usable bare (``@flow.task``) or with keywords. Returns the
         function unchanged (still callable and unit-testable).
@@ -119,7 +138,10 @@ class Flow:
         to the shared state), ``retries`` (extra attempts), ``retry_wait`` (seconds or a
         tenacity wait), ``retry_on`` (exception types or a tenacity retry predicate),
         ``timeout`` (seconds per attempt), ``serializer`` (``"json"`` or ``"pickle"``, for
-        the run store), ``pool`` (a resource pool declared with `Flow.pool`). The README's
+        the run store), ``pool`` (a resource pool declared with `Flow.pool`), ``on_success`` /
+        ``on_failure`` / ``on_retry`` (hooks: ``fn(event)``, after the flow's own), ``cache``
+        (True or `Cache(ttl=..., key=...)`: reuse a result of an earlier run in the store;
+        False: never; default: the flow's ``cache=``). The README's
         "Declaring tasks" section shows each one."""
         if fn is not None and not callable(fn):
             raise TypeError(f"@{self.name}.task takes keywords (id={fn!r}?), not {fn!r}")
@@ -130,6 +152,7 @@ class Flow:
                 requires=requires, produces=produces, retries=retries, retry_wait=retry_wait,
                 retry_on=retry_on, timeout=timeout, serializer=serializer, pool=pool,
                 bind=bind, map_over=map_over, run_if=run_if, trigger=trigger,
+                on_success=on_success, on_failure=on_failure, on_retry=on_retry, cache=cache,
             ))
             return function
 
@@ -198,8 +221,26 @@ class Flow:
                                            self._includes))
         self._changed()
 
+    def hook_scopes(self) -> dict[tuple[str, ...], Hooks]:
+        """Include path -> the hooks of the flow included there, for included flows that
+        declare any (their hooks follow their tasks)."""
+        scopes: dict[tuple[str, ...], Hooks] = {}
+        for inc in self._includes:
+            other = inc.flow
+            hooks = getattr(other, "hooks", None)
+            if isinstance(hooks, Hooks) and hooks:
+                scopes[(inc.prefix,)] = attrs.evolve(hooks, owner=f"flow {other.name!r}'s")
+            inner = getattr(other, "hook_scopes", None)
+            if inner is not None:
+                for path, found in inner().items():
+                    scopes[(inc.prefix,) + tuple(path)] = found
+        return scopes
+
     def _all_pools(self) -> dict[str, int]:
         return all_pools(self._pools, self._includes)
+
+    def _all_types(self) -> tuple[Any, ...]:
+        return self.types + tuple(t for f in self.included_flows() for t in f._all_types())
 
     def included_flows(self) -> tuple["Flow", ...]:
         """The flows this one includes (directly)."""
@@ -260,7 +301,8 @@ class Flow:
         With ``targets``, the plan of those tasks and their ancestors (cached too)."""
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
-            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools())
+            self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),
+                                      self._all_types(), self.cache)
         if targets is None:
             return self._plan
         wanted = normalize_targets(self._plan, targets)
@@ -268,74 +310,6 @@ class Flow:
         if plan is None:
             plan = by_targets[wanted] = target_plan(self._plan, wanted)
         return plan
-
-    def _prepare(
-        self,
-        initial: Mapping[str, Any] | None,
-        context_strategy: ContextPreservationStrategy | None,
-        run_id: str | None,
-        observers: Iterable[Observer | Callable[[Event], None]] | None,
-        store: Any = None,
-        resume: str | None = None,
-        force: bool = False,
-        targets: Iterable[str] | None = None,
-    ) -> Run:
-        """Check the call, open the run (in the store, when given) and build the `Run`."""
-        if resume is not None and store is not None and targets is None:
-            from .store.journal import stored_targets  # a target run resumes as one
-
-            targets = stored_targets(store, resume) or None
-        plan = self.compile(targets)
-        started = perf_counter()  # the run's wall clock: opening the store counts
-        _check_call(initial, run_id, store, resume)
-        journal: RunJournal | None = None
-        if store is None:
-            initial = {} if initial is None else initial
-            _check_inputs(plan, initial)
-            run_id = run_id or new_run_id()
-        else:
-            journal = self._open_journal(plan, store, initial, run_id, resume, force)
-            journal.open_time = perf_counter() - started
-            initial, run_id = journal.inputs, journal.run_id
-        watchers = list(observers or ())
-        if logging_enabled():
-            watchers.append(LoggingObserver())
-        run = Run(
-            plan,
-            initial,
-            run_id=run_id,
-            strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
-            observers=watchers,
-            journal=journal,
-            started=started,
-            # read only by adaptive scheduling (N > 1), so only then computed
-            history=journal.history if journal is not None else self._metrics.durations,
-        )
-        if journal is not None and journal.restored:
-            run.restore_completed(journal.restored)
-        return run
-
-    def _open_journal(self, plan: Plan, store: Any, initial: Mapping[str, Any] | None,
-                      run_id: str | None, resume: str | None, force: bool) -> RunJournal:
-        """Start (or resume) the run in the store; a store made from a path is closed when
-        the run ends."""
-        from .store import SqlStore, open_store  # sqlite3 is imported only when a store is used
-
-        owned = not isinstance(store, SqlStore)
-        if owned:  # a path, or a postgresql:// DSN
-            store = open_store(store)
-        try:
-            journal: RunJournal = store.open_run(
-                plan, flow=self.name, serializer=self.serializer,
-                run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
-                check_inputs=lambda given: _check_inputs(plan, given),
-            )
-        except BaseException:
-            if owned:
-                store.close()
-            raise
-        journal.owns_store = owned
-        return journal
 
     def run(
         self,
@@ -352,6 +326,8 @@ class Flow:
         adaptive: bool = True,
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """Run the flow and return its `RunResult`. Definition errors and missing inputs raise
         before any task.
@@ -371,15 +347,20 @@ class Flow:
         ``force=True`` resumes after the flow or its inputs changed, keeping only the
         completed tasks unaffected by the change.
 
+        ``resources={"db": conn}``: a parameter named like a resource receives the object;
+        resources are never stored, hashed or copied and must be given again on resume.
+
         ``max_concurrency=N`` runs up to N ready tasks at once (async handlers on one loop,
         sync ones in N threads); ``adaptive`` then prefers, among ready tasks of equal
         priority, the longest expected critical path (from earlier runs' durations).
+
+        With a store, tasks declared ``cache=`` (or all, with ``Flow(cache=True)``) reuse a
+        result of an earlier run whose fingerprint and inputs match; ``cache=False`` neither
+        reads nor writes the cache for this run.
         """
-        executor = _choose_executor(executor, max_concurrency, adaptive)
-        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile(targets))
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets)
+        executor = choose_executor(executor, max_concurrency, adaptive)
+        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+                        resume, force, targets, resources, cache)
         try:
             if not executor.uses_event_loop(run.plan):
                 result = drive(executor, run)
@@ -393,10 +374,7 @@ class Flow:
                 exc.flowdsl_result = run.final  # type: ignore[attr-defined]
             self._record_interrupted(exc)
             raise
-        self._metrics.record(result)
-        if raise_on_failure and result.status is RunStatus.FAILED:
-            raise result.failure() from result.error
-        return result
+        return self._finished(result, raise_on_failure)
 
     async def arun(
         self,
@@ -413,23 +391,20 @@ class Flow:
         adaptive: bool = True,
         raise_on_failure: bool = True,
         targets: Iterable[str] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
-        executor = _choose_executor(executor, max_concurrency, adaptive)
-        if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
-            executor.check_plan(self.compile(targets))
-        run = self._prepare(initial, context_strategy, run_id, observers, store, resume, force,
-                            targets)
+        executor = choose_executor(executor, max_concurrency, adaptive)
+        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+                        resume, force, targets, resources, cache)
         try:
             result = await adrive(executor, run)
         except BaseException as exc:
             self._record_interrupted(exc)
             raise
-        self._metrics.record(result)
-        if raise_on_failure and result.status is RunStatus.FAILED:
-            raise result.failure() from result.error
-        return result
+        return self._finished(result, raise_on_failure)
 
     async def execute_sequence(self, initial_context: Mapping[str, Any] | None = None,
                                sequence_id: str | None = None, **options: Any) -> TaskContext:
@@ -453,17 +428,24 @@ class Flow:
         })
         return context
 
+    def _finished(self, result: RunResult, raise_on_failure: bool) -> RunResult:
+        """Keep the run's metrics; raise `RunFailedError` for a FAILED run when asked."""
+        self.metrics.record(result)
+        if raise_on_failure and result.status is RunStatus.FAILED:
+            raise result.failure() from result.error
+        return result
+
     def _record_interrupted(self, exc: BaseException) -> None:
         result = getattr(exc, "flowdsl_result", None)
         if isinstance(result, RunResult):
-            self._metrics.record(result)
+            self.metrics.record(result)
 
     def explain_schedule(self, store: Any = None) -> dict[str, Any]:
         """The expected durations and critical paths adaptive scheduling will use (from the
         run store's history when given, else from this Flow object's earlier runs)."""
         plan = self.compile()
         if store is None:
-            return explain(plan, self._metrics.durations())
+            return explain(plan, self.metrics.durations())
         from .store import open_store
 
         store = open_store(store)
@@ -472,35 +454,4 @@ class Flow:
     def get_execution_metrics(self) -> dict[str, Any]:
         """The seed's metrics: totals across this flow's runs, the last 10 durations per task,
         and the last run's context efficiency, context size and status counts."""
-        return self._metrics.report()
-
-
-def _check_call(initial: Mapping[str, Any] | None, run_id: str | None, store: Any,
-                resume: str | None) -> None:
-    if initial is not None and not isinstance(initial, Mapping):
-        raise TypeError(f"flow.run() takes a mapping of inputs, got {type(initial).__name__}")
-    if run_id is not None and (not isinstance(run_id, str) or not run_id):
-        raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
-    if resume is not None and store is None:
-        raise ValueError("resume= needs the run store the run was recorded in: pass store=")
-    if resume is not None and run_id is not None and run_id != resume:
-        raise ValueError(f"run_id={run_id!r} and resume={resume!r} disagree: pass one")
-
-
-def _check_inputs(plan: Plan, given: Mapping[str, Any]) -> None:
-    """`MissingInputError` naming each input the caller did not give, and its readers."""
-    missing = {key: plan.input_readers[key] for key in plan.inputs if key not in given}
-    if missing:
-        raise MissingInputError(missing, plan.order)
-
-
-def _choose_executor(executor: Executor | None, max_concurrency: int | None,
-                     adaptive: bool) -> Executor:
-    if executor is not None:
-        if max_concurrency is not None and getattr(executor, "max_concurrency", None) not in (
-                None, max_concurrency):
-            raise ValueError(f"max_concurrency={max_concurrency} disagrees with {executor!r}")
-        return executor
-    if max_concurrency is None or max_concurrency == 1:
-        return SequentialExecutor()
-    return ConcurrentExecutor(max_concurrency, adaptive=adaptive)
+        return self.metrics.report()

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Trial", "flow_source", "run_trial", "main"]
+__all__ = ["Trial", "flow_source", "signal_of", "run_trial", "main"]
 
 RUNNER = textwrap.dedent('''
 
@@ -188,16 +188,21 @@ SIGNALS = {"kill": (signal.SIGKILL,), "int": (signal.SIGINT,),
            "both": (signal.SIGKILL, signal.SIGINT)}
 
 
+def signal_of(seed: int, signals: str = "both") -> tuple[random.Random, signal.Signals]:
+    """The random source of trial ``seed`` and the signal it sends (decided by the seed)."""
+    rng = random.Random(seed * 7919 + 1)
+    return rng, rng.choice(SIGNALS[signals])
+
+
 def run_trial(seed: int, folder: Path, timeout: float = 60.0, signals: str = "both") -> Trial:
     """One trial in ``folder``; never raises for a finding (see ``Trial.problems``)."""
-    rng = random.Random(seed * 7919 + 1)
+    rng, which = signal_of(seed, signals)
     source, n, concurrency = flow_source(seed)
     trial = Trial(seed, n, concurrency)
     script = folder / f"fuzzflow{seed}.py"
     script.write_text(source)
     store, log = folder / "runs.db", folder / "log.txt"
     log.touch()
-    which = rng.choice(SIGNALS[signals])
     trial.signal_name = which.name
     wait_for = rng.randint(0, max(0, n - 2))  # completions before the signal
     extra = rng.uniform(0.0, 0.006)

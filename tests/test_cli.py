@@ -293,14 +293,17 @@ def test_refused_resume_exits_2(tmp_path: Path, resumable: Path) -> None:
 def test_resume_of_a_changed_flow_needs_force(tmp_path: Path, resumable: Path) -> None:
     failed = flowdsl(tmp_path, "run", resumable, "--run-id", "r1")
     assert failed.returncode == 1
-    resumable.write_text(resumable.read_text().replace("second * 10", "second * 100"))
+    # a task that completed changed (fixing the failed one alone needs no --force)
+    resumable.write_text(resumable.read_text().replace("first + 1", "first + 2"))
     (tmp_path / "marker").touch()
     refused = flowdsl(tmp_path, "run", resumable, "--resume", "r1")
     assert refused.returncode == 2
-    assert "flaky" in one_line_error(refused)  # names what changed
+    line = one_line_error(refused)
+    assert "second" in line and "flaky" not in line  # names what changed
+    assert "--force" in line and "force=True" not in line  # in the CLI's words
     forced = flowdsl(tmp_path, "run", resumable, "--resume", "r1", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 201
+    assert json.loads(forced.stdout)["tasks"]["last"]["result"] == 31
 
 
 # -- the README's story: a failed run, resumed --------------------------------------------------
@@ -502,6 +505,34 @@ SLOW = '''
         time.sleep(0.4)
 '''
 
+# The same three tasks for the tests that look for the bar: ``slow_two`` runs until the test
+# has seen the bar name it (the test writes the file ``bar-seen``), not for a set time.
+UNTIL_SEEN = '''
+    import time
+    from pathlib import Path
+
+    from flowdsl import Flow
+
+    flow = Flow("slow")
+
+
+    @flow.task
+    def slow_one():
+        return 1
+
+
+    @flow.task
+    def slow_two(slow_one):
+        seen, deadline = Path(__file__).with_name("bar-seen"), time.monotonic() + 30
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+    @flow.task
+    def slow_three(slow_two):
+        return 3
+'''
+
 
 @pytest.mark.slow
 def test_no_progress_bar_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
@@ -512,8 +543,9 @@ def test_no_progress_bar_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
     assert "running slow" not in proc.stdout + proc.stderr
 
 
-def run_on_a_terminal(cwd: Path, *args: str) -> str:
-    """Run ``flowdsl ARGS`` with stdout on a pseudo-terminal; return what it drew."""
+def run_on_a_terminal(cwd: Path, *args: str, answer: str = "") -> str:
+    """Run ``flowdsl ARGS`` with stdout on a pseudo-terminal; return what it drew. Once it
+    has drawn ``answer``, write the file ``bar-seen`` in ``cwd`` (see ``UNTIL_SEEN``)."""
     import pty
 
     leader, follower = pty.openpty()
@@ -531,6 +563,8 @@ def run_on_a_terminal(cwd: Path, *args: str) -> str:
         if not chunk:
             break
         chunks.append(chunk)
+        if answer and answer.encode() in b"".join(chunks):
+            (cwd / "bar-seen").touch()
     os.close(leader)
     assert proc.wait(timeout=60) == 0, proc.stderr.read()
     proc.stderr.close()
@@ -541,14 +575,31 @@ def run_on_a_terminal(cwd: Path, *args: str) -> str:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
 @pytest.mark.parametrize("quiet", [False, True], ids=["shown", "quiet"])
 def test_progress_bar_on_a_terminal(tmp_path: Path, quiet: bool) -> None:
-    write(tmp_path / "slow_flow.py", SLOW)
-    drawn = run_on_a_terminal(tmp_path, "run", "slow_flow.py", *(["--quiet"] if quiet else []))
-    assert "succeeded" in drawn
-    if quiet:
+    if quiet:  # 1.2 s of work: a bar would have shown by then
+        write(tmp_path / "slow_flow.py", SLOW)
+        drawn = run_on_a_terminal(tmp_path, "run", "slow_flow.py", "--quiet")
+        assert "succeeded" in drawn
         assert "running slow" not in drawn and "━" not in drawn
     else:
+        write(tmp_path / "slow_flow.py", UNTIL_SEEN)
+        drawn = run_on_a_terminal(tmp_path, "run", "slow_flow.py", answer="running slow_two")
+        assert "succeeded" in drawn
+        assert (tmp_path / "bar-seen").exists()  # slow_two was released by the bar, not late
         assert "running slow_two" in drawn  # the task running, after 0.5 s
-        assert re.search(r"[12]/3", drawn)  # tasks done / total
+        assert re.search(r"1/3", drawn)  # tasks done / total
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a Linux pty")
+def test_progress_bar_shows_an_eta_once_the_store_has_history(tmp_path: Path) -> None:
+    write(tmp_path / "slow_flow.py", UNTIL_SEEN)
+    first = run_on_a_terminal(tmp_path, "run", "slow_flow.py", answer="running slow_two")
+    assert "running slow_two" in first and "ETA" not in first  # no history yet: no ETA
+    (tmp_path / "bar-seen").unlink()
+    second = run_on_a_terminal(tmp_path, "run", "slow_flow.py", answer="ETA")
+    # the earlier run's slow_two ran about as long as the bar's half-second wait: a second or
+    # less remains once this one's bar shows
+    assert re.search(r"ETA 0:00:0[0-2]", second), second
 
 
 def test_progress_bar_waits_half_a_second(tmp_path: Path) -> None:

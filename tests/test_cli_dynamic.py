@@ -108,3 +108,55 @@ def test_graph_with_target_draws_only_the_target_plan(tmp_path: Path) -> None:
     assert drawn.returncode == 0, drawn.stderr
     assert '"totals" -> "summary_report"' in drawn.stdout
     assert "train_forecast" not in drawn.stdout
+
+
+BRANCHING = ROOT / "examples" / "branching.py"
+
+
+def test_run_shows_a_branch_not_taken_and_a_clean_up_after_a_failure(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    taken = flowdsl(tmp_path, "run", f"{BRANCHING}:nightly", "--set", "new_rows=[1, 2, 3]",
+                    "--store", store)
+    assert taken.returncode == 0, taken.stderr  # skipped by a condition: still succeeded
+    rows = {line.split()[0]: line for line in taken.stdout.splitlines() if line.strip()}
+    assert "skipped" in rows["full_rebuild"] and "condition false" in rows["full_rebuild"]
+    assert "upstream task 'full_rebuild' was skipped: condition false" in rows["reindex"]
+    assert "completed" in rows["publish"] and "completed" in rows["cleanup"]
+
+    broken = flowdsl(tmp_path, "run", f"{BRANCHING}:nightly", "--set", "new_rows=null",
+                     "--store", store, "--json")
+    assert broken.returncode == 1, broken.stderr
+    tasks = json.loads(broken.stdout)["tasks"]
+    assert tasks["check_volume"]["status"] == "failed"
+    assert tasks["publish"]["status"] == "skipped"
+    assert tasks["publish"]["reason"] == "upstream task 'check_volume' failed"
+    assert tasks["cleanup"]["status"] == "completed"  # all_done: whatever happened
+
+
+def test_plan_marks_the_branching_example(tmp_path: Path) -> None:
+    shown = flowdsl(tmp_path, "plan", f"{BRANCHING}:nightly")
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[1]: line for line in shown.stdout.splitlines()
+            if line[:1].isdigit()}
+    assert "conditional (run_if is_small)" in rows["incremental"]
+    assert "conditional (run_if is_large)" in rows["full_rebuild"]
+    assert "trigger none_failed" in rows["publish"] and "trigger all_done" in rows["cleanup"]
+    assert "conditional" not in rows["reindex"] and "trigger" not in rows["reindex"]
+
+
+def test_graph_draws_conditional_tasks_as_hexagons_and_labels_triggers(tmp_path: Path) -> None:
+    mermaid = flowdsl(tmp_path, "graph", f"{BRANCHING}:nightly")
+    assert mermaid.returncode == 0, mermaid.stderr
+    lines = [line.strip() for line in mermaid.stdout.splitlines()]
+    assert any(line.startswith('incremental{{"incremental') and "if is_small" in line
+               for line in lines)
+    assert any(line.startswith('publish["publish') and "trigger none_failed" in line
+               for line in lines)
+    assert any(line.startswith('reindex["reindex') for line in lines)  # a plain box
+
+    dot = flowdsl(tmp_path, "graph", f"{BRANCHING}:nightly", "--format", "dot")
+    assert dot.returncode == 0, dot.stderr
+    node = next(line for line in dot.stdout.splitlines() if line.strip().startswith('"full_rebuild" ['))
+    assert "shape=hexagon" in node and "if is_large" in node
+    assert "trigger all_done" in next(line for line in dot.stdout.splitlines()
+                                      if line.strip().startswith('"cleanup" ['))

@@ -217,14 +217,22 @@ def test_random_dags_keep_order_caps_and_outcome_of_the_sequential_run(dag, n):
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_four_independent_sleeping_tasks_overlap_at_n4(is_async):
     flow = Flow("overlap")
+    arrived: list[int] = []  # async: the four count themselves in; sync: they meet at a barrier
+    barrier = threading.Barrier(4, timeout=LONG)
     for i in range(4):
         if is_async:
-            async def nap():
-                await asyncio.sleep(NAP)
+            async def nap(i=i):
+                arrived.append(i)
+                deadline = time.monotonic() + LONG
+                while len(arrived) < 4:
+                    assert time.monotonic() < deadline, "the four tasks never ran together"
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(NAP)  # then work together for a while
                 return "done"
         else:
             def nap():
-                time.sleep(NAP)
+                barrier.wait()
+                time.sleep(NAP)  # then work together for a while
                 return "done"
         flow.task(id=f"nap{i}")(nap)
 
@@ -489,38 +497,64 @@ def test_pool_size_must_be_an_int_of_at_least_one(size):
 def test_pool_declared_with_flow_pool_is_honoured():
     flow = Flow("pools")
     flow.pool("db", 2)
-    holder = {"tracker": Tracker({"db": 2})}
+    tracker = Tracker({"db": 2})
+
+    def met() -> bool:  # two db tasks ran at once (polled with a deadline, not slept for)
+        return tracker.pool_peak["db"] >= 2
+
     for i in range(6):
-        task = {"id": f"q{i}", "deps": (), "reads": (), "fail_on": frozenset(), "pool": "db",
-                "duration": 0.02, "is_async": bool(i % 2)}
-        flow.task(id=f"q{i}", pool="db")(make_handler(task, holder))
+        if i % 2:
+            async def query():
+                tracker.enter("db")
+                try:
+                    deadline = time.monotonic() + LONG
+                    while not met() and time.monotonic() < deadline:
+                        await asyncio.sleep(0.001)
+                finally:
+                    tracker.leave("db")
+        else:
+            def query():
+                tracker.enter("db")
+                try:
+                    deadline = time.monotonic() + LONG
+                    while not met() and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                finally:
+                    tracker.leave("db")
+        flow.task(id=f"q{i}", pool="db")(query)
 
     result = flow.run(max_concurrency=5)
 
     assert result.status is RunStatus.SUCCEEDED
-    assert holder["tracker"].pool_peak["db"] == 2
+    assert tracker.pool_peak["db"] == 2
 
 
 @pytest.mark.parametrize("free_pool", [None, "api"], ids=["no-pool", "other-pool"])
 def test_a_task_waiting_for_a_full_pool_does_not_block_other_ready_tasks(free_pool):
     flow = Flow("pool-skip", pools={"db": 1, "api": 1})
 
+    free_ran = threading.Event()
+    seen = {}
+
     @flow.task(pool="db", priority=Priority.HIGH)
-    def db1():
-        time.sleep(NAP)
+    def db1():  # holds the db pool until the free task ran (or LONG passed: the test fails)
+        seen["free_ran_while_db1_held_the_pool"] = free_ran.wait(LONG)
 
     @flow.task(pool="db", priority=Priority.HIGH)
     def db2():
-        time.sleep(NAP)
+        return "db2"
 
     @flow.task(pool=free_pool, priority=Priority.LOW)  # behind db2 in the ready queue
     def free():
+        free_ran.set()
         return "free"
 
     result = flow.run(max_concurrency=2)
     tasks = result.tasks
 
     assert result.status is RunStatus.SUCCEEDED
+    assert seen["free_ran_while_db1_held_the_pool"] is True, \
+        "the free task did not run while db1 held the pool (it waited behind db2)"
     assert tasks["db2"].started_at >= tasks["db1"].ended_at  # the pool cap
     assert tasks["free"].started_at < tasks["db1"].ended_at, \
         "the free task waited behind db2, which waited for the full pool"
@@ -688,10 +722,12 @@ def sleeper(seconds):
 
 
 def skewed_flow(urgent=False):
-    """Three short roots declared first, then the head of a long chain; all NORMAL."""
+    """Three short roots declared first, then the head of a long chain; all NORMAL. (A sleep
+    lasts at least its time and the short ones do no work: a long task's measured duration
+    exceeds a short one's however loaded the machine.)"""
     flow = Flow("skewed")
     for i in range(1, 4):
-        flow.task(id=f"s{i}")(sleeper(0.01))
+        flow.task(id=f"s{i}")(sleeper(0.0))
     flow.task(id="L")(sleeper(0.06))
     flow.task(id="L2", depends_on=["L"])(sleeper(0.06))
     if urgent:
@@ -721,7 +757,7 @@ def test_explain_schedule_before_any_run_has_no_history():
 def test_explain_schedule_after_a_run_uses_durations():
     flow = Flow("explain")
     flow.task(id="root")(sleeper(0.001))
-    flow.task(id="short", depends_on=["root"])(sleeper(0.001))
+    flow.task(id="short", depends_on=["root"])(sleeper(0.0))
     flow.task(id="long", depends_on=["root"])(sleeper(0.08))
     flow.run()
     info = flow.explain_schedule()
@@ -738,9 +774,9 @@ def test_explain_schedule_after_a_run_uses_durations():
 
 def test_a_task_without_history_counts_as_the_median_of_those_with_one():
     flow = Flow("median")
-    flow.task(id="a")(sleeper(0.001))
-    flow.task(id="b")(sleeper(0.03))
-    flow.task(id="c")(sleeper(0.09))
+    flow.task(id="a")(sleeper(0.0))
+    flow.task(id="b")(sleeper(0.05))
+    flow.task(id="c")(sleeper(0.15))
     flow.run()
     flow.task(id="new")(sleeper(0.0))
     tasks = flow.explain_schedule()["tasks"]
@@ -802,7 +838,9 @@ def test_declared_inputs_get_the_producers_value_despite_a_concurrent_direct_wri
 
     @flow.task
     async def intruder(context):  # not related to the readers
+        deadline = time.monotonic() + LONG
         while not produced.is_set():
+            assert time.monotonic() < deadline, "the producer never ran"
             await asyncio.sleep(0.002)
         context.shared_state["k"] = "from intruder"
         overwritten.set()

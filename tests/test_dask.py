@@ -136,15 +136,19 @@ def test_a_downstream_task_still_gets_its_value_when_the_worker_holding_it_dies(
     def upstream():
         with open(runs, "a") as fh:
             fh.write("x\n")
-        return {"pid": os.getpid(), "payload": b"y" * 1000}
+        return {"pid": os.getpid(), "worker": distributed.get_worker().address,
+                "payload": b"y" * 1000}
 
     @flow.task(retries=1, retry_wait=0)
     def assassin(upstream):
         marker = tmp_path / "killed"
         if not marker.exists():  # kill the process holding upstream's result, once
             marker.write_text("x")
-            os.kill(upstream["pid"], signal.SIGKILL)
-            time.sleep(1.0)  # (if it is this very process, it dies here)
+            os.kill(upstream["pid"], signal.SIGKILL)  # (if it is this very process, it dies here)
+            here, deadline = distributed.get_client(), time.monotonic() + 30
+            while upstream["worker"] in here.scheduler_info()["workers"]:  # until Dask knows
+                assert time.monotonic() < deadline, "the scheduler never saw the worker die"
+                time.sleep(0.01)
         return "done"
 
     @flow.task(depends_on=["assassin"])
@@ -277,28 +281,42 @@ def test_priority_is_submitted_as_dask_priority(dask_client):
     assert seen["critical"] < seen["high"] < seen["normal"] < seen["low"]
 
 
-def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
+def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker(tmp_path):
     """1 worker, 1 thread, more tasks submitted than it can run: Dask's own queue decides.
-    The low-priority tasks are submitted first; the high-priority ones only become ready
-    (and are submitted) after ``gate`` ran, while the thread is busy. If Dask honours the
-    mapped priority they overtake the low ones still queued."""
+    ``blocker`` holds the thread until the scheduler knows the four low-priority tasks (so
+    ``gate`` and they queue); the high-priority ones only become ready (and are submitted)
+    after ``gate`` ran, and the low task then on the thread holds it until the scheduler knows
+    them (later ones find the file it leaves: finished tasks leave the scheduler's list). If
+    Dask honours the mapped priority they overtake the low ones still queued."""
     cluster, client = _small_cluster(n_workers=1, threads_per_worker=1)
     try:
         flow = Flow("dask-priority-order")
 
-        def make(seconds):
+        def make(hold_until_known: str = "", count: int = 0):
+            seen = tmp_path / f"{hold_until_known}-known"
+
             def handler():
                 started = time.time()
-                time.sleep(seconds)
+                if hold_until_known and not seen.exists():  # the scheduler's tasks: the event
+                    here = distributed.get_client()
+                    deadline = time.monotonic() + 30
+                    while here.run_on_scheduler(
+                            lambda dask_scheduler: sum(str(key).startswith(hold_until_known)
+                                                       for key in dask_scheduler.tasks)) < count:
+                        assert time.monotonic() < deadline, f"no {count} {hold_until_known}"
+                        time.sleep(0.005)
+                    seen.touch()
                 return started
             return handler
 
-        flow.add_task("blocker", "blocker", make(0.6), priority=Priority.CRITICAL, max_retries=0)
-        flow.add_task("gate", "gate", make(0.0), priority=Priority.CRITICAL, max_retries=0)
+        flow.add_task("blocker", "blocker", make("low", 4), priority=Priority.CRITICAL,
+                      max_retries=0)
+        flow.add_task("gate", "gate", make(), priority=Priority.CRITICAL, max_retries=0)
         for i in range(4):
-            flow.add_task(f"low{i}", f"low{i}", make(0.3), priority=Priority.LOW, max_retries=0)
+            flow.add_task(f"low{i}", f"low{i}", make("high", 3), priority=Priority.LOW,
+                          max_retries=0)
         for i in range(3):
-            flow.add_task(f"high{i}", f"high{i}", make(0.01), dependencies=["gate"],
+            flow.add_task(f"high{i}", f"high{i}", make(), dependencies=["gate"],
                           priority=Priority.HIGH, max_retries=0)
 
         result = flow.run(executor=DaskExecutor(client, max_concurrency=16))
@@ -315,25 +333,35 @@ def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
     assert max(highs) < sorted(lows)[1], order
 
 
-def test_max_concurrency_defaults_to_the_clusters_threads(dask_client):
+def test_max_concurrency_defaults_to_the_clusters_threads(dask_client, tmp_path):
+    """Each task leaves a file (workers are other processes: files are the events) and waits
+    until as many have arrived as the cluster has threads: the first ones meet only if flowdsl
+    had that many in flight at once; the later ones find the meeting over and return."""
     threads = sum(dask_client.nthreads().values())
     assert threads == 4
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
     flow = Flow("dask-default-concurrency")
 
-    def nap():
-        started = time.time()
-        time.sleep(0.3)
-        return started, time.time()
+    def make(i):
+        def nap():
+            started = time.time()
+            (arrived / str(i)).touch()
+            deadline = time.monotonic() + 30  # (then the overlap below is short of threads)
+            while len(list(arrived.iterdir())) < threads and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return started, time.time()
+        return nap
 
     for i in range(12):
-        flow.add_task(f"nap{i}", f"nap{i}", nap, max_retries=0)
+        flow.add_task(f"nap{i}", f"nap{i}", make(i), max_retries=0)
 
     result = flow.run(executor=DaskExecutor(dask_client))
 
     assert result.status is RunStatus.SUCCEEDED
     intervals = list(result.results.values())
     overlap = max(sum(1 for s, e in intervals if s <= start < e) for start, _ in intervals)
-    assert 2 <= overlap <= threads, intervals
+    assert overlap == threads, intervals
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,11 +503,16 @@ def _unretrieved_futures(caplog, before: set[int] = frozenset()) -> list[str]:
     return freed + alive
 
 
-def _callback_errors(caplog) -> list[str]:
+def _callback_errors(caplog, futures: list[Any]) -> list[str]:
     """Errors that Dask's client logged from flowdsl's done-callbacks, once the cancellations
     have come back (e.g. "RuntimeError: Event loop is closed" when a cancelled attempt's
-    notice arrives after the run's event loop ended)."""
-    time.sleep(1.0)
+    notice arrives after the run's event loop ended). Dask runs a future's done-callbacks one
+    after another on one thread, in the order they were queued: a callback added now runs
+    after flowdsl's, so its event says flowdsl's has run."""
+    called = [threading.Event() for _ in futures]
+    for future, event in zip(futures, called):
+        future.add_done_callback(lambda _, event=event: event.set())
+    assert all(event.wait(30) for event in called), "Dask never ran the done-callbacks"
     return [r.getMessage() for r in caplog.records
             if r.name.startswith("distributed") and "Error in callback" in r.getMessage()]
 
@@ -522,7 +555,7 @@ def test_a_timed_out_attempt_is_cancelled_and_retried(dask_client, tmp_path, mon
     assert len({f.key for f in submitted}) == 2
     assert all(f.status == "cancelled" for f in submitted), [f.status for f in submitted]
     assert "sleepy" not in result.results
-    assert _callback_errors(caplog) == []
+    assert _callback_errors(caplog, submitted) == []
     assert _unretrieved_futures(caplog, before) == []
 
 
@@ -567,7 +600,7 @@ def test_a_critical_failure_cancels_attempts_in_flight(dask_client, tmp_path, mo
     assert "critical" in slow_run.reason
     slow_futures = [f for f in submitted if str(f.key).startswith("slow-")]
     assert len(slow_futures) == 1 and slow_futures[0].status == "cancelled"
-    assert _callback_errors(caplog) == []
+    assert _callback_errors(caplog, submitted) == []
     assert _unretrieved_futures(caplog, before) == []
 
 

@@ -394,9 +394,11 @@ def test_late_shared_state_writes_of_an_async_attempt_are_discarded(flow, run_fl
             late_writes.append(True)
 
     @flow.task(priority=Priority.LOW)
-    async def settle():
-        for _ in range(3):
-            await asyncio.sleep(0)  # let the cancelled attempt finish
+    async def settle():  # the run ends only after the cancelled attempt has unwound
+        deadline = time.monotonic() + LONG
+        while not late_writes:
+            assert time.monotonic() < deadline, "the timed-out attempt never unwound"
+            await asyncio.sleep(0.001)
         return "settled"
 
     result = run_flow(flow, raise_on_failure=False)

@@ -95,3 +95,18 @@ def test_error_text_in_log_lines_is_type_and_message(captured, run_flow, flow):
     assert len(messages) == 2  # the retry and the failure
     assert all(text in message for message in messages), messages
     assert not any("FileNotFoundError(" in message for message in messages)
+
+
+def test_a_branch_not_taken_is_logged_as_info_a_skip_after_a_failure_as_warning(captured):
+    flow = Flow("branches")
+    flow.task(id="gated", run_if=lambda: False)(noop)
+    flow.task(id="after_gated", depends_on=["gated"])(noop)
+    flow.task(id="broken")(fail)
+    flow.task(id="after_broken", depends_on=["broken"])(noop)
+    logger.enable("flowdsl")
+
+    flow.run(raise_on_failure=False)
+
+    levels = {r["extra"].get("task_id"): r["level"].name for r in flowdsl_records(captured)
+              if "skipped" in r["message"]}
+    assert levels == {"gated": "INFO", "after_gated": "INFO", "after_broken": "WARNING"}

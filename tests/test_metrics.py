@@ -67,7 +67,8 @@ def test_durations_sum_and_average_over_tasks_that_ran(run_flow):
     # ">= 0" could not fail) and no more than the wall time allows
     overhead = summary["orchestration_overhead_per_task"]
     assert 0.0 < overhead * 3 < summary["wall_time"]
-    assert summary["context_preservation_overhead"] >= 0.0
+    # the bookkeeping of each task's record counts as preservation, strategy or not
+    assert 0.0 < summary["context_preservation_overhead"] < summary["wall_time"]
 
 
 def test_empty_flow_summary(run_flow):

@@ -165,6 +165,7 @@ BARS = "#gantt rect[data-task-id]"
 ATTRS = "els => els.map(e => [e.dataset.taskId, e.dataset.status, e.dataset.attempt ?? null, " \
         "e.dataset.index ?? null, (e.tagName === 'rect' ? e : e.querySelector('rect'))" \
         ".getAttribute('fill')])"
+EDGES = "els => els.map(e => [e.dataset.from, e.dataset.to])"
 
 
 def check_etl_page(opened: Opened, result_statuses: dict[str, tuple[str, int]]) -> None:
@@ -216,15 +217,75 @@ def test_store_report_in_chromium(browser: Any, tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "runs.db") as store:
         result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
         path = tmp_path / "store-report.html"
-        text = store.report(result.run_id, path,
-                            dependencies={s.id: s.dependencies for s in flow.compile().steps})
+        text = store.report(result.run_id, path)  # the edges come from the store
     assert path.read_text(encoding="utf-8") == text
-    opened = Opened(browser, path, "store-report")
-    try:
-        check_etl_page(opened, EXPECTED)
-        assert opened.all("#dag path.dag-edge", "els => els.length") == 5
-    finally:
-        opened.close()
+    live = tmp_path / "live-report.html"
+    result.to_html(live)
+    edges = {}
+    for name, source in (("store-report", path), ("report-live", live)):
+        opened = Opened(browser, source, name)
+        try:
+            check_etl_page(opened, EXPECTED)
+            edges[name] = sorted(opened.all("#dag path.dag-edge", EDGES))
+        finally:
+            opened.close()
+    assert edges["store-report"] == edges["report-live"] == sorted(
+        [dep, step.id] for step in flow.compile().steps for dep in step.dependencies)
+
+
+def test_store_report_draws_inferred_edges_like_the_live_one(browser: Any,
+                                                             tmp_path: Path) -> None:
+    """An edge inferred from a produced key (no parameter names the task) is recorded too."""
+    from flowdsl.store import SqliteStore
+
+    flow = Flow("inferred")
+
+    @flow.task(produces=["rows"])
+    def extract() -> dict[str, int]:
+        return {"rows": 3}
+
+    @flow.task
+    def count(rows: int) -> int:
+        return rows
+
+    @flow.task
+    def report(count: int) -> str:
+        return f"{count} rows"
+
+    with SqliteStore(tmp_path / "runs.db") as store:
+        result = flow.run(store=store)
+        store.report(result.run_id, tmp_path / "stored.html")
+    result.to_html(tmp_path / "live.html")
+    drawn = []
+    for name in ("stored", "live"):
+        opened = Opened(browser, tmp_path / f"{name}.html", f"inferred-{name}")
+        try:
+            assert opened.problems == []
+            drawn.append(sorted(opened.all("#dag path.dag-edge", EDGES)))
+        finally:
+            opened.close()
+    assert drawn[0] == drawn[1] == [["count", "report"], ["extract", "count"]]
+
+
+def test_a_run_recorded_before_the_store_kept_edges_shows_tasks_only(tmp_path: Path) -> None:
+    """A run whose row has no recorded edges (schema < 4) is still shown, without edges,
+    unless the flow's dependencies are given."""
+    import sqlite3
+
+    from flowdsl.store import SqliteStore
+
+    flow = etl_flow(tmp_path)
+    path = tmp_path / "runs.db"
+    result = run_quietly(flow, store=str(path))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET plan_edges = NULL")
+    with SqliteStore(path) as store:
+        bare = store.report(result.run_id)
+        given = store.report(result.run_id,
+                             dependencies={s.id: s.dependencies for s in flow.compile().steps})
+    assert "recorded before the run store kept" in bare
+    assert "recorded before the run store kept" not in given
+    assert '"deps": ["load", "validate"]' in given and '"deps": ["load", "validate"]' not in bare
 
 
 def flowdsl_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -245,9 +306,14 @@ def test_cli_report_writes_a_report_that_opens(browser: Any, tmp_path: Path) -> 
         check_etl_page(opened, EXPECTED)
     finally:
         opened.close()
-    bare = flowdsl_cli("report", "r1", "-o", "bare.html", cwd=tmp_path)  # no flow: no edges
+    bare = flowdsl_cli("report", "r1", "-o", "bare.html", cwd=tmp_path)  # edges from the store
     assert bare.returncode == 0, bare.stderr
-    assert "keeps no dependency graph" in (tmp_path / "bare.html").read_text(encoding="utf-8")
+    opened = Opened(browser, tmp_path / "bare.html", "cli-report-from-store")
+    try:
+        check_etl_page(opened, EXPECTED)
+        assert len(opened.all("#dag path.dag-edge", EDGES)) == 5
+    finally:
+        opened.close()
 
 
 def test_cli_report_unknown_run_exits_2(tmp_path: Path) -> None:
@@ -260,9 +326,9 @@ def test_cli_report_unknown_run_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> None:
-    """Best of three loads, timed by the page itself (``performance.now()`` when the Gantt
-    chart and then the graph are drawn)."""
+def test_a_1000_task_report_draws_every_node_and_bar(browser: Any, tmp_path: Path) -> None:
+    """A 1,000-task run's report draws all of it without a console error (how fast it opens
+    is measured by benchmarks/bench_report.py, not here: timings are no pass/fail test)."""
     flow = Flow("chain")
     previous: list[str] = []
     for i in range(1000):
@@ -271,26 +337,18 @@ def test_a_1000_task_report_opens_in_under_2_s(browser: Any, tmp_path: Path) -> 
         previous = [f"t{i:04d}"]
     path = tmp_path / "big.html"
     flow.run().to_html(path)
-    timings = []
-    for _ in range(3):
-        opened = Opened(browser, path, "report-1000")
-        try:
-            assert opened.problems == []
-            assert opened.all(NODES, "els => els.length") == 1000
-            assert opened.all(BARS, "els => els.length") == 1000
-            body = opened.page.locator("body")
-            timings.append((int(body.get_attribute("data-gantt-ms") or 0),
-                            int(body.get_attribute("data-dag-ms") or 0)))
-        finally:
-            opened.close()
-    gantt_ms, drawn_ms = min(timings, key=lambda t: t[1])
-    print(f"1000-task report: Gantt drawn at {gantt_ms} ms, graph at {drawn_ms} ms "
-          f"(all loads: {timings})")
-    assert drawn_ms < 2000, timings
+    opened = Opened(browser, path, "report-1000")
+    try:
+        assert opened.problems == []
+        assert opened.all(NODES, "els => els.length") == 1000
+        assert opened.all(BARS, "els => els.length") == 1000
+    finally:
+        opened.close()
 
 
 def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: str) -> None:
-    """The same report from SQLite and from PostgreSQL (the store's own attempt rows)."""
+    """The same report from SQLite and from PostgreSQL (the store's own attempt rows and the
+    plan's edges it recorded: the same graph as the live report's)."""
     from flowdsl.store import open_store
 
     flow = etl_flow(tmp_path)
@@ -298,13 +356,15 @@ def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: st
     try:
         result = run_quietly(flow, {"data_source": "customers.csv"}, store=store)
         path = tmp_path / "every-store.html"
-        store.report(result.run_id, path,
-                     dependencies={s.id: s.dependencies for s in flow.compile().steps})
+        store.report(result.run_id, path)
     finally:
         store.close()
-    opened = Opened(browser, path, f"store-report-{store_url.split(':')[0]}")
+    kind = "postgresql" if store_url.startswith("postgres") else "sqlite"
+    opened = Opened(browser, path, f"store-report-{kind}")
     try:
         check_etl_page(opened, EXPECTED)
+        assert sorted(opened.all("#dag path.dag-edge", EDGES)) == sorted(
+            [dep, step.id] for step in flow.compile().steps for dep in step.dependencies)
     finally:
         opened.close()
 

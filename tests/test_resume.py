@@ -210,8 +210,8 @@ def test_resuming_a_succeeded_run_executes_nothing_and_writes_nothing(tmp_path, 
     assert first.status is RunStatus.SUCCEEDED
     store.close()
     before_record = SqliteStore(path).get_run(first.run_id)
+    os.utime(path, ns=(10**18, 10**18))  # a stamp in 2001: any write shows in the mtime
     before_files = _file_state(path)
-    time.sleep(0.02)  # so a write would show in the mtime
 
     calls.clear()
     resumed = flow.run(store=path if as_path else SqliteStore(path), resume=first.run_id)
@@ -412,13 +412,20 @@ def test_force_after_a_definition_change_reruns_the_changed_task_and_downstream(
     assert calls == [] and again.results == resumed.results
 
 
-def test_added_and_removed_tasks_are_definition_changes(store_url):
+def test_an_added_task_runs_and_a_removed_completed_task_is_a_definition_change(store_url):
     path = store_url
-    first = build_defined([], {"fail": True}, 1).run(store=path, raise_on_failure=False)
+    with_extra = build_defined([], {"fail": True}, 1)
+    with_extra.task(lambda extract: extract * 3, id="extra_step")
+    first = with_extra.run(store=path, raise_on_failure=False)
+    assert first.results["extra_step"] == 30
+    with pytest.raises(ResumeError, match="removed: extra_step"):
+        build_defined([], {"fail": False}, 1).run(store=path, resume=first.run_id)
     bigger = build_defined([], {"fail": False}, 1)
-    bigger.task(lambda finish: finish, id="extra_step")
-    with pytest.raises(ResumeError, match="extra_step"):
-        bigger.run(store=path, resume=first.run_id, raise_on_failure=False)
+    bigger.task(lambda extract: extract * 3, id="extra_step")
+    bigger.task(lambda finish: finish, id="added_step")
+    resumed = bigger.run(store=path, resume=first.run_id)  # an added task: no force needed
+    assert resumed.results["added_step"] == resumed.results["finish"]
+    assert resumed.tasks["extra_step"].reason == RESTORED
 
 
 # -- fingerprints across processes ---------------------------------------------------------------------

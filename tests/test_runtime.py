@@ -74,7 +74,8 @@ def test_results_and_statuses_of_a_successful_run(flow, run_flow):
         assert task.attempts == 1
         assert task.error is None
         assert task.reason is None
-        assert task.duration >= 0.0
+        assert task.started_at <= task.ended_at
+        assert task.duration == pytest.approx(task.ended_at - task.started_at, abs=1e-6)
     assert isinstance(result.context, TaskContext)
     assert isinstance(result.summary, dict)
     assert result.summary["successful_tasks"] == 3

@@ -43,8 +43,9 @@ class HookedStore(SqliteStore):
         return Hooked(SqliteStore.connection.fget(self), self.hook)
 
 
-def two_task_flow(calls: list[str]) -> Flow:
-    flow = Flow("faults")
+def two_task_flow(calls: list[str], name: str = "faults") -> Flow:
+    """first -> second, each noting its call in ``calls``."""
+    flow = Flow(name)
 
     @flow.task
     def first():
@@ -242,6 +243,22 @@ def test_malformed_fingerprints_are_a_store_error_naming_the_run(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match=r"run 'm1'.*fingerprints"):
         flow.run(store=path, resume="m1")
+
+
+@pytest.mark.parametrize("targets", ["{not json", "[1, 2]", '"first"'])
+def test_malformed_targets_are_a_store_error_naming_the_run(tmp_path, targets):
+    path = tmp_path / "runs.db"
+    flow = two_task_flow([])
+    flow.run(store=path, run_id="m2", targets=["first"])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET status = 'failed', targets = ? WHERE run_id = 'm2'",
+                 (targets,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=r"run 'm2'.*malformed targets"):
+        flow.run(store=path, resume="m2")
+    with pytest.raises(StoreError, match=r"run 'm2'.*malformed targets"):
+        flow.run(store=path, resume="m2", targets=["first"])
 
 
 def test_an_empty_file_is_refused_not_silently_made_a_store(tmp_path):

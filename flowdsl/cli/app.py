@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import click
 from rich.console import Console
 
+from .wording import cli_wording
 from ..errors import DefinitionError, MissingInputError, ResumeError, StoreError
 from ..flow import Flow
 from ..status import RunStatus
@@ -62,7 +63,7 @@ def reporting(debug: bool = False) -> Iterator[None]:
         if isinstance(exc, MissingInputError):
             message += " (on the command line: --set KEY=VALUE or --input FILE.json)"
         elif isinstance(exc, (DefinitionError, ResumeError, StoreError)):
-            message = f"{type(exc).__name__}: {message}"
+            message = f"{type(exc).__name__}: {cli_wording(message)}"
         raise (StoreFailure if isinstance(exc, StoreError) else Failure)(message) from exc
 
 
@@ -152,6 +153,8 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
               "restored, the others run.")
 @click.option("--force", is_flag=True, help="With --resume: accept a changed flow or changed "
               "inputs (completed tasks whose code and inputs changed run again).")
+@click.option("--no-cache", "no_cache", is_flag=True, help="Neither read nor write the cache "
+              "across runs for this run (tasks declared cache= run).")
 @click.option("--run-id", metavar="ID", help="The new run's id (default: generated, sortable "
               "by time).")
 @click.option("--log-level", default="WARNING", show_default=True,
@@ -174,7 +177,8 @@ store_option = click.option("--store", "store_path", envvar="FLOWDSL_STORE", sho
 def run(target: str, settings: tuple[str, ...], input_file: str | None,
         targets: tuple[str, ...], store_path: str,
         resume: str | None, force: bool, run_id: str | None, log_level: str, as_json: bool,
-        quiet: bool, concurrency: int | None, otel: bool, executor_name: str) -> None:
+        quiet: bool, concurrency: int | None, otel: bool, executor_name: str,
+        no_cache: bool = False) -> None:
     """Run the flow TARGET, recording it in the run store."""
     log_level = log_level.upper()
     debug = log_level in ("TRACE", "DEBUG")
@@ -193,18 +197,20 @@ def run(target: str, settings: tuple[str, ...], input_file: str | None,
         setup_logging(log_level)
         console = stdout_console()
         observers = []
-        if not quiet and not as_json and console.is_terminal:
-            from ..observers.progress import ProgressObserver
-
-            observers.append(ProgressObserver(console))
         if otel:
             observers.append(otel_observer())
         executor = make_executor(executor_name, concurrency)
         store = open_store(store_path, create=True)
         try:
+            if not quiet and not as_json and console.is_terminal:
+                from ..observers.progress import ProgressObserver
+
+                # the ETA comes from earlier runs of this flow in the store (none: no ETA)
+                observers.insert(0, ProgressObserver(console,
+                                                     history=store.durations(flow.name)))
             result = _run(flow, initial, store, observers, resume=resume, force=force,
                           run_id=run_id or resume, debug=debug, executor=executor,
-                          concurrency=concurrency, targets=targets)
+                          concurrency=concurrency, targets=targets, cache=not no_cache)
             if as_json:
                 record = store.get_run(result.run_id)
                 record["summary"] = result.summary
@@ -245,9 +251,11 @@ def make_executor(name: str, concurrency: int | None) -> Any:
 def _run(flow: Flow, initial: dict[str, Any], store: Any, observers: list[Any], *,
          resume: str | None, force: bool, run_id: str | None, debug: bool,
          executor: Any = None, concurrency: int | None = None,
-         targets: tuple[str, ...] = ()) -> Any:
+         targets: tuple[str, ...] = (), cache: bool = True) -> Any:
     options: dict[str, Any] = {"store": store, "observers": observers, "run_id": run_id,
                                "raise_on_failure": False}  # a failed run is shown, exit 1
+    if not cache:
+        options["cache"] = False
     if targets:
         options["targets"] = targets
     if executor is not None:
@@ -378,7 +386,8 @@ def runs(store_path: str, limit: int, as_json: bool) -> None:
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 def show(run_id: str, store_path: str, as_json: bool) -> None:
-    """Show one run: its sessions, its tasks, and each failed task's error and traceback."""
+    """Show one run: its sessions, its tasks (each with its reason: restored, "cached from run
+    ID", skipped...), and each failed task's error and traceback."""
     with reporting():
         store = open_store(store_path, create=False)
         try:
@@ -400,8 +409,9 @@ def show(run_id: str, store_path: str, as_json: bool) -> None:
 @click.option("--output", "-o", default="report.html", show_default=True, metavar="FILE",
               help="Where to write the HTML report.")
 @click.option("--target", metavar="TARGET", default=None,
-              help="The run's flow: its dependencies are drawn as the graph's edges (the "
-                   "store keeps none).")
+              help="The run's flow: its dependencies are drawn as the graph's edges "
+                   "instead of those the store recorded with the run (needed only for runs "
+                   "recorded before the store kept them).")
 def report(run_id: str, store_path: str, output: str, target: str | None) -> None:
     """Write one run's HTML report: graph, timeline of attempts, tasks, errors, inputs."""
     with reporting():

@@ -194,13 +194,18 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     line = (f"{summary['successful_tasks']}/{summary['total_tasks']} tasks succeeded, "
             f"{summary['failed_tasks']} failed, {summary.get('skipped_tasks', 0)} skipped, "
             f"{summary.get('cancelled_tasks', 0)} cancelled")
+    reused = []
     if summary.get("restored_tasks"):
-        line += f" ({summary['restored_tasks']} restored from the run store)"
+        reused.append(f"{summary['restored_tasks']} restored from the run store")
+    if summary.get("cached_tasks"):
+        reused.append(f"{summary['cached_tasks']} from the cache")
+    if reused:
+        line += f" ({', '.join(reused)})"
     overhead = summary["orchestration_overhead_per_task"]
     timing = f"time in tasks {duration(summary['total_execution_time'])}, "
     if "store_time" in summary:
         ran = (summary["successful_tasks"] - summary.get("restored_tasks", 0)
-               + summary["failed_tasks"])
+               - summary.get("cached_tasks", 0) + summary["failed_tasks"])
         store = summary["store_time"] / ran if ran else 0.0
         timing += (f"overhead {duration(max(0.0, overhead - store))} per task without the "
                    f"store, store {duration(store)} per task")

@@ -64,9 +64,11 @@ def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
 def _look_up(context: Any, inp: Input, task_id: str) -> Any:
     value = context.shared_state.get(inp.key, MISSING)
     if value is MISSING:
-        value = context.data.get(inp.key, inp.default)
-        if value is MISSING:
-            raise MissingInputError({inp.key: (task_id,)})
+        value = context.data.get(inp.key, MISSING)
+        if value is MISSING:  # a live object passed as resources= (never an input), else default
+            value = getattr(context, "resources", EMPTY).get(inp.key, inp.default)
+            if value is MISSING:
+                raise MissingInputError({inp.key: (task_id,)})
     return value
 
 
@@ -98,6 +100,11 @@ def make_binder(
             return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
         get_results = itemgetter(*(ref for _, _, _, ref in sources))
         return lambda context: (get_results(context.results), no_kwargs, NO_READS)
+
+    if tolerant is None and all(kind in ("result", "key") and not keyword
+                                for kind, _, keyword, _ in sources) \
+            and all(inp.producer is not None and not inp.mapped for inp in inputs):
+        return _produced_binder(sources, inputs)
 
     sources = tuple(sources)
     inputs = tuple(inputs)
@@ -141,5 +148,30 @@ def make_binder(
         args = tuple(v for v, (_, _, keyword, _) in zip(values, sources) if not keyword)
         kwargs = {name: v for v, (_, name, keyword, _) in zip(values, sources) if keyword}
         return args, kwargs, reads or NO_READS
+
+    return bind
+
+
+def _produced_binder(sources: Sequence[Source], inputs: Sequence[Input]) -> Binder:
+    """The binder of a step whose positional parameters are upstream results and declared
+    inputs that each have a producer (the common shape of a ``produces`` chain): two
+    dictionary look-ups per input, none of the general binder's per-parameter dispatch."""
+    no_kwargs = _NO_KWARGS
+    produced = tuple((inp.key, inp.producer) for inp in inputs)
+    if len(sources) == 1 and len(produced) == 1 and sources[0][0] == "key":
+        (key, producer), = produced
+
+        def bind_one(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
+            value = context.results[producer][key]
+            return (value,), no_kwargs, {key: value}
+
+        return bind_one
+    from_result = tuple((kind == "result", ref) for kind, _, _, ref in sources)
+
+    def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
+        results = context.results
+        reads = {key: results[producer][key] for key, producer in produced}
+        args = tuple(results[ref] if is_result else reads[ref] for is_result, ref in from_result)
+        return args, no_kwargs, reads or NO_READS
 
     return bind

@@ -26,7 +26,9 @@ from ..errors import (
 )
 from .plan import Plan, Step
 
+from ..declaring.caching import Cache, resolve_cache
 from ..declaring.spec import EMPTY, KEY_PREFIX, MISSING, Param, TaskSpec
+from ..declaring.types import declared_types, return_annotation
 
 __all__ = ["compile_plan", "base_importance"]
 
@@ -214,14 +216,29 @@ def _gc_paused():  # type: ignore[no-untyped-def]
 
 
 def compile_plan(flow: str, specs: Sequence[TaskSpec], serializer: str = "json",
-                 pools: Mapping[str, int] | None = None) -> Plan:
-    """Validate ``specs`` (in declaration order) and build the flow's `Plan`."""
+                 pools: Mapping[str, int] | None = None, types: Sequence[Any] = (),
+                 cache: Cache | bool | None = None) -> Plan:
+    """Validate ``specs`` (in declaration order) and build the flow's `Plan`; ``types`` are
+    the flow's declared value types (``Flow(types=...)``), ``cache`` its cache policy (for
+    tasks that declare none)."""
     with _gc_paused():
-        return _compile(flow, specs, serializer, dict(pools or {}))
+        return _compile(flow, specs, serializer, dict(pools or {}), types, cache)
+
+
+def _declared(specs: Sequence[TaskSpec], types: Sequence[Any]) -> dict[str, type]:
+    """The value types the flow declares: ``types`` and the handlers' return annotations
+    (an unresolvable one is a `DefinitionError` naming the task)."""
+    roots = list(types)
+    for spec in specs:  # a few attribute look-ups per task: compiles stay fast
+        annotations = getattr(spec.handler, "__annotations__", None)
+        if annotations and "return" in annotations:
+            roots.append(return_annotation(spec.handler, spec.id))
+    return declared_types(roots)
 
 
 def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
-             pools: dict[str, int]) -> Plan:
+             pools: dict[str, int], types: Sequence[Any] = (),
+             flow_cache: Cache | bool | None = None) -> Plan:
     by_id: dict[str, TaskSpec] = {}
     for spec in specs:
         if spec.id in by_id:
@@ -273,6 +290,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             condition = make_binder(task, binding.cond_sources, cond_declared, dependencies,
                                     tolerant={p.name: p.default for p in spec.run_if_params}
                                     if tolerant is not None else None)
+        cache = resolve_cache(spec.cache, flow_cache)
+        cache_inputs, uncacheable = _cache_inputs(binding.sources) if cache else ((), None)
         steps.append(
             Step(
                 id=task,
@@ -306,6 +325,9 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 trigger=spec.trigger,
                 included=spec.included,
                 gathers=spec.gathers,
+                cache=cache,
+                cache_inputs=cache_inputs,
+                uncacheable=uncacheable,
             )
         )
     return Plan(
@@ -318,6 +340,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         index={step.id: step for step in steps},
         pools=pools,
         is_async=any(step.is_async for step in steps),
+        conditional=any(step.run_if is not None for step in steps),
+        types=_declared(specs, types),
     )
 
 
@@ -325,6 +349,25 @@ def _input(key: str, producer: str | None, default: Any, by_id: Mapping[str, Tas
     """A declared input; produced by a mapped task, its value is the list of its elements'."""
     mapped = producer is not None and bool(by_id[producer].map_over)
     return Input(key, producer, default, mapped)
+
+
+def _cache_inputs(sources: Sequence[Source]
+                  ) -> tuple[tuple[tuple[str, int | str, str | None], ...], str | None]:
+    """The parameters that key a cached task's entry (task results and context keys, with
+    their place in the binder's output and, for a context key, its name: a resource's is
+    left out at run time), and the parameter that makes the task uncacheable (``context`` or
+    ``task_input``), if any."""
+    found: list[tuple[str, int | str, str | None]] = []
+    index = 0
+    uncacheable = None
+    for kind, name, keyword, ref in sources:
+        if kind in ("result", "key"):
+            found.append((name, name if keyword else index, ref if kind == "key" else None))
+        elif kind in ("context", "task_input") and uncacheable is None:
+            uncacheable = name
+        if not keyword:
+            index += 1
+    return tuple(found), uncacheable
 
 
 def _map_positions(spec: TaskSpec, sources: Sequence[Source]) -> tuple[int | str, ...]:

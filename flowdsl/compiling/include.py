@@ -288,15 +288,21 @@ def _copy(parent: str, inc: Include, specs: Sequence[TaskSpec],
                                f"task {spec.id!r}'s run_if"),
             plain_names=None,
             included=(prefix, *spec.included),
+            # the included flow's cache= policy, for its tasks that declare none
+            cache=spec.cache if spec.cache is not None else getattr(inc.flow, "cache", None),
         ))
     terminals = [step.id for step in plan.steps if not plan.children[step.id]]
-    copies.append(gatherer(prefix, terminals))
+    conditional = any(spec.run_if is not None for spec in specs)
+    copies.append(gatherer(prefix, terminals, conditional))
     return copies
 
 
-def gatherer(prefix: str, terminals: Sequence[str]) -> TaskSpec:
-    """The task ``"<prefix>"``: depends on every terminal task, returns their results."""
+def gatherer(prefix: str, terminals: Sequence[str], conditional: bool = False) -> TaskSpec:
+    """The task ``"<prefix>"``: depends on every terminal task, returns their results. In a
+    sub-flow with ``run_if`` tasks it gathers with ``trigger="none_failed"``: a terminal task
+    skipped by a false condition gives None; a failure still skips it."""
     handler: Callable[..., Any] = Gather(terminals)
     spec = make_spec(handler, id=prefix,
-                     bind={f"r{i}": f"{prefix}.{t}" for i, t in enumerate(terminals)})
+                     bind={f"r{i}": f"{prefix}.{t}" for i, t in enumerate(terminals)},
+                     trigger="none_failed" if conditional else "all_succeeded")
     return attrs.evolve(spec, included=(prefix,), gathers=True)

@@ -9,6 +9,7 @@ import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
+from ..declaring.caching import Cache
 from ..declaring.spec import EMPTY, TaskSpec, tuple_of_any, tuple_of_str
 
 if TYPE_CHECKING:  # binders read the run's context
@@ -67,6 +68,12 @@ class Step(NamedTuple):
     trigger: str = "all_succeeded"  # "all_succeeded" | "none_failed" | "all_done"
     included: tuple[str, ...] = ()  # include prefixes it was copied through; () if own
     gathers: bool = False  # the "<prefix>" task gathering an included sub-flow's results
+    cache: Cache | None = None  # the cache policy it runs with (its own, else the flow's)
+    #: the parameters whose values key the cache: (name, index in args or kwarg name,
+    #: the context key it reads or None for a task result)
+    cache_inputs: tuple[tuple[str, int | str, str | None], ...] = ()
+    #: the parameter (``context``/``task_input``) that keeps a cached task from the cache
+    uncacheable: str | None = None
 
     def __repr__(self) -> str:
         return (f"Step(id={self.id!r}, position={self.position}, priority={self.priority}, "
@@ -90,8 +97,13 @@ class Plan:
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
+    #: whether a step has a ``run_if`` predicate (the runtime then gates every ready task)
+    conditional: bool = False
     #: the target tasks this plan was cut to (``flow.compile(targets=...)``); () for all tasks
     targets: tuple[str, ...] = attrs.field(converter=tuple_of_str, default=())
+    #: the value types the flow's code declares (``module.qualname`` -> class): what the run
+    #: store may decode typed values into (``Flow(types=...)``, return annotations)
+    types: Mapping[str, type] = attrs.field(converter=_frozen_map, factory=dict, repr=False)
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 

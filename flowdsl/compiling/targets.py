@@ -58,5 +58,7 @@ def target_plan(plan: Plan, targets: tuple[str, ...]) -> Plan:
         index={step.id: step for step in steps},
         pools=plan.pools,
         is_async=any(step.is_async for step in steps),
+        conditional=any(step.run_if is not None for step in steps),
         targets=targets,
+        types=plan.types,
     )

@@ -10,11 +10,12 @@ import math
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import DefinitionError, did_you_mean
+from .caching import as_cache
 from .retry import as_retry, as_wait
 from .spec import KEY_PREFIX, MISSING, TRIGGERS, Param, TaskSpec
 
 __all__ = ["make_spec", "read_params", "read_predicate_params", "redefines", "is_async_callable",
-           "check_serializer", "check_pool_size", "SERIALIZERS"]
+           "check_serializer", "check_pool_size", "check_hooks", "SERIALIZERS", "HOOKS"]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -101,6 +102,10 @@ def make_spec(
     map_over: Any = None,
     run_if: Any = None,
     trigger: str = "all_succeeded",
+    cache: Any = None,
+    on_success: Any = None,
+    on_failure: Any = None,
+    on_retry: Any = None,
 ) -> TaskSpec:
     """Validate one task's keywords and capture them in a frozen `TaskSpec`."""
     if not callable(fn):
@@ -132,10 +137,16 @@ def make_spec(
     if run_if is not None and not callable(run_if):
         raise DefinitionError(f"task {task_id!r}: run_if takes a predicate (a callable), "
                               f"got {run_if!r}")
+    if run_if is not None and is_async_callable(run_if):
+        raise DefinitionError(f"task {task_id!r}: run_if predicate {_name(run_if)} is async; "
+                              "a predicate must be a plain function (it is evaluated on the "
+                              "driver when the task is ready, before any attempt starts)")
     if trigger not in TRIGGERS:
         raise DefinitionError(f"task {task_id!r}: unknown trigger {trigger!r}"
                               + did_you_mean(str(trigger), TRIGGERS)
                               + f"; use one of {', '.join(map(repr, TRIGGERS))}")
+    hooks = {"on_success": on_success, "on_failure": on_failure, "on_retry": on_retry}
+    check_hooks(hooks, f"task {task_id!r}")
     return TaskSpec(
         id=task_id,
         name=name if name is not None else task_id,
@@ -158,7 +169,13 @@ def make_spec(
         run_if=run_if,
         run_if_params=read_predicate_params(run_if, task_id) if run_if is not None else (),
         trigger=trigger,
+        cache=as_cache(cache, f"task {task_id!r}"),
+        **hooks,
     )
+
+
+def _name(fn: Any) -> str:
+    return repr(getattr(fn, "__qualname__", None) or type(fn).__name__)
 
 
 def redefines(earlier: TaskSpec, later: TaskSpec) -> bool:
@@ -276,3 +293,14 @@ def check_serializer(value: Any, where: str, allow_none: bool = False) -> None:
         return
     if value not in SERIALIZERS:
         raise DefinitionError(f"{where}: serializer must be 'json' or 'pickle', got {value!r}")
+
+
+#: The hook keywords of ``@flow.task`` and ``Flow(...)``.
+HOOKS = ("on_success", "on_failure", "on_retry")
+
+
+def check_hooks(hooks: Mapping[str, Any], where: str) -> None:
+    """Each hook is None or a callable taking the event."""
+    for keyword, hook in hooks.items():
+        if hook is not None and not callable(hook):
+            raise DefinitionError(f"{where}: {keyword} takes a callable fn(event), got {hook!r}")

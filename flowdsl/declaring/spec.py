@@ -10,6 +10,8 @@ import attrs
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
+from .caching import Cache
+
 # Converters of sequence fields: typed ones, as attrs' mypy plugin needs (not ``tuple``).
 def tuple_of_str(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(items)
@@ -109,6 +111,14 @@ class TaskSpec:
     #: seed-style handlers of a sub-flow read the names they were written with
     task_input_names: tuple[tuple[str, str], ...] = attrs.field(converter=tuple_of_any,
                                                                 default=())
+    #: ``cache=``: True, False, a `Cache`, or None (the flow's policy)
+    cache: Cache | bool | None = None
+    #: hooks, called with the task's event once its state change is final (never part of
+    #: the fingerprint): ``on_success(TaskFinished)``, ``on_failure(TaskFinished)``,
+    #: ``on_retry(TaskRetrying)``
+    on_success: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_failure: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    on_retry: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
 
     @property
     def critical(self) -> bool:

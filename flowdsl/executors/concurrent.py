@@ -1,8 +1,9 @@
 """The concurrent executor: up to ``max_concurrency`` tasks at once on one event loop.
 
-Async handlers run on the loop, sync handlers in a pool of N threads (a sync attempt with a
-timeout in a thread of its own, so abandoning it never shrinks the pool). The order in which
-ready tasks start is the `Scheduler`'s.
+Async handlers run on the loop, sync handlers in a pool of N daemon threads (a sync attempt
+with a timeout in a thread of its own, so abandoning it never shrinks the pool). After Ctrl-C
+the sync attempts in flight are recorded CANCELLED and abandoned: they never delay the exit.
+The order in which ready tasks start is the `Scheduler`'s.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..compiling.plan import Plan, Step
@@ -21,6 +21,7 @@ from ..running.runtime import Run
 from .base import AsyncSleep, Executor, Sleep
 from .scheduler import Scheduler, ranks
 from .slots import Slots
+from .threads import DaemonThreads
 
 __all__ = ["ConcurrentExecutor", "LocalAttempts", "slot_wait", "check_limit"]
 
@@ -36,7 +37,7 @@ class LocalAttempts:
     """Runs attempts in this process: async handlers on the loop, sync ones in ``pool``
     (or, with a timeout, in a thread of their own, holding their pool slot until it ends)."""
 
-    def __init__(self, pool: ThreadPoolExecutor, slots: Slots) -> None:
+    def __init__(self, pool: DaemonThreads, slots: Slots) -> None:
         self.pool = pool
         self.slots = slots
 
@@ -102,7 +103,7 @@ class ConcurrentExecutor(Executor):
     async def aexecute(self, run: Run) -> None:
         limit = self.max_concurrency
         slots = Slots(limit, run.plan.pools)
-        pool = ThreadPoolExecutor(limit, thread_name_prefix="flowdsl")
+        pool = DaemonThreads(limit)  # never holds the process (Ctrl-C with a hung handler)
         try:
             means = Means(submit=LocalAttempts(pool, slots),
                           wait=slot_wait(slots, self.async_sleep))

@@ -22,7 +22,8 @@ from distributed import Client, LocalCluster, get_worker
 
 from .. import version
 from ..compiling.plan import Plan, Step
-from ..errors import DefinitionError, FlowError, SerializationError, TaskTimeoutError
+from ..errors import (DefinitionError, FlowError, SerializationError, TaskTimeoutError,
+                      error_text)
 from ..running.attempts import Args, Kwargs, Means
 from ..running.context import CurrentTask, TaskContext, TaskRecord, _current
 from ..running.runtime import Run
@@ -60,10 +61,20 @@ class _ContextCopy:
 
 
 class _Interrupted:
-    """Carries a KeyboardInterrupt/SystemExit raised by a handler back to the driver."""
+    """Carries a KeyboardInterrupt, SystemExit or CancelledError raised by a handler back to
+    the driver, as raised (it stops the run there)."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+async def _keeping_cancel(call: Any) -> Any:
+    """An async handler's own CancelledError, kept as raised (leaving the worker's loop
+    through ``run_coroutine_threadsafe`` would turn it into a bare one)."""
+    try:
+        return await call
+    except asyncio.CancelledError as exc:
+        return _Interrupted(exc)
 
 
 def _worker_version() -> str:
@@ -95,14 +106,17 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     args = tuple(a[0] if i in upstream else _rebuild(a, copy, context) for i, a in enumerate(args))
     kwargs = {k: v[0] if k in upstream else _rebuild(v, copy, context) for k, v in kwargs.items()}
     record = TaskRecord(task_id, 0, 0)
+    if context is not None:  # writes from threads the handler starts are its own too
+        context.shared_state.in_flight = {task_id: record}
     token = _current.set(CurrentTask(task_id, run_id, record, attempt))
     try:
         if is_async:  # on the worker's own event loop
             loop = get_worker().loop.asyncio_loop  # type: ignore[attr-defined]
-            result = asyncio.run_coroutine_threadsafe(handler(*args, **kwargs), loop).result()
+            result = asyncio.run_coroutine_threadsafe(_keeping_cancel(handler(*args, **kwargs)),
+                                                      loop).result()
         else:
             result = handler(*args, **kwargs)
-    except (KeyboardInterrupt, SystemExit) as exc:  # would kill the worker: stop the run instead
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as exc:  # stop the run instead
         result = _Interrupted(exc)
     finally:
         _current.reset(token)
@@ -113,7 +127,7 @@ def run_on_worker(handler: Any, is_async: bool, task_id: str, run_id: str, attem
     except Exception as exc:
         raise SerializationError(
             f"task {task_id!r}: its result cannot be pickled to travel back from the worker: "
-            f"{exc!r}") from None
+            f"{error_text(exc)}") from None
     return result, delta, logged
 
 
@@ -165,7 +179,8 @@ class DaskAttempts:
                 key=f"{step.id}-{uuid.uuid4().hex}", pure=False, priority=-step.priority)
         except Exception as exc:  # an argument that cannot be pickled
             raise SerializationError(f"task {step.id!r}: cannot send its arguments to a "
-                                     f"worker: {exc!r}") from exc
+                                     f"worker: {error_text(exc)} (on Dask a resource must "
+                                     "pickle too)") from exc
         outcome: asyncio.Future[Any] = loop.create_future()
 
         def settle(done: Any) -> None:  # in a thread of the client's
@@ -206,7 +221,7 @@ class DaskAttempts:
             outcome.cancel()
             future.cancel()
             raise
-        if isinstance(result, _Interrupted):  # KeyboardInterrupt/SystemExit raised on the worker
+        if isinstance(result, _Interrupted):  # an interrupt raised by the handler on the worker
             raise result.error
         self.context.shared_state.apply(delta)  # the worker's writes become the task's delta
         for entry in logged:  # the handler's own log_execution entries
@@ -253,8 +268,8 @@ class DaskExecutor(Executor):
         try:
             versions = client.run(_worker_version)
         except Exception as exc:
-            raise FlowError(f"flowdsl is not importable on the Dask workers ({exc!r}): install "
-                            f"flowdsl {version.__version__} there") from exc
+            raise FlowError(f"flowdsl is not importable on the Dask workers "
+                            f"({error_text(exc)}): install flowdsl {version.__version__} there") from exc
         wrong = {worker: v for worker, v in versions.items() if v != version.__version__}
         if wrong:
             raise FlowError(f"Dask workers run another flowdsl version than the driver "
@@ -268,7 +283,7 @@ class DaskExecutor(Executor):
                 cloudpickle.dumps(step.handler)
             except Exception as exc:
                 raise DefinitionError(f"task {step.id!r}: its handler (with its closure) "
-                                      f"cannot be pickled to run on Dask: {exc!r}") from exc
+                                      f"cannot be pickled to run on Dask: {error_text(exc)}") from exc
 
     async def aexecute(self, run: Run) -> None:
         loop = asyncio.get_running_loop()

@@ -1,23 +1,24 @@
 """Driving a run's event loop from sync code: a new loop per run (``flow.run`` of a flow that
 needs one), or a helper thread when the caller's thread already runs a loop (a notebook).
 
-On Python 3.11+ the loop is ``asyncio.run``'s. Python 3.10's ``asyncio.run`` differs in two
-ways that flowdsl's contract sees, so there the run gets 3.11's behaviour: Ctrl-C cancels the
-run's task (which unwinds the run, discarding what cancelled attempts write) and then raises
-`KeyboardInterrupt`, instead of raising it wherever the loop happens to be; and a
-`CancelledError` raised by a handler reaches the caller as raised (3.10 replaces it with a bare
-one, its message lost, when it leaves the run's task).
+The loop behaves as ``asyncio.run``'s does on Python 3.11, on every version: Ctrl-C cancels the
+run's task (which unwinds the run, discarding what cancelled attempts write, and records its
+tasks "interrupted by KeyboardInterrupt") and then raises `KeyboardInterrupt`, instead of
+raising it wherever the loop happens to be (3.10); and a `CancelledError` raised by a handler
+reaches the caller as raised (3.10 replaces it with a bare one, its message lost, when it
+leaves the run's task).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, TypeVar
+
+from ..running.runtime import CTRL_C
 
 __all__ = ["run_on_new_loop", "loop_running", "in_helper_thread"]
 
@@ -26,8 +27,6 @@ T = TypeVar("T")
 
 def run_on_new_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on a new event loop and return its result."""
-    if sys.version_info >= (3, 11):
-        return asyncio.run(main)
     return _run_as_311(main)
 
 
@@ -52,7 +51,7 @@ def _run_as_311(main: Coroutine[Any, Any, T]) -> T:
             if interrupted or task.done():  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt()
             interrupted = True
-            task.cancel()
+            task.cancel(CTRL_C)  # the run records its tasks "interrupted by KeyboardInterrupt"
             loop.call_soon_threadsafe(lambda: None)  # wake the loop up
 
         handler = None

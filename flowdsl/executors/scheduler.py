@@ -54,13 +54,18 @@ class Scheduler:
         self.ready: list[Ready] = []
         self.running: dict[asyncio.Future[None], TaskRun] = {}
         self.cancelling: set[asyncio.Future[None]] = set()
+        self.abandoning = False
+        #: a `CancelledError` a handler raised itself (not one of the scheduler's cancels): it
+        #: stops the run like any interrupt, as at N = 1
+        self.raised: asyncio.CancelledError | None = None
 
     def _push(self, task_id: str) -> None:
         heapq.heappush(self.ready, (self.rank[task_id], -1, self.units[task_id]))
 
     def settled(self, task_id: str) -> None:
-        """A task reached its final status: release its dependants (skipping those behind a
-        failure while the run goes on)."""
+        """A task reached its final status: release its dependants. One whose dependencies
+        have all ended passes the run's gate (trigger rule, ``run_if``) while the run goes
+        on: admitted, it waits for a slot; otherwise it is settled and releases its own."""
         run, plan, waiting = self.run, self.run.plan, self.waiting
         stack = [task_id]
         while stack:
@@ -69,19 +74,29 @@ class Scheduler:
                 unit = self.units[child]
                 if waiting[child] or unit.status is not PENDING:
                     continue
-                cause = run.blocking_cause(unit.step) if run.blocked else None
-                if cause is not None and run.stopped_by is None:
-                    run.skip(unit, cause)
+                if run.stopped_by is None and run.gated and not run.admit(unit):
                     stack.append(child)
                 else:
                     self._push(child)
 
     def _seed(self) -> None:
-        for unit in self.run.units:
+        """Release what restored tasks unblock, then start from the roots. Which units were
+        restored is read first: releasing may settle more units (a gate that skips them),
+        and those release their own dependants once, from `settled`."""
+        run = self.run
+        restored, roots = [], []
+        for unit in run.units:
             if unit.status is not PENDING:  # restored from the run store
-                self.settled(unit.id)
+                restored.append(unit)
             elif not unit.step.dependencies:
+                roots.append(unit)
+        for unit in restored:
+            self.settled(unit.id)
+        for unit in roots:
+            if unit.step.run_if is None or run.admit(unit):
                 self._push(unit.id)
+            else:
+                self.settled(unit.id)
 
     async def run_all(self) -> None:
         """Start ready units as slots free up, until every task has settled."""
@@ -125,6 +140,8 @@ class Scheduler:
                         run.element_cancelled(unit, reason)
                 else:
                     job.result()  # re-raise a store failure
+                    if self.raised is not None:  # the handler's own CancelledError
+                        raise self.raised
                 if unit.index is None or self.units[unit.id].status is not RUNNING:
                     self.settled(unit.id)  # (a mapped task: once its last element settled)
 
@@ -160,6 +177,11 @@ class Scheduler:
                 await self.run.arun_unit(unit, self.means)
             else:
                 await self.run.arun_element(unit, self.means)
+        except asyncio.CancelledError as exc:
+            if self.abandoning or asyncio.current_task() in self.cancelling:
+                raise  # the scheduler's own cancel
+            if self.raised is None:  # raised by the handler: kept as raised (3.10 loses
+                self.raised = exc    # the message of one that leaves a task)
         finally:
             self.slots.give(unit.step.pool)
 
@@ -174,6 +196,7 @@ class Scheduler:
     async def _abandon(self) -> None:
         """The run stops (interrupt, store failure): what is in flight is cancelled and what
         it writes while unwinding is discarded."""
+        self.abandoning = True
         self.run.close_in_flight()
         for job in self.running:
             job.cancel()

@@ -11,6 +11,7 @@ from typing import Any
 from loguru import logger
 
 from ..errors import error_text
+from ..running.gate import CONDITION_FALSE
 from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
 from ..status import TaskStatus
 
@@ -62,6 +63,8 @@ class LoggingObserver:
                 log.error("task {!r} failed after {} attempt(s): {}", event.task_id,
                           event.attempts,
                           error_text(event.error) if event.error is not None else "no error")
+            elif event.reason and CONDITION_FALSE in event.reason:  # a branch not taken
+                log.info("task {!r} {}: {}", event.task_id, event.status.value, event.reason)
             else:
                 log.warning("task {!r} {}: {}", event.task_id, event.status.value, event.reason)
         elif isinstance(event, RunFinished):

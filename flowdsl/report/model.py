@@ -9,6 +9,7 @@ status, error}`` with epoch-second times.
 
 from __future__ import annotations
 
+import json
 import math
 import reprlib
 import traceback
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ..running.result import RunResult, TaskRun
     from ..store.base import SqlStore
 
-__all__ = ["Report", "from_result", "from_store", "show_value"]
+__all__ = ["Report", "from_result", "from_store", "show_value", "stored_edges"]
 
 Report = dict[str, Any]
 
@@ -97,13 +98,21 @@ def from_store(store: SqlStore, run_id: str,
                dependencies: Mapping[str, Sequence[str]] | None = None) -> Report:
     """The report of a run recorded in ``store`` (raises `KeyError` for an unknown run id).
 
-    The store keeps no dependency graph: edges are drawn when ``dependencies`` (task id ->
-    upstream ids, e.g. from the flow's plan) is given, otherwise the DAG shows the tasks only.
+    The edges are the plan's dependencies as the store recorded them with the run (schema
+    4); ``dependencies`` (task id -> upstream ids, e.g. from the flow's plan) replaces them. A
+    run recorded before the store kept them, without ``dependencies``, shows the tasks only.
     """
     record = store.get_run(run_id)
+    if dependencies is None:
+        dependencies = stored_edges(store, run_id)
+    # a first attempt still in flight has no row of its own: its task's row stands for it
     rows = store.read(
-        "SELECT task_id, attempt, started, ended, status, error FROM attempts "
-        "WHERE run_id = ? ORDER BY started, task_id, session, attempt", (run_id,))
+        "SELECT task_id, attempt, started, ended, status, error, session FROM attempts "
+        "WHERE run_id = ? UNION ALL SELECT task_id, attempts, started, NULL, status, NULL, "
+        "NULL FROM tasks t WHERE run_id = ? AND status = 'running' AND started IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = t.run_id AND "
+        "a.task_id = t.task_id AND a.attempt = t.attempts) "
+        "ORDER BY started, task_id, session, attempt", (run_id, run_id))
     deps = dict(dependencies or {})
     order: Iterable[str] = list(deps) if deps else record["tasks"]
     tasks = []
@@ -144,3 +153,16 @@ def from_store(store: SqlStore, run_id: str,
         "started": record["started"], "ended": record["ended"], "inputs": shown,
         "summary": summary, "edges_known": bool(deps), "tasks": tasks, "bars": bars,
     }
+
+
+def stored_edges(store: SqlStore, run_id: str) -> dict[str, list[str]] | None:
+    """The plan's dependencies recorded with the run (task id -> upstream ids, in plan order),
+    or None for a run recorded before the store kept them."""
+    rows = store.read("SELECT plan_edges FROM runs WHERE run_id = ?", (run_id,))
+    text = rows[0]["plan_edges"] if rows else None
+    if not text:
+        return None
+    edges = json.loads(text)
+    if not isinstance(edges, dict):
+        return None
+    return {str(task): [str(dep) for dep in deps] for task, deps in edges.items()}

@@ -107,8 +107,9 @@ def render(report: Report) -> str:
     title = f"flowdsl run {report['run_id']} of {report['flow']}"
     libraries = "\n".join(f"<script>{_asset(name)}</script>" for name in _LIBRARIES)
     edges_note = "" if report["edges_known"] else (
-        '<p class="note">The run store keeps no dependency graph: tasks are shown without '
-        "edges (give the flow to draw them).</p>")
+        '<p class="note">This run was recorded before the run store kept the plan\'s '
+        "dependencies: tasks are shown without edges (give the flow to draw them: "
+        "<code>flowdsl report RUN_ID --target FLOW</code>).</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from ..errors import ContextPrunedError
+from ..errors import ContextPrunedError, UntrackedWriteError
 from ..declaring.spec import EMPTY, MISSING
 from ..status import TaskStatus
 
@@ -108,20 +108,39 @@ class SharedState(dict):  # type: ignore[type-arg]
 
     Reads cost what a dict read costs. A write made while a task runs goes into that task's
     record; a write from an attempt abandoned at its timeout (or cancelled) is discarded.
+    While a run goes on (``in_flight`` set), a write from a thread that runs no task (one a
+    handler started itself, which does not inherit the task's context variables) goes to the
+    one task in flight, or raises `UntrackedWriteError` naming the key when there are several
+    or none: it is never lost silently.
     """
 
-    __slots__ = ("sequence",)
+    __slots__ = ("sequence", "in_flight")
 
     def __init__(self, sequence: Iterator[int] | None = None) -> None:
         super().__init__()
         #: numbers every write of the run (one sequence, whatever the concurrency)
         self.sequence = sequence if sequence is not None else itertools.count()
+        #: the records of the tasks in flight while a run goes on; None outside a run
+        self.in_flight: dict[str, TaskRecord] | None = None
+
+    def _untracked(self, key: Any) -> CurrentTask | None:
+        """Who owns a write made where no task runs: None outside a run (a plain write)."""
+        in_flight = self.in_flight
+        if in_flight is None:
+            return None
+        records = list(in_flight.values())
+        if len(records) != 1:
+            raise UntrackedWriteError(key, tuple(sorted(in_flight)))
+        record = records[0]  # (its writes are discarded once it is closed, like its own)
+        return CurrentTask(record.task_id, "", record)
 
     def _journal(self, key: Any, new: Any) -> bool:
         """Record a write about to happen; False means: discard it."""
         current = _current.get()
         if current is None:
-            return True
+            current = self._untracked(key)
+            if current is None:
+                return True
         record = current.record
         if not current.live or record.closed:
             return False
@@ -131,6 +150,8 @@ class SharedState(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: Any, value: Any) -> None:
         # `_journal` inlined: the one write every `produces` key makes
         current = _current.get()
+        if current is None and self.in_flight is not None:
+            current = self._untracked(key)
         if current is not None:
             record = current.record
             if not current.live or record.closed:
@@ -290,12 +311,13 @@ class TaskContext:
 
     ``task_id`` is the run id; ``data`` a read-only view of the caller's initial mapping;
     ``shared_state`` the live shared state; ``previous_results`` one entry per completed task;
-    ``execution_trace`` one entry per task outcome and retry; ``records`` task id -> record.
+    ``execution_trace`` one entry per task outcome and retry; ``records`` task id -> record;
+    ``resources`` the run's live objects (``resources=``), never stored or copied.
     """
 
     __slots__ = (
         "task_id", "data", "metadata", "shared_state", "results", "book",
-        "previous_log", "trace_log",
+        "previous_log", "trace_log", "resources",
     )
 
     def __init__(
@@ -305,9 +327,11 @@ class TaskContext:
         metadata: dict[str, Any] | None = None,
         *,
         max_records: int = 1000,
+        resources: Mapping[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
+        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources or {}))
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.shared_state = SharedState()
         # kept by the runtime (its hot path writes them directly):

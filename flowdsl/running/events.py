@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Protocol, Union, runtime_checkable
 
 import attrs
 
+from ..errors import error_text
 from ..status import RunStatus, TaskStatus
 from .result import Attempt
 
@@ -27,6 +28,7 @@ class RunStarted:
     flow: str
     total_tasks: int
     restored: int = 0  # tasks brought back completed from the run store (resume)
+    to_run: tuple[str, ...] = ()  # the ids of the tasks still to settle (not restored)
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +57,7 @@ class TaskFinished:
     error: BaseException | None = None
     reason: str | None = None
     attempt_times: tuple[Attempt, ...] = ()  # each attempt's start, end and error
+    result: Any = None  # the handler's return value (COMPLETED)
 
 
 @attrs.frozen(kw_only=True)
@@ -116,8 +119,8 @@ def emitter(observers: Iterable[Observer | Emit]) -> Emit | None:
             try:
                 callback(event)
             except Exception as exc:  # an observer cannot change the run
-                warnings.warn(f"flowdsl observer {callback!r} raised {exc!r}", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(f"flowdsl observer {callback!r} raised {error_text(exc)}",
+                              RuntimeWarning, stacklevel=2)
 
     return emit
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ..status import RunStatus
 from .result import TaskRun
 
-__all__ = ["Journal", "Restored", "RestoredElement"]
+__all__ = ["Journal", "Restored", "RestoredElement", "Cached"]
 
 
 class Restored:
@@ -51,6 +51,20 @@ class RestoredElement:
         self.digest = digest
 
 
+class Cached:
+    """A completed result of an earlier run, found in the store's cache: its run, its
+    result and delta (decoded), and the stored form the journal writes back as is."""
+
+    __slots__ = ("run_id", "result", "delta", "stored")
+
+    def __init__(self, run_id: str, result: Any, delta: Sequence[tuple[Any, Any]],
+                 stored: Any = None) -> None:
+        self.run_id = run_id
+        self.result = result
+        self.delta = delta
+        self.stored = stored
+
+
 class Journal(Protocol):
     """One session of one run in a store; each method is one write."""
 
@@ -87,10 +101,22 @@ class Journal(Protocol):
         """An attempt failed and another one follows."""
 
     def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
-        """``task`` completed; may veto with `SerializationError` (nothing written)."""
+        """``task`` completed; may veto with `SerializationError` (nothing written). With a
+        ``task.cache_key``, its result is also kept in the cache for later runs."""
+
+    def hash_encoding(self, value: Any) -> bytes | str:
+        """The encoding of an input value that keys the cache; `SerializationError` when
+        the value has none."""
+
+    def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
+        """A reusable cache entry of ``task`` for ``key`` (inputs' hash), or None."""
+
+    def task_cached(self, task: TaskRun, hit: Cached) -> None:
+        """``task`` completed from the cache entry ``hit``."""
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
-        """``task`` failed after its last attempt."""
+        """``task`` failed after its last attempt, or before any (its ``run_if`` predicate
+        raised: ``task_started`` was never called, ``attempts`` is 0)."""
 
     def map_started(self, task: TaskRun, elements: int, digest: str | None) -> None:
         """Mapped ``task`` has ``elements`` elements over values identified by ``digest``."""

@@ -12,9 +12,13 @@ from ..status import RunStatus, TaskStatus
 if TYPE_CHECKING:  # a task run points to its step (the plan sits above the results)
     from ..compiling.plan import Step
 
-__all__ = ["Attempt", "TaskRun", "RunResult"]
+__all__ = ["Attempt", "TaskRun", "RunResult", "RESTORED", "CACHED"]
 
 _PENDING = TaskStatus.PENDING
+#: The reason of a task brought back completed from the run store.
+RESTORED = "restored from the run store"
+#: The reason of a task completed from the cache: this prefix, then the run's id.
+CACHED = "cached from run "
 
 
 class Attempt:
@@ -49,7 +53,7 @@ class TaskRun:
 
     __slots__ = (
         "id", "step", "index", "status", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "duration", "history", "elements",
+        "started_at", "ended_at", "duration", "history", "elements", "cache_key",
     )
 
     def __init__(self, step: Step, index: int | None = None) -> None:
@@ -68,6 +72,8 @@ class TaskRun:
         self.history: list[Attempt] | None = None
         #: a mapped task's elements, in element order; None for a task without ``map_over``
         self.elements: list[TaskRun] | None = None
+        #: the hash of its inputs when its result is to be cached (set on a cache miss)
+        self.cache_key: str | None = None
 
     name = property(lambda self: self.step.name, doc="The task's display name.")
     priority = property(lambda self: self.step.priority, doc="Lower runs first.")
@@ -80,9 +86,17 @@ class TaskRun:
     end_time = property(lambda self: self.ended_at, doc="Alias of ended_at.")
     retry_count = property(lambda self: max(self.attempts - 1, 0), doc="Attempts after the first.")
 
+    def _reused(self) -> dict[str, Any]:
+        """``{"restored": True}`` or ``{"cached_from": run_id}`` for a completed task that
+        did not run here (it has a reason)."""
+        reason = self.reason or ""
+        if reason.startswith(CACHED):
+            return {"cached_from": reason[len(CACHED):]}
+        return {"restored": True}
+
     def previous_entry(self) -> dict[str, Any]:
         """This completed task's ``context.previous_results`` entry."""
-        metadata = {"restored": True} if self.reason else {
+        metadata = self._reused() if self.reason else {
             "duration": self.duration, "attempts": self.attempts}
         return {"task_id": self.id, "result": self.result, "metadata": metadata,
                 "timestamp": self.ended_at}
@@ -92,7 +106,7 @@ class TaskRun:
         status = self.status
         if status is TaskStatus.COMPLETED:
             action = "task_completed"
-            details: dict[str, Any] = {"restored": True} if self.reason else {
+            details: dict[str, Any] = self._reused() if self.reason else {
                 "duration": self.duration, "attempts": self.attempts}
         elif status is TaskStatus.FAILED:
             action = "task_failed"

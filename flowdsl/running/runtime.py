@@ -25,20 +25,22 @@ from ..errors import SerializationError, error_text
 from ..status import RunStatus, TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .gate import CONDITION_FALSE, Gate, condition_holds
 from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
 from .journal import Journal, Restored
 from .mapping import Mapped, MappingRun, restored_elements
 from .metrics import summarize
-from .result import Attempt, RunResult, TaskRun
+from .caching import CachingRun
+from .result import RESTORED, Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
-__all__ = ["Run", "RESTORED"]
+__all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
-#: The reason of a task brought back completed from the run store.
-RESTORED = "restored from the run store"
+#: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
+CTRL_C = "flowdsl: Ctrl-C"
 
 
 def _clock_offset() -> float:
@@ -53,7 +55,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run(MappingRun):
+class Run(MappingRun, CachingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -73,19 +75,28 @@ class Run(MappingRun):
         journal: Journal | None = None,
         started: float | None = None,
         history: Callable[[], Mapping[str, list[float]]] = dict,
+        resources: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> None:
         self.started = perf_counter() if started is None else started  # the run's wall clock
         self.plan = plan
         self.run_id = run_id
         limit = getattr(strategy, "max_context_items", DEFAULT_MAX_RECORDS)
-        self.context = TaskContext(run_id, initial, max_records=limit)
+        self.context = TaskContext(run_id, initial, max_records=limit, resources=resources)
+        # until finish(): a write from a thread a handler started goes to the task in flight
+        self.context.shared_state.in_flight = self.context.book.active
         #: The units of work, in plan order: one per task (a mapped task adds its
         #: elements as it starts: see `MappingRun.start_map`).
         self.units = [TaskRun(step) for step in plan.steps]
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
         self.emit = emitter(observers)
-        self.blocked: dict[str, str] = {}  # failed or skipped task -> the failed task behind it
+        self.gate = Gate(self.tasks, plan.index)  # trigger rules over the tasks' statuses
+        #: task that ended without completing -> its origin (the gate's; see running/gate.py)
+        self.blocked = self.gate.blocked
+        #: whether a ready task must pass the gate: the plan has ``run_if`` tasks, or a task
+        #: ended without completing (one flag, so the plain path pays one look-up per task)
+        self.gated = plan.conditional
         self.stopped_by: str | None = None  # the critical task whose failure stopped the run
         self.interrupted: BaseException | None = None
         self.first_error: tuple[str, BaseException] | None = None
@@ -97,15 +108,22 @@ class Run(MappingRun):
         self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
         self.maps: dict[str, Mapped] = {}  # mapped task in progress -> its state
+        self.caching = journal is not None and cache  # cache=False: neither read nor written
+        self.cached = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
         #: ``() -> {task id: recent durations}``, read by adaptive scheduling only
         self.history = history
+        #: names of the run's resources (``context.resources``): never stored, hashed or copied
+        self.resources = frozenset(resources or ())
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
         if self.emit is not None:
+            to_run = self.plan.order if not self.restored else tuple(
+                task_id for task_id, task in self.tasks.items() if task.status is PENDING)
             self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
-                                 total_tasks=len(self.plan.steps), restored=self.restored))
+                                 total_tasks=len(self.plan.steps), restored=self.restored,
+                                 to_run=to_run))
 
     # -- resuming ---------------------------------------------------------------------------
     def restore_completed(self, entries: Iterable[Restored]) -> None:
@@ -143,14 +161,30 @@ class Run(MappingRun):
                     step, self.journal.restored_elements.get(step.id, ()))
 
     # -- which units may start ------------------------------------------------------------
-    def blocking_cause(self, step: Step) -> str | None:
-        """The failed task upstream of ``step``, if any."""
-        blocked = self.blocked
-        for dep in step.dependencies:
-            cause = blocked.get(dep)
-            if cause is not None:
-                return cause
-        return None
+    def admit(self, unit: TaskRun) -> bool:
+        """Whether a ready unit (every dependency ended) runs: its trigger rule, then its
+        ``run_if`` predicate, evaluated here once. If not, it is settled here: SKIPPED or
+        CANCELLED by its trigger, SKIPPED "condition false", or FAILED by its predicate."""
+        step = unit.step
+        if self.blocked:
+            verdict = self.gate.verdict(step)
+            if verdict is not None:
+                status, origin, reason = verdict
+                self.blocked[step.id] = origin
+                self._settle(unit, status, reason)
+                return False
+        if step.run_if is None:
+            return True
+        t0 = perf_counter()
+        try:
+            if condition_holds(step, self.context):
+                return True
+        except Exception as exc:  # fails the task: not retried, the handler never called
+            self._failed(unit, None, exc, t0, perf_counter())
+            return False
+        self.blocked[step.id] = step.id
+        self._settle(unit, TaskStatus.SKIPPED, CONDITION_FALSE)
+        return False
 
     # -- running one unit -----------------------------------------------------------------
     def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
@@ -189,6 +223,8 @@ class Run(MappingRun):
         """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
         waits between retries."""
         step = unit.step
+        if self.caching and step.cache is not None and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -216,6 +252,8 @@ class Run(MappingRun):
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
         loop, in a thread, on a Dask worker: the executor's choice)."""
         step = unit.step
+        if self.caching and step.cache is not None and self.from_cache(unit):
+            return
         record, current, token = self._begin(unit)
         t0 = perf_counter()
         try:
@@ -366,7 +404,7 @@ class Run(MappingRun):
         self._keep_record(record, COMPLETED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
-                                   attempts=task.attempts, duration=duration,
+                                   attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
             raise arrived
@@ -382,12 +420,14 @@ class Run(MappingRun):
         record.undo = ()
         record.delta = {}
 
-    def _failed(self, unit: TaskRun, record: TaskRecord, exc: BaseException, t0: float,
+    def _failed(self, unit: TaskRun, record: TaskRecord | None, exc: BaseException, t0: float,
                 t1: float, hook_called: bool = False) -> None:
+        """FAILED after its last attempt (``record`` None: its predicate failed, it never
+        started, so it keeps no record and no strategy hook is called)."""
         step, task = unit.step, unit
         task.status = FAILED
         task.error = exc
-        if self.restore is not None and not hook_called:
+        if self.restore is not None and not hook_called and record is not None:
             self._call_restore(task)  # the task's own error is what it reports
         duration = t1 - t0
         task.duration = duration
@@ -399,9 +439,11 @@ class Run(MappingRun):
         if self.first_error is None:
             self.first_error = (step.id, exc)
         self.blocked[step.id] = step.id
+        self.gated = True
         if step.critical and self.stopped_by is None:
             self.stopped_by = step.id
-        self._keep_record(record, FAILED, duration, t1)
+        if record is not None:
+            self._keep_record(record, FAILED, duration, t1)
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id, status=FAILED,
                                    attempts=task.attempts, duration=duration, error=exc,
@@ -424,6 +466,9 @@ class Run(MappingRun):
         """The one place a task becomes SKIPPED or CANCELLED."""
         task.status = status
         task.reason = reason
+        self.gated = True
+        if status is TaskStatus.CANCELLED:
+            self.blocked.setdefault(task.id, task.id)
         if self.journal is not None:
             if self.interrupted is None:
                 self._journal(self.journal.task_settled, task)
@@ -437,16 +482,13 @@ class Run(MappingRun):
                                    attempts=task.attempts, duration=0.0, reason=reason,
                                    attempt_times=tuple(task.attempt_times())))
 
-    def skip(self, unit: TaskRun, cause: str) -> None:
-        """SKIPPED: an upstream task failed (``cause`` names it)."""
-        self.blocked[unit.step.id] = cause
-        self._settle(unit, TaskStatus.SKIPPED, f"upstream task {cause!r} failed")
-
     def stop_pending(self, unit: TaskRun) -> None:
         """After a critical failure: skip what is downstream of a failure, cancel the rest."""
-        cause = self.blocking_cause(unit.step)
-        if cause is not None:
-            self.skip(unit, cause)
+        step = unit.step
+        dep = self.gate.skipped_by(step)
+        if dep is not None:
+            self.blocked[step.id] = self.blocked[dep]
+            self._settle(unit, TaskStatus.SKIPPED, self.gate.upstream_reason(dep))
         else:
             self._settle(unit, TaskStatus.CANCELLED,
                          f"critical task {self.stopped_by!r} failed")
@@ -459,11 +501,8 @@ class Run(MappingRun):
         if self.stopped_by is not None:
             self.stop_pending(unit)
             return True
-        if self.blocked:
-            cause = self.blocking_cause(unit.step)
-            if cause is not None:
-                self.skip(unit, cause)
-                return True
+        if self.gated:
+            return not self.admit(unit)
         return False
 
     def close_in_flight(self, task_id: str | None = None) -> None:
@@ -495,7 +534,10 @@ class Run(MappingRun):
         The task in flight and the tasks not started are CANCELLED; what completed is kept.
         """
         self.interrupted = exc
-        reason = f"run interrupted by {type(exc).__name__}"
+        name = type(exc).__name__
+        if name == "CancelledError" and exc.args == (CTRL_C,):  # Ctrl-C, on the run's loop
+            name = "KeyboardInterrupt"
+        reason = f"run interrupted by {name}"
         for task in self.tasks.values():
             for element in task.elements or ():
                 if element.status in (PENDING, RUNNING, TaskStatus.RETRYING):
@@ -516,6 +558,7 @@ class Run(MappingRun):
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
+        self.context.shared_state.in_flight = None  # the run is over: writes are plain again
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)
@@ -529,6 +572,7 @@ class Run(MappingRun):
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
+            summary["cached_tasks"] = self.cached
         failed_task, error = self.first_error if self.first_error else (None, None)
         result = RunResult(
             flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,

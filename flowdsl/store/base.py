@@ -81,6 +81,11 @@ class SqlStore:
     def detach(self, claim: Claim | None) -> None:
         """Stop whatever keeps the claim alive (called however the run ended)."""
 
+    def abandon(self, claim: Claim | None) -> None:
+        """The run stopped in this process but its end could not be written (a store
+        failure): give the claim up if the store still can, so that the run (left RUNNING)
+        can be resumed at once, from this process too. Never raises."""
+
     def __enter__(self) -> "SqlStore":
         return self
 
@@ -166,8 +171,9 @@ class SqlStore:
     def report(self, run_id: str, path: str | os.PathLike[str] | None = None, *,
                dependencies: Mapping[str, Sequence[str]] | None = None) -> str:
         """The HTML report of a recorded run (see `RunResult.to_html`), also written to
-        ``path`` when given; ``KeyError`` for an unknown run id. The store keeps no
-        dependency graph: pass ``dependencies`` (task id -> upstream ids) to draw edges."""
+        ``path`` when given; ``KeyError`` for an unknown run id. The graph's edges are the
+        plan's dependencies as recorded with the run; ``dependencies`` (task id -> upstream
+        ids) replaces them (a run recorded before the store kept them has none)."""
         from ..report import from_store, render, write
 
         return write(render(from_store(self, run_id, dependencies)), path)
@@ -184,6 +190,14 @@ class SqlStore:
             if len(durations) < last:
                 durations.append(row["duration"])
         return {task: list(reversed(d)) for task, d in history.items()}
+
+    # -- the cache across runs ---------------------------------------------------------------
+    def clear_cache(self, task_id: str | None = None) -> int:
+        """Empty the cache across runs (only task ``task_id``'s entries, when given; of any
+        flow); returns how many entries were removed. Runs and their results stay."""
+        from .cache import clear
+
+        return clear(self, task_id)
 
     # -- runs -------------------------------------------------------------------------------
     def open_run(self, plan: Any, **options: Any) -> Any:

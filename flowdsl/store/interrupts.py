@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import signal
 import threading
+
+# The C functions behind `signal.signal` / `signal.getsignal`: the public wrappers convert
+# the previous handler to an enum member, which for a Python handler raises and catches a
+# ValueError inside `enum` on every call (about 20x the cost of the swap itself, paid twice
+# per store transaction, i.e. twice per task).
+import _signal  # type: ignore[import-not-found,unused-ignore]
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Iterator
@@ -30,25 +36,25 @@ def deferred_sigint() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append(frame)
 
-    previous: Any = signal.getsignal(signal.SIGINT)
+    previous: Any = _signal.getsignal(signal.SIGINT)
     if previous is None:  # a handler set outside Python: it could not be put back
         yield
         return
     try:
-        signal.signal(signal.SIGINT, hold)
+        _signal.signal(signal.SIGINT, hold)
     except ValueError:  # not the main interpreter
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _signal.signal(signal.SIGINT, previous)
         if received:
             _deliver(previous, received[0])
 
 
 def _deliver(handler: Any, frame: FrameType | None) -> None:
-    if handler is signal.SIG_IGN:
+    if handler == signal.SIG_IGN:  # an int from `_signal` (an enum member from `signal`)
         return
     if callable(handler):
         handler(signal.SIGINT, frame)  # the default one raises KeyboardInterrupt

@@ -11,12 +11,13 @@ import json
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import ResumeError, StoreError
-from ..running.journal import Restored, RestoredElement
+from ..errors import ResumeError, SerializationError, StoreError
+from ..running.journal import Cached, Restored, RestoredElement
+from . import cache
 from ..running.result import TaskRun
-from .fingerprint import plan_fingerprints
+from .fingerprint import constants_changed, constants_read, plan_fingerprints
 from ..status import RunStatus
-from .codec import decode, encode
+from .codec import Types, decode, encode, same_encoding
 from .owner import identity
 from .schema import dumps, now
 
@@ -27,16 +28,30 @@ if TYPE_CHECKING:  # the store calls open_run with itself
 __all__ = ["open_run", "RunJournal", "Restored", "stored_targets"]
 
 def fingerprints_of(plan: Plan) -> dict[str, str]:
-    """The plan's task fingerprints, computed once per plan."""
+    """The plan's task fingerprints, computed once per plan (again only when a module
+    constant a handler reads was reassigned since, as a notebook cell run again does)."""
     cached: dict[str, str] | None = plan.derived.get("fingerprints")
-    if cached is None:
+    if cached is None or constants_changed(plan.derived["constants"]):
         cached = plan.derived["fingerprints"] = plan_fingerprints(
             plan, {step.id: step.serializer for step in plan.steps})
+        plan.derived["constants"] = constants_read(plan)
     return cached
 
 
+def storable_text(text: str | None) -> str | None:
+    """Text the database can hold: a lone surrogate (a non-UTF-8 file name in an error
+    message) becomes its ``\\udcXX`` escape instead of failing the write."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return storable_text(f"{type(exc).__name__}: {exc}") or ""
 
 
 class RunJournal:
@@ -45,8 +60,10 @@ class RunJournal:
     def __init__(self, store: SqlStore, flow: str, run_id: str, session: int,
                  inputs: Mapping[str, Any], restored: list[Restored], seq: int,
                  readonly: bool = False, claim: Claim | None = None,
+                 types: Types | None = None,
                  restored_elements: Mapping[str, list[RestoredElement]] | None = None) -> None:
         self.store = store
+        self.types = types  # the value types the flow declares (typed values decode into)
         self.flow = flow
         self.run_id = run_id
         self.session = session
@@ -58,19 +75,19 @@ class RunJournal:
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
         self._seq = seq
         self.claim = claim  # this session's hold on the run (a lease on PostgreSQL)
+        self.fingerprints: Mapping[str, str] = {}  # task id -> fingerprint (the cache's key)
 
     def history(self) -> dict[str, list[float]]:
         """Recent durations per task of this flow, for adaptive scheduling."""
         return self.store.durations(self.flow)
 
     def task_started(self, task: TaskRun) -> None:
-        stamp = now()
+        """One row: the task runs its first attempt. That attempt's own row is written when it
+        ends (one write per state change); until then the task's row stands for it, and a
+        resume after a crash turns it into an ``abandoned`` attempt."""
         with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
-                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, stamp))
-            db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
-                       "started, status) VALUES (?, ?, ?, 1, ?, 'running')",
-                       (self.run_id, task.id, self.session, stamp))
+                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, now()))
 
     def attempt_started(self, task: TaskRun) -> None:
         with self.store.write(self.claim) as db:
@@ -86,19 +103,29 @@ class RunJournal:
                        (self.run_id, task.id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
-    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None) -> None:
-        db.execute("UPDATE attempts SET ended = ?, status = ?, error = ? WHERE run_id = ? AND "
-                   "task_id = ? AND session = ? AND attempt = ?",
-                   (now(), status, error, self.run_id, task.id, self.session, task.attempts))
+    def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None,
+                     only_running: bool = False) -> None:
+        """Write the ended attempt's row (made here for a first attempt; a retry's was made
+        when it started); ``only_running``: never over an attempt that had ended."""
+        if not task.attempts:  # it failed before any attempt (binding its arguments)
+            return
+        started = task.history[-1].started if task.history else task.started_at
+        db.execute("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, "
+                   "status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, task_id, "
+                   "session, attempt) DO UPDATE SET ended = excluded.ended, status = "
+                   "excluded.status, error = excluded.error"
+                   + (" WHERE attempts.status = 'running'" if only_running else ""),
+                   (self.run_id, task.id, self.session, task.attempts,
+                    now() if started is None else started, now(), status, error))
 
     def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
         where = f"task {task.id!r}"
-        blob = self.store.blob(encode(result, serializer, where))
+        blob = self.store.blob(encode(result, serializer, where, types=self.types))
         delta_blob = self.store.blob(encode(
             [[key, value] for key, value in delta.items()], serializer, where,
-            "its shared-state writes")) if delta else None
+            "its shared-state writes", types=self.types)) if delta else None
         self._seq += 1
         with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
@@ -107,16 +134,48 @@ class RunJournal:
                        (task.attempts, task.started_at, task.ended_at, task.duration, blob,
                         delta_blob, serializer, self._seq, self.run_id, task.id))
             self._end_attempt(db, task, "completed", None)
+            if task.cache_key is not None:  # a cached task that ran: keep it for later runs
+                cache.keep(db, self.flow, task.id, self.fingerprints[task.id], task.cache_key,
+                           self.run_id, blob, delta_blob, serializer)
+
+    # -- the cache across runs ---------------------------------------------------------------
+    def hash_encoding(self, value: Any) -> bytes | str:
+        return cache.hash_encoding(value, self.types)
+
+    def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
+        step = task.step
+        assert step.cache is not None
+        return cache.lookup(self.store, self.flow, task.id, self.fingerprints[task.id], key,
+                            step.cache.ttl, step.serializer,
+                            f"run {self.run_id!r}, task {task.id!r}", self.types)
+
+    def task_cached(self, task: TaskRun, hit: Cached) -> None:
+        """Record ``task`` completed from the cache (its stored result written as is)."""
+        result, delta, codec = hit.stored
+        self._seq += 1
+        with self.store.write(self.claim) as db:
+            db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, "
+                       "started, ended, duration, reason, result, delta, codec, seq) VALUES "
+                       "(?, ?, 'completed', 0, ?, ?, 0.0, ?, ?, ?, ?, ?)",
+                       (self.run_id, task.id, task.started_at, task.ended_at, task.reason,
+                        self.store.blob(_raw(result)),
+                        self.store.blob(_raw(delta)) if delta is not None else None, codec,
+                        self._seq))
 
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        with self.store.write(self.claim) as db:
-            db.execute("UPDATE tasks SET status = 'failed', attempts = ?, started = ?, "
-                       "ended = ?, duration = ?, error = ?, traceback = ? WHERE run_id = ? "
-                       "AND task_id = ?",
-                       (task.attempts, task.started_at, task.ended_at, task.duration,
-                        _error_text(error), text, self.run_id, task.id))
-            self._end_attempt(db, task, "failed", _error_text(error))
+        text = storable_text("".join(traceback.format_exception(type(error), error,
+                                                                 error.__traceback__)))
+        with self.store.write(self.claim) as db:  # no row yet when its run_if raised
+            db.execute("INSERT INTO tasks (run_id, task_id, status, attempts, started, ended, "
+                       "duration, error, traceback) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (run_id, task_id) DO UPDATE SET status = 'failed', "
+                       "attempts = excluded.attempts, started = excluded.started, "
+                       "ended = excluded.ended, duration = excluded.duration, "
+                       "error = excluded.error, traceback = excluded.traceback, reason = NULL",
+                       (self.run_id, task.id, task.attempts, task.started_at, task.ended_at,
+                        task.duration, _error_text(error), text))
+            if task.attempts:
+                self._end_attempt(db, task, "failed", _error_text(error))
 
     def map_started(self, task: TaskRun, elements: int, digest: str | None) -> None:
         """A mapped task started: the element rows of other values (or beyond its count) go."""
@@ -129,7 +188,8 @@ class RunJournal:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = element.step.serializer
         blob = self.store.blob(encode(result, serializer,
-                                      f"task {element.id!r}, element {element.index}"))
+                                      f"task {element.id!r}, element {element.index}",
+                                      types=self.types))
         with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO elements (run_id, task_id, idx, status, attempts, "
                        "started, ended, duration, error, result, codec, digest) VALUES "
@@ -149,7 +209,9 @@ class RunJournal:
                         _error_text(error), digest))
 
     def task_settled(self, task: TaskRun) -> None:
-        """SKIPPED or CANCELLED before it started."""
+        """SKIPPED or CANCELLED before it started (resuming a SUCCEEDED run: as stored)."""
+        if self.readonly:
+            return
         with self.store.write(self.claim) as db:
             self._settle(db, task)
 
@@ -162,23 +224,26 @@ class RunJournal:
                    "attempts = excluded.attempts, reason = excluded.reason, "
                    "started = excluded.started, ended = excluded.ended, "
                    "duration = excluded.duration WHERE tasks.status != 'completed'",
-                   (self.run_id, task.id, task.status.value, task.attempts, task.reason,
+                   (self.run_id, task.id, task.status.value, task.attempts,
+                    storable_text(task.reason),
                     task.started_at, task.ended_at if task.started_at is not None else None,
                     task.duration))
         if task.attempts:  # cancelled in flight
-            db.execute("UPDATE attempts SET ended = ?, status = 'cancelled', error = ? WHERE "
-                       "run_id = ? AND task_id = ? AND session = ? AND attempt = ? AND "
-                       "status = 'running'", (now(), task.reason, self.run_id, task.id,
-                                              self.session, task.attempts))
+            self._end_attempt(db, task, "cancelled", storable_text(task.reason),
+                              only_running=True)
 
     def run_finished(self, status: RunStatus, unsaved: Sequence[TaskRun]) -> None:
         """The run ended: write the tasks settled without a write of their own (an interrupt
         cancels many at once), the run's status, and close the session."""
+        finished = False
         try:
             if not self.readonly:
                 self._finish(status, unsaved)
+            finished = True
         finally:
             self.store.detach(self.claim)
+            if not finished:
+                self.store.abandon(self.claim)
             if self.owns_store:
                 self.store.close()
 
@@ -196,25 +261,66 @@ class RunJournal:
                 self.store.release(db, self.claim)
 
 
-def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, list[str]]:
+def encode_inputs(given: Mapping[str, Any], serializer: str,
+                  types: Types) -> tuple[str, bytes | str]:
+    """The run's inputs encoded, and the codec used: JSON whenever they have a JSON encoding
+    (so showing a run shows them, also under ``serializer="pickle"``). One that cannot be
+    encoded is a `SerializationError` naming its key and suggesting ``resources=``."""
+    if serializer == "pickle":
+        try:
+            return "json", encode(dict(given), "json", "the run's inputs", types=types)
+        except SerializationError:
+            pass
+    try:
+        return serializer, encode(dict(given), serializer, "the run's inputs", types=types)
+    except SerializationError as whole:
+        for key, value in given.items():
+            try:
+                encode(value, serializer, f"input {key!r}", f"input {key!r}", types=types)
+            except SerializationError as exc:
+                raise SerializationError(
+                    f"{exc}. A run's inputs are stored with the run: pass a live object (a "
+                    "connection, a client) as a resource instead, never stored: "
+                    f"flow.run(..., resources={{{key!r}: ...}})") from exc
+        raise whole  # pragma: no cover - some key failed above
+
+
+def _raw(value: Any) -> bytes | str:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def _changed_tasks(old: Mapping[str, str], new: Mapping[str, str],
+                   completed: set[str]) -> dict[str, list[str]]:
+    """The changes that need ``force``: completed tasks whose definition changed or that
+    were removed. A task that did not complete (failed, skipped, cancelled, never started)
+    may change freely (fixing the failed task and resuming is the common case), and an
+    added task simply runs."""
     return {
-        "added": sorted(set(new) - set(old)),
-        "removed": sorted(set(old) - set(new)),
-        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t]),
+        "removed": sorted(t for t in set(old) - set(new) if t in completed),
+        "changed": sorted(t for t in set(old) & set(new) if old[t] != new[t] and t in completed),
     }
 
 
 def _kept_tasks(plan: Plan, completed: set[str], old: Mapping[str, str], new: Mapping[str, str],
-                changed_inputs: set[str]) -> set[str]:
+                changed_inputs: set[str], skipped: set[str] | None = None
+                ) -> tuple[set[str], set[str]]:
     """Completed tasks that stay completed: same fingerprint, no changed input read, and every
-    upstream task kept too (everything downstream of a re-run task re-runs)."""
+    upstream task kept too (everything downstream of a re-run task re-runs). A task SKIPPED
+    under the same conditions (its upstream kept or skipped so: a false ``run_if``, not a
+    failure, is behind it) counts as kept for its dependants: its gate decides the same again.
+    Returns (kept completed tasks, such skipped ones)."""
     kept: set[str] = set()
+    quiet: set[str] = set()  # kept, or skipped by a condition that holds again
+    skipped = skipped or set()
     for step in plan.steps:  # plan order: upstream first
-        if (step.id in completed and old.get(step.id) == new[step.id]
+        task = step.id
+        if ((task in completed or task in skipped) and old.get(task) == new[task]
                 and not changed_inputs.intersection(step.inputs)
-                and all(dep in kept for dep in step.dependencies)):
-            kept.add(step.id)
-    return kept
+                and all(dep in quiet for dep in step.dependencies)):
+            quiet.add(task)
+            if task in completed:
+                kept.add(task)
+    return kept, quiet - kept
 
 
 def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
@@ -228,24 +334,51 @@ def stored_targets(store: Any, run_id: str) -> tuple[str, ...]:
     finally:
         if opened is not store:
             opened.close()
-    return tuple(json.loads(rows[0]["targets"])) if rows and rows[0]["targets"] else ()
+    if not rows:
+        return ()
+    return _targets(opened, f"run {run_id!r}", rows[0]["targets"])
+
+
+def _targets(store: Any, where: str, stored: Any) -> tuple[str, ...]:
+    """The stored targets of a run (``()``: the whole flow); malformed ones are a
+    `StoreError` naming the run."""
+    if not stored:
+        return ()
+    try:
+        found = json.loads(stored)
+        if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+            raise ValueError("a JSON list of task ids was expected")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run store {store.label}: {where} has malformed targets: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return tuple(found)
 
 
 def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id: str,
              inputs: Mapping[str, Any] | None, resume: str | None, force: bool,
              check_inputs: Callable[[Mapping[str, Any]], None]) -> RunJournal:
     """Start run ``run_id``, or resume run ``resume``; raise `ResumeError` when refused."""
-    fingerprints_of(plan)  # computed (once per plan) outside the write transaction
+    fingerprints = fingerprints_of(plan)  # computed (once per plan) outside the transaction
     with store.write() as db:
         if resume is None:
-            return _start_run(db, store, plan, flow, serializer, run_id, inputs, check_inputs)
-        return _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
-                           check_inputs)
+            journal = _start_run(db, store, plan, flow, serializer, run_id, inputs,
+                                 check_inputs)
+        else:
+            journal = _resume_run(db, store, plan, flow, serializer, resume, inputs, force,
+                                  check_inputs)
+    journal.fingerprints = fingerprints
+    return journal
 
 
 def _order(plan: Plan) -> str:
     """The plan's task order, stored so that a run is shown in plan order."""
     return json.dumps(list(plan.order))
+
+
+def _edges(plan: Plan) -> str:
+    """The plan's dependencies (inferred ones included), stored so that a report drawn from
+    the store shows the run's graph."""
+    return json.dumps({step.id: list(step.dependencies) for step in plan.steps})
 
 
 def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
@@ -271,17 +404,19 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
                           f"resume={run_id!r} to continue it, or another run_id")
     given = dict(inputs or {})
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     db.execute(
         "INSERT INTO runs (run_id, flow, status, started, total_tasks, inputs, "
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
-        "targets) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "targets, plan_edges) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
-         store.blob(encode(given, serializer, "the run's inputs")),
-         serializer, dumps(fingerprints_of(plan)), host, pid, started, _order(plan),
-         dumps(list(plan.targets)) if plan.targets else None))
+         store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
+         started, _order(plan),
+         dumps(list(plan.targets)) if plan.targets else None, _edges(plan)))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, 1, ?, ?, ?, 'running')", (run_id, host, pid, stamp))
-    return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1))
+    return RunJournal(store, flow, run_id, 1, given, [], 0, claim=store.claim(db, run_id, 1),
+                      types=plan.types)
 
 
 def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
@@ -295,7 +430,7 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                      + store.for_update, (resume,)).fetchone()
     if row is None:
         raise ResumeError(f"cannot resume run {resume!r}: it is not in {store.label}")
-    stored_targets = tuple(json.loads(row[8])) if row[8] else ()
+    stored_targets = _targets(store, f"run {resume!r}", row[8])
     if stored_targets != tuple(plan.targets):
         raise ResumeError(
             f"cannot resume run {resume!r} with targets={list(plan.targets) or None!r}: it was "
@@ -303,16 +438,19 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                else "a run of the whole flow")
             + ": resume it with the same targets (or none, to keep them)")
     status, old_prints = row[1], _fingerprints(store, f"run {resume!r}", row[4])
+    completed = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                          "status = 'completed'", (resume,)).fetchall()}
     given, changed_inputs = _check_resumable(row, resume, plan, flow, serializer, inputs, force,
-                                             old_prints)
+                                             old_prints, completed)
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
-    kept, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
+    kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
     elements = _restored_elements(db, plan, resume, old_prints)
-    if status == RunStatus.SUCCEEDED.value and len(kept) == len(plan.steps):
+    if status == RunStatus.SUCCEEDED.value and len(kept) + len(still_skipped) == len(plan.steps):
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True,
-                          restored_elements=elements)
+                          types=plan.types, restored_elements=elements)
     check_inputs(given)
+    inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     host, pid, started = identity()
     stamp = now()
     session = db.execute("SELECT COALESCE(MAX(session), 0) + 1 FROM sessions WHERE "
@@ -322,56 +460,71 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
     # attempts a killed session left running never ended: they were abandoned with it
     db.execute("UPDATE attempts SET status = 'abandoned', ended = ? WHERE run_id = ? AND "
                "status = 'running'", (stamp, resume))
+    # a first attempt in flight has no row of its own yet (its task's row stands for it):
+    # it was the last session's, which is the one that was killed
+    db.execute("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, status) "
+               "SELECT run_id, task_id, ?, attempts, started, ?, 'abandoned' FROM tasks "
+               "WHERE run_id = ? AND status = 'running' AND started IS NOT NULL "
+               "ON CONFLICT DO NOTHING", (session - 1, stamp, resume))
     db.execute("UPDATE runs SET status = 'running', ended = NULL, owner_host = ?, "
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
-               "total_tasks = ?, plan_order = ? WHERE run_id = ?",
-               (host, pid, started, dumps(fingerprints),
-                store.blob(encode(given, serializer, "the run's inputs")), len(plan.steps),
-                _order(plan), resume))
+               "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
+               "WHERE run_id = ?",
+               (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
+                inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
     stale = [t for t in plan.index if t not in kept]
     db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
                    [(resume, t) for t in stale])
     return RunJournal(store, flow, resume, session, given, restored, seq,
-                      claim=store.claim(db, resume, session), restored_elements=elements)
+                      claim=store.claim(db, resume, session), types=plan.types,
+                      restored_elements=elements)
 
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
                      inputs: Mapping[str, Any] | None, force: bool,
-                     old_prints: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
-    """Refuse other inputs or a changed flow without ``force``; return the inputs to use and
-    those that changed."""
+                     old_prints: Mapping[str, str],
+                     completed: set[str]) -> tuple[dict[str, Any], set[str]]:
+    """Refuse other inputs, or a change to a completed task, without ``force``; return the
+    inputs to use and those that changed."""
     stored_flow, status, blob, codec = row[:4]
     where = f"run {resume!r}"
-    stored_inputs = decode(blob, codec, serializer, f"{where}, its inputs")
+    stored_inputs = decode(blob, codec, "json" if codec == "json" else serializer,
+                           f"{where}, its inputs", plan.types)  # JSON: always safe to read
     given = dict(stored_inputs if inputs is None else inputs)
-    changed_inputs = {k for k in set(given) | set(stored_inputs)
-                      if given.get(k, KeyError) != stored_inputs.get(k, KeyError)}
+    changed_inputs = set() if inputs is None else {
+        k for k in set(given) | set(stored_inputs)  # by encoding: a NaN input equals itself
+        if k not in given or k not in stored_inputs
+        or not same_encoding(given[k], stored_inputs[k], plan.types)}
     if changed_inputs and not force:
         raise ResumeError(f"cannot resume {where} with other inputs "
                           f"({', '.join(map(repr, sorted(changed_inputs)))} differ): pass "
                           "the same inputs (or none, to reuse them), or force=True")
-    changes = _changed_tasks(old_prints, fingerprints_of(plan))
+    changes = _changed_tasks(old_prints, fingerprints_of(plan), completed)
     if stored_flow != flow:
         changes["flow"] = [f"{stored_flow!r} -> {flow!r}"]
     if any(changes.values()) and not force:
         what = "; ".join(f"{kind}: {', '.join(map(str, items))}"
                          for kind, items in changes.items() if items)
-        raise ResumeError(f"cannot resume {where}: the flow's definition changed ({what}); "
-                          "pass force=True to keep the completed tasks that did not change")
+        raise ResumeError(f"cannot resume {where}: the definition of tasks that completed "
+                          f"changed ({what}); pass force=True to re-run them and what depends "
+                          "on them (the completed tasks that did not change are kept)")
     return given, changed_inputs
 
 
 def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
-              changed_inputs: set[str]) -> tuple[set[str], list[Restored], int]:
-    """The completed tasks that stay completed, decoded, and the run's last sequence number."""
+              changed_inputs: set[str]) -> tuple[set[str], set[str], list[Restored], int]:
+    """The completed tasks that stay completed, the skipped ones that stay skipped (see
+    `_kept_tasks`), the completed ones decoded, and the run's last sequence number."""
     where = f"run {resume!r}"
     rows = db.execute("SELECT task_id, result, delta, codec, attempts, started, ended, "
                       "duration FROM tasks WHERE run_id = ? AND status = 'completed' "
                       "ORDER BY seq", (resume,)).fetchall()
-    kept = _kept_tasks(plan, {r[0] for r in rows}, old_prints, fingerprints_of(plan),
-                       changed_inputs)
+    skipped = {r[0] for r in db.execute("SELECT task_id FROM tasks WHERE run_id = ? AND "
+                                        "status = 'skipped'", (resume,)).fetchall()}
+    kept, still_skipped = _kept_tasks(plan, {r[0] for r in rows}, old_prints,
+                                      fingerprints_of(plan), changed_inputs, skipped)
     steps = plan.index
     restored = []
     for task_id, result, delta, task_codec, attempts, t0, t1, duration in rows:
@@ -379,13 +532,14 @@ def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
             continue
         task_serializer = steps[task_id].serializer
         task_where = f"{where}, task {task_id!r}"
-        value = decode(result, task_codec, task_serializer, task_where)
-        pairs = decode(delta, task_codec, task_serializer, task_where) if delta else []
+        value = decode(result, task_codec, task_serializer, task_where, plan.types)
+        pairs = decode(delta, task_codec, task_serializer, task_where,
+                       plan.types) if delta else []
         restored.append(Restored(task_id, value, [tuple(p) for p in pairs], attempts,
                                  t0, t1, duration))
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
                      (resume,)).fetchone()[0]
-    return kept, restored, seq
+    return kept, still_skipped, restored, seq
 
 
 def _restored_elements(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str]
@@ -405,7 +559,7 @@ def _restored_elements(db: Any, plan: Plan, resume: str, old_prints: Mapping[str
         if step is None or old_prints.get(task_id) != new_prints[task_id]:
             continue
         value = decode(result, codec, step.serializer,
-                       f"run {resume!r}, task {task_id!r}, element {idx}")
+                       f"run {resume!r}, task {task_id!r}, element {idx}", plan.types)
         found.setdefault(task_id, []).append(
             RestoredElement(task_id, idx, value, attempts, t0, t1, duration, digest))
     return found

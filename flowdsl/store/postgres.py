@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import ResumeError, StoreError
 from .base import Claim, SqlStore
+from .interrupts import deferred_sigint
 from .journal import RunJournal
 from .owner import owner_gone
 from .pgsql import translate, translate_ddl
@@ -305,23 +306,35 @@ class PostgresStore(SqlStore):
         with ``claim``, fenced by it); errors -> `StoreError`."""
         with self._lock:
             tx = _Transaction(self, claim)
+            committed = False
             try:
-                tx.begin()
-                yield tx
-                tx.commit()
+                with deferred_sigint():  # Ctrl-C waits for COMMIT or ROLLBACK, then is raised
+                    try:
+                        tx.begin()
+                        yield tx
+                        tx.commit()
+                    except BaseException as exc:
+                        tx.rollback()
+                        self._raise_for(exc, tx, claim)
+                        raise
+                    committed = True
             except BaseException as exc:
-                tx.rollback()
-                if isinstance(exc, psycopg.errors.DivisionByZero) and claim is not None:
-                    raise StoreError(self.taken_over(claim)) from None  # the fence
-                if isinstance(exc, psycopg.errors.UniqueViolation) and \
-                        exc.diag.table_name == "runs":  # another process started this run id
-                    raise ResumeError(f"run already exists in {self.label} ({exc.diag.message_detail}): "
-                                      "pass resume= to continue it, or another run_id") from exc
-                if isinstance(exc, psycopg.Error):
-                    if self._is_broken(tx.conn, exc):
-                        raise _Lost(f"run store {self.label}: {exc}") from exc
-                    raise StoreError(f"run store {self.label}: {exc}") from exc
+                if committed:  # an interrupt delivered once COMMIT was done
+                    exc.flowdsl_committed = True  # type: ignore[attr-defined]
                 raise
+
+    def _raise_for(self, exc: BaseException, tx: _Transaction, claim: Claim | None) -> None:
+        """Turn a failed transaction's database error into flowdsl's."""
+        if isinstance(exc, psycopg.errors.DivisionByZero) and claim is not None:
+            raise StoreError(self.taken_over(claim)) from None  # the fence
+        if isinstance(exc, psycopg.errors.UniqueViolation) and \
+                exc.diag.table_name == "runs":  # another process started this run id
+            raise ResumeError(f"run already exists in {self.label} ({exc.diag.message_detail}): "
+                              "pass resume= to continue it, or another run_id") from exc
+        if isinstance(exc, psycopg.Error):
+            if self._is_broken(tx.conn, exc):
+                raise _Lost(f"run store {self.label}: {exc}") from exc
+            raise StoreError(f"run store {self.label}: {exc}") from exc
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of one query (reconnecting once if the connection broke)."""
@@ -389,6 +402,20 @@ class PostgresStore(SqlStore):
         if claim is not None and claim.heartbeat is not None:
             claim.heartbeat.stop()
             claim.heartbeat = None
+
+    def abandon(self, claim: Claim | None) -> None:
+        """Delete this session's lease on a connection of its own, if the server lets us: the
+        run stopped here, so it is free for the next resume (from this process too) at once
+        rather than when the lease expires."""
+        if claim is None:
+            return
+        with contextlib.suppress(Exception):
+            conn = self._connect()
+            try:
+                conn.execute("DELETE FROM flowdsl_leases WHERE run_id = %s AND session = %s",
+                             (claim.run_id, claim.session))
+            finally:
+                conn.close()
 
     def taken_over(self, claim: Claim) -> str:
         """The message of a write refused because another session owns the run now."""

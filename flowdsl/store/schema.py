@@ -4,17 +4,21 @@ Tables (all keyed by ``run_id``):
 
 - ``runs``: one row per run: flow name, status, start/end (epoch seconds), the inputs (encoded
   with the flow's serializer), the task fingerprints (JSON), the owner while it runs (host,
-  pid, process start time), the number of tasks, (v2) the plan's order of task ids and (v3)
-  its ``targets`` (JSON; NULL: the whole flow).
+  pid, process start time), the number of tasks, (v2) the plan's order of task ids, (v3)
+  its ``targets`` (JSON; NULL: the whole flow) and (v4) its ``plan_edges`` (JSON: task id ->
+  upstream ids; NULL for a run recorded before v4).
 - ``sessions``: one row per process that worked on the run (the first run, each resume).
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
   the completion order (replayed in that order on resume).
-- ``elements`` (v4): one row per element of a mapped task that ended: its index, status,
+- ``elements`` (v6): one row per element of a mapped task that ended: its index, status,
   attempts, timings, error, the encoded result (with its codec) and the digest of the values
   the map was started with (a resumed map restores an element only over the same values).
 - ``attempts``: one row per attempt (session, start, end, status, error): the history a
   report or a Gantt chart is drawn from.
+- (v5) ``cache_entries``: completed results kept for later runs of the same flow, keyed by
+  flow, task, task fingerprint and the hash of the task's inputs; the run that made each,
+  when, and the encoded result and delta with their codec.
 
 A migration is a list of statements that takes the schema from version N-1 to N; a store
 written by a newer flowdsl (a higher version) is refused rather than misread.
@@ -26,7 +30,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -88,8 +92,26 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN plan_order TEXT"],
     # 3: the target tasks of a run made with targets= (JSON list; NULL: the whole flow)
     3: ["ALTER TABLE runs ADD COLUMN targets TEXT"],
-    # 4: the elements of mapped tasks, each journalled when it ends
-    4: [
+    # 4: the plan's dependencies (JSON {task id: [upstream ids]}), so a report drawn from the
+    # store shows the same graph as the run's own
+    4: ["ALTER TABLE runs ADD COLUMN plan_edges TEXT"],
+    # 5: caching across runs (``@flow.task(cache=...)``)
+    5: [
+        """CREATE TABLE cache_entries (
+            flow TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            input_key TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            result BLOB,
+            delta BLOB,
+            codec TEXT NOT NULL,
+            PRIMARY KEY (flow, task_id, fingerprint, input_key)
+        ) WITHOUT ROWID""",
+    ],
+    # 6: the elements of mapped tasks, each journalled when it ends
+    6: [
         """CREATE TABLE elements (
             run_id TEXT NOT NULL,
             task_id TEXT NOT NULL,

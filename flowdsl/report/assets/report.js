@@ -27,7 +27,8 @@
       .attr("orient", "auto").append("path").attr("d", "M0,0L10,5L0,10z").attr("fill", "#8c959f");
     const line = d3.line().x((p) => p.x).y((p) => p.y).curve(d3.curveBasis);
     svg.append("g").selectAll("path").data(g.edges()).join("path")
-      .attr("class", "dag-edge").attr("d", (e) => line(g.edge(e).points))
+      .attr("class", "dag-edge").attr("data-from", (e) => e.v).attr("data-to", (e) => e.w)
+      .attr("d", (e) => line(g.edge(e).points))
       .attr("marker-end", "url(#arrow)");
     const nodes = svg.append("g").selectAll("g").data(g.nodes().map((id) => g.node(id))).join("g")
       .attr("class", (n) => "dag-node status-" + n.task.status)

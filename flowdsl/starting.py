@@ -1,0 +1,112 @@
+"""How a call to `Flow.run` / `Flow.arun` becomes a `Run`: check the call, open the run in the
+store when one is given (start or resume), and build the `Run` with its observers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .calling import check_call, check_inputs, check_resources
+from .compiling.plan import Plan
+from .executors import Executor
+from .observers.hooks import hook_observer
+from .observers.logging import LoggingObserver, logging_enabled
+from .running.events import Event, Observer
+from .running.runtime import Run
+from .running.strategies import ContextPreservationStrategy, IncrementalContextStrategy
+
+if TYPE_CHECKING:  # the store loads lazily (sqlite3)
+    from .flow import Flow
+    from .store.journal import RunJournal
+
+__all__ = ["new_run_id", "start_run"]
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: UTC timestamp to the microsecond, then 6 hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
+
+
+def start_run(
+    flow: Flow,
+    executor: Executor,
+    initial: Mapping[str, Any] | None,
+    context_strategy: ContextPreservationStrategy | None,
+    run_id: str | None,
+    observers: Iterable[Observer | Callable[[Event], None]] | None,
+    store: Any = None,
+    resume: str | None = None,
+    force: bool = False,
+    targets: Iterable[str] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    cache: bool = True,
+) -> Run:
+    """Check the call, open the run (in the store, when given) and build the `Run`."""
+    if resume is not None and store is not None and targets is None:
+        from .store.journal import stored_targets  # a target run resumes as one
+
+        targets = stored_targets(store, resume) or None
+    plan = flow.compile(targets)
+    if hasattr(executor, "check_plan"):  # e.g. handlers that must pickle, before the store
+        executor.check_plan(plan)
+    started = perf_counter()  # the run's wall clock: opening the store counts
+    check_call(initial, run_id, store, resume)
+    live = check_resources(plan, initial, resources)
+    journal: RunJournal | None = None
+    if store is None:
+        initial = {} if initial is None else initial
+        check_inputs(plan, initial, live)
+        run_id = run_id or new_run_id()
+    else:
+        journal = _open_journal(flow, plan, store, initial, run_id, resume, force, live)
+        journal.open_time = perf_counter() - started
+        initial, run_id = journal.inputs, journal.run_id
+    watchers = list(observers or ())
+    if logging_enabled():
+        watchers.append(LoggingObserver())
+    hooks = hook_observer(plan, flow.hooks, flow.hook_scopes())
+    if hooks is not None:
+        watchers.append(hooks)
+    run = Run(
+        plan,
+        initial,
+        run_id=run_id,
+        strategy=context_strategy if context_strategy is not None else IncrementalContextStrategy(),
+        observers=watchers,
+        journal=journal,
+        started=started,
+        # read only by adaptive scheduling (N > 1), so only then computed
+        history=journal.history if journal is not None else flow.metrics.durations,
+        resources=live,
+        cache=cache,
+    )
+    if journal is not None and journal.restored:
+        run.restore_completed(journal.restored)
+    return run
+
+
+def _open_journal(flow: Flow, plan: Plan, store: Any, initial: Mapping[str, Any] | None,
+                  run_id: str | None, resume: str | None, force: bool,
+                  resources: Mapping[str, Any]) -> RunJournal:
+    """Start (or resume) the run in the store; a store made from a path is closed when the
+    run ends."""
+    from .store import SqlStore, open_store  # sqlite3 is imported only when a store is used
+
+    owned = not isinstance(store, SqlStore)
+    if owned:  # a path, or a postgresql:// DSN
+        store = open_store(store)
+    try:
+        journal: RunJournal = store.open_run(
+            plan, flow=flow.name, serializer=flow.serializer,
+            run_id=run_id or new_run_id(), inputs=initial, resume=resume, force=force,
+            check_inputs=lambda given: check_inputs(plan, given, resources),
+        )
+    except BaseException:
+        if owned:
+            store.close()
+        raise
+    journal.owns_store = owned
+    return journal
