@@ -21,6 +21,7 @@ from .errors import (
     DefinitionError,
     DuplicateTaskError,
     FlowError,
+    MapError,
     MissingInputError,
     MissingOutputError,
     ResumeError,
@@ -31,7 +32,8 @@ from .errors import (
     UnknownDependencyError,
     UntrackedWriteError,
 )
-from .running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from .running.events import (ElementFinished, RunFinished, RunStarted, TaskFinished,
+                             TaskMapped, TaskRetrying, TaskStarted)
 from .executors import ConcurrentExecutor, Executor, SequentialExecutor
 from .flow import Flow
 from .measure import OverheadReport, measure_overhead
@@ -68,9 +70,10 @@ __all__ = [
     "Plan", "Step", "RunResult", "TaskRun", "TaskRecord", "DELETED", "CurrentTask",
     "current_task", "ContextPreservationStrategy", "IncrementalContextStrategy", "Executor",
     "SequentialExecutor", "ConcurrentExecutor", "measure_overhead", "OverheadReport",
-    "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
+    "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished", "TaskMapped",
+    "ElementFinished",
     "FlowError", "DefinitionError", "CycleError", "UnknownDependencyError",
-    "DuplicateTaskError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
+    "DuplicateTaskError", "MapError", "MissingInputError", "MissingOutputError", "TaskTimeoutError",
     "RunFailedError", "ContextPrunedError", "SerializationError", "ResumeError", "StoreError",
     "UntrackedWriteError",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "SerializationError",
     "ResumeError",
     "StoreError",
+    "MapError",
     "did_you_mean",
 ]
 
@@ -185,6 +186,19 @@ class ResumeError(FlowError, RuntimeError):
 
 class StoreError(FlowError, RuntimeError):
     """The run store failed or holds something it cannot decode."""
+
+
+class MapError(FlowError, ValueError):
+    """A mapped task's values cannot be mapped: a value that is not iterable (or is a str,
+    bytes or mapping), or zipped parameters of unequal lengths. ``task_id``, ``parameters``
+    and ``lengths`` (None for a value that has none) say which."""
+
+    def __init__(self, task_id: str, parameters: Sequence[str],
+                 lengths: Sequence[int | None], why: str) -> None:
+        self.task_id = task_id
+        self.parameters = tuple(parameters)
+        self.lengths = tuple(lengths)
+        super().__init__(f"task {task_id!r} cannot map over {', '.join(self.parameters)}: {why}")
 
 
 def error_text(exc: BaseException) -> str:

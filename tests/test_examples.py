@@ -20,6 +20,8 @@ KEY_LINES = {
                      "run failed", "publish       skipped (upstream task 'check_volume' failed)",
                      "nothing published; cleanup: temporary files removed"],
     "data_processing.py": ["run succeeded", "Report for"],
+    "fan_out.py": ["run succeeded: 3 files counted by 3 tasks", "north.csv: 3 rows",
+                   "south.csv: 5 rows", "total: 10 rows"],
     "practice_25_tasks.py": ["run succeeded", "context accuracy", "100.0%"],
     "seed_orchestrator.py": ["Execution summary (succeeded)", "Execution metrics"],
     "subflows.py": ["run succeeded", "orders: 3 rows kept", "customers: 2 rows kept"],

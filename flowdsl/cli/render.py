@@ -371,6 +371,10 @@ def print_record(console: Any, record: Mapping[str, Any]) -> None:
     for task_id, task in tasks.items():
         if task.get("status") == "failed":
             say(f"task {task_id!r} failed: {task.get('error') or '(no error recorded)'}")
+            for element in task.get("failed_elements") or ():
+                say(f"  element {element.get('index')} failed after "
+                    f"{element.get('attempts')} attempt(s): "
+                    f"{element.get('error') or '(no error recorded)'}")
             if task.get("traceback"):
                 say(str(task["traceback"]).rstrip())
 

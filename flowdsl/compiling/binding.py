@@ -37,10 +37,13 @@ class Input:
     key: str
     producer: str | None
     default: Any = MISSING
+    mapped: bool = False  # the producer is a mapped task: its result is a list of mappings
 
 
 def _resolve(context: Any, inp: Input, task_id: str) -> Any:
     if inp.producer is not None:
+        if inp.mapped:
+            return [element[inp.key] for element in context.results[inp.producer]]
         return context.results[inp.producer][inp.key]
     return _look_up(context, inp, task_id)
 
@@ -52,6 +55,8 @@ def _resolve_tolerant(context: Any, inp: Input, task_id: str) -> Any:
         produced = context.results.get(inp.producer, MISSING)
         if produced is MISSING:
             return None if inp.default is MISSING else inp.default
+        if inp.mapped:
+            return [element[inp.key] for element in produced]
         return produced[inp.key]
     return _look_up(context, inp, task_id)
 
@@ -98,7 +103,7 @@ def make_binder(
 
     if tolerant is None and all(kind in ("result", "key") and not keyword
                                 for kind, _, keyword, _ in sources) \
-            and all(inp.producer is not None for inp in inputs):
+            and all(inp.producer is not None and not inp.mapped for inp in inputs):
         return _produced_binder(sources, inputs)
 
     sources = tuple(sources)

@@ -270,7 +270,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         spec, binding = by_id[task], bindings[task]
         chosen = producer_of.get(task, EMPTY)
         dependencies = tuple(binding.dependencies)
-        declared = [Input(key, chosen.get(key), default)
+        declared = [_input(key, chosen.get(key), default, by_id)
                     for key, default in binding.inputs.items()] if binding.inputs else ()
         for inp in declared:
             if inp.producer is None and inp.default is MISSING:
@@ -282,7 +282,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             tolerant = {p.name: p.default for p in spec.params}
         condition = None
         if spec.run_if is not None:
-            cond_declared = [Input(key, chosen.get(key), default)
+            cond_declared = [_input(key, chosen.get(key), default, by_id)
                              for key, default in binding.cond_inputs.items()]
             for inp in cond_declared:
                 if inp.producer is None and inp.default is MISSING and inp.key not in binding.inputs:
@@ -343,6 +343,12 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         conditional=any(step.run_if is not None for step in steps),
         types=_declared(specs, types),
     )
+
+
+def _input(key: str, producer: str | None, default: Any, by_id: Mapping[str, TaskSpec]) -> Input:
+    """A declared input; produced by a mapped task, its value is the list of its elements'."""
+    mapped = producer is not None and bool(by_id[producer].map_over)
+    return Input(key, producer, default, mapped)
 
 
 def _cache_inputs(sources: Sequence[Source]

@@ -226,7 +226,8 @@ class DaskAttempts:
         self.context.shared_state.apply(delta)  # the worker's writes become the task's delta
         for entry in logged:  # the handler's own log_execution entries
             self.context.trace_log.add(entry)
-        self.futures[step.id] = future
+        if current.index is None:  # (an element's future is not its task's result)
+            self.futures[step.id] = future
         return result
 
 

@@ -24,8 +24,10 @@ from .slots import Slots
 
 __all__ = ["Scheduler", "ranks"]
 
-PENDING = TaskStatus.PENDING
+PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 Rank = tuple[int, float, int]
+#: a ready unit: its task's rank, its element index (-1 for a whole task), the unit
+Ready = tuple[Rank, int, TaskRun]
 
 
 def ranks(plan: Plan, history: Mapping[str, list[float]] | None) -> dict[str, Rank]:
@@ -49,7 +51,7 @@ class Scheduler:
         self.cancels_sync = cancels_sync
         self.units = run.tasks
         self.waiting = {step.id: len(step.dependencies) for step in run.plan.steps}
-        self.ready: list[tuple[Rank, str]] = []
+        self.ready: list[Ready] = []
         self.running: dict[asyncio.Future[None], TaskRun] = {}
         self.cancelling: set[asyncio.Future[None]] = set()
         self.abandoning = False
@@ -58,7 +60,7 @@ class Scheduler:
         self.raised: asyncio.CancelledError | None = None
 
     def _push(self, task_id: str) -> None:
-        heapq.heappush(self.ready, (self.rank[task_id], task_id))
+        heapq.heappush(self.ready, (self.rank[task_id], -1, self.units[task_id]))
 
     def settled(self, task_id: str) -> None:
         """A task reached its final status: release its dependants. One whose dependencies
@@ -105,6 +107,8 @@ class Scheduler:
                 for unit in self.run.units:
                     if unit.status is PENDING:
                         self.run.stop_pending(unit)
+                    elif unit.status is RUNNING and unit.elements is not None:
+                        self.run.stop_elements(unit)  # its elements not started
         except BaseException:
             await self._abandon()
             raise
@@ -119,8 +123,9 @@ class Scheduler:
                 if not running:
                     break
             if not running:
-                await slots.changed()  # only held pool slots block the ready units
-                continue
+                if self.ready:  # only held pool slots block the ready units
+                    await slots.changed()
+                continue  # (or a map settled at once, and nothing is left)
             done, _ = await asyncio.wait([*running, slots.changed()],
                                          return_when=asyncio.FIRST_COMPLETED)
             for job in done:
@@ -128,12 +133,17 @@ class Scheduler:
                 if unit is None:
                     continue
                 if job.cancelled():
-                    run.cancel_in_flight(unit, f"critical task {run.stopped_by!r} failed")
+                    reason = f"critical task {run.stopped_by!r} failed"
+                    if unit.index is None:
+                        run.cancel_in_flight(unit, reason)
+                    else:
+                        run.element_cancelled(unit, reason)
                 else:
                     job.result()  # re-raise a store failure
                     if self.raised is not None:  # the handler's own CancelledError
                         raise self.raised
-                self.settled(unit.id)
+                if unit.index is None or self.units[unit.id].status is not RUNNING:
+                    self.settled(unit.id)  # (a mapped task: once its last element settled)
 
     def _start(self) -> None:
         """Start ready units while slots are free; skip over those whose pool is full."""
@@ -141,7 +151,10 @@ class Scheduler:
         deferred = []
         while ready and slots.free > 0:
             item = heapq.heappop(ready)
-            unit = self.units[item[1]]
+            unit = item[2]
+            if unit.step.map_over and unit.index is None:  # its elements become ready units
+                self._map(item[0], unit)
+                continue
             pool = unit.step.pool
             if pool is not None and slots.pool_free[pool] <= 0:
                 deferred.append(item)
@@ -151,9 +164,19 @@ class Scheduler:
         for item in deferred:
             heapq.heappush(ready, item)
 
+    def _map(self, rank: Rank, unit: TaskRun) -> None:
+        """Start mapped task ``unit``: each of its elements is ready (one slot each)."""
+        for element in self.run.start_map(unit):
+            heapq.heappush(self.ready, (rank, element.index or 0, element))
+        if unit.status is not RUNNING:  # settled at once (no element to run)
+            self.settled(unit.id)
+
     async def _run_one(self, unit: TaskRun) -> None:
         try:
-            await self.run.arun_unit(unit, self.means)
+            if unit.index is None:
+                await self.run.arun_unit(unit, self.means)
+            else:
+                await self.run.arun_element(unit, self.means)
         except asyncio.CancelledError as exc:
             if self.abandoning or asyncio.current_task() in self.cancelling:
                 raise  # the scheduler's own cancel

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from ..running.attempts import local_means
+from ..running.attempts import Means, local_means
+from ..running.result import TaskRun
 from ..running.runtime import Run
+from ..status import TaskStatus
 from .base import AsyncSleep, Executor, Sleep
 
 __all__ = ["SequentialExecutor"]
@@ -24,17 +26,44 @@ class SequentialExecutor(Executor):
         sleep = self.means.sleep
         for unit in run.units:
             if not run.settled_before_start(unit):
-                run.run_unit(unit, sleep)
+                if unit.step.map_over:
+                    for element in run.start_map(unit):
+                        if run.stopped_by is not None:
+                            break
+                        run.run_element(element, sleep)
+                    _stop_map(run, unit)
+                else:
+                    run.run_unit(unit, sleep)
 
     async def aexecute(self, run: Run) -> None:
         means = self.means
         for unit in run.units:
             if run.settled_before_start(unit):
                 continue
-            if unit.step.is_async:
+            if unit.step.map_over:
+                await _map(run, unit, means)
+            elif unit.step.is_async:
                 await run.arun_unit(unit, means)
             else:
                 run.run_unit(unit, means.sleep)
 
     def __repr__(self) -> str:
         return "SequentialExecutor()"
+
+
+async def _map(run: Run, unit: TaskRun, means: Means) -> None:
+    """The elements of a mapped task, one by one in element order."""
+    for element in run.start_map(unit):
+        if run.stopped_by is not None:
+            break
+        if unit.step.is_async:
+            await run.arun_element(element, means)
+        else:
+            run.run_element(element, means.sleep)
+    _stop_map(run, unit)
+
+
+def _stop_map(run: Run, unit: TaskRun) -> None:
+    """After a critical failure: the elements not started are cancelled."""
+    if unit.status is TaskStatus.RUNNING:
+        run.stop_elements(unit)

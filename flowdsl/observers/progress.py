@@ -1,5 +1,6 @@
 """A progress bar (rich) fed by runtime events: tasks done/total, the task running, elapsed,
-and an ETA when earlier runs' durations are known.
+and an ETA when earlier runs' durations are known. Each element of a mapped task counts as one
+more step (the total grows when the map starts).
 
     from flowdsl.observers.progress import ProgressObserver
     flow.run(inputs, observers=[ProgressObserver()])
@@ -41,7 +42,8 @@ from rich.progress import (
 
 from rich.text import Text
 
-from ..running.events import RunFinished, RunStarted, TaskFinished, TaskRetrying, TaskStarted
+from ..running.events import (ElementFinished, RunFinished, RunStarted, TaskFinished,
+                              TaskMapped, TaskRetrying, TaskStarted)
 
 __all__ = ["ProgressObserver", "expected_durations"]
 
@@ -122,6 +124,11 @@ class ProgressObserver:
                 self._running.pop(event.task_id, None)
                 self._done += 1
                 self._finish_expected(event.task_id)
+            elif isinstance(event, TaskMapped):  # its elements are steps of their own
+                self._total += event.elements
+                self._done += event.restored
+            elif isinstance(event, ElementFinished):
+                self._done += 1
             elif isinstance(event, RunFinished):
                 self._finished = True
             self._refresh()
@@ -182,7 +189,8 @@ class ProgressObserver:
             text = f"running {running[0]}"
         else:
             text = f"running {running[0]} and {len(running) - 1} more"
-        self._progress.update(self._bar, completed=self._done, description=text)
+        self._progress.update(self._bar, completed=self._done, total=self._total,
+                              description=text)
 
     # -- the ETA ----------------------------------------------------------------------------
     def eta(self) -> float | None:

@@ -17,6 +17,7 @@ from .result import Attempt
 
 __all__ = [
     "Event", "RunStarted", "TaskStarted", "TaskRetrying", "TaskFinished", "RunFinished",
+    "TaskMapped", "ElementFinished",
     "Observer", "Emit", "emitter", "as_callback",
 ]
 
@@ -43,6 +44,7 @@ class TaskRetrying:
     attempt: int  # the attempt that failed
     error: BaseException
     wait: float  # seconds until the next attempt
+    index: int | None = None  # the element of a mapped task; None for a whole task
 
 
 @attrs.frozen(kw_only=True)
@@ -59,6 +61,31 @@ class TaskFinished:
 
 
 @attrs.frozen(kw_only=True)
+class TaskMapped:
+    """A mapped task started: ``elements`` elements, ``restored`` of them brought back
+    completed from the run store (they will not run)."""
+
+    run_id: str
+    task_id: str
+    elements: int
+    restored: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ElementFinished:
+    """One element of a mapped task ended (its task's `TaskFinished` follows the last one)."""
+
+    run_id: str
+    task_id: str
+    index: int
+    status: TaskStatus
+    attempts: int
+    duration: float
+    error: BaseException | None = None
+    attempt_times: tuple[Attempt, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
 class RunFinished:
     run_id: str
     flow: str
@@ -66,7 +93,8 @@ class RunFinished:
     summary: dict[str, Any]
 
 
-Event = Union[RunStarted, TaskStarted, TaskRetrying, TaskFinished, RunFinished]
+Event = Union[RunStarted, TaskStarted, TaskRetrying, TaskFinished, RunFinished, TaskMapped,
+              ElementFinished]
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ..status import RunStatus
 from .result import TaskRun
 
-__all__ = ["Journal", "Restored", "Cached"]
+__all__ = ["Journal", "Restored", "RestoredElement", "Cached"]
 
 
 class Restored:
@@ -29,6 +29,26 @@ class Restored:
         self.started = started
         self.ended = ended
         self.duration = duration
+
+
+class RestoredElement:
+    """A completed element of a mapped task, recorded in an earlier session; ``digest``
+    identifies the values it was mapped over (restored only when they are the same)."""
+
+    __slots__ = ("task_id", "index", "result", "attempts", "started", "ended", "duration",
+                 "digest")
+
+    def __init__(self, task_id: str, index: int, result: Any, attempts: int,
+                 started: float | None, ended: float | None, duration: float | None,
+                 digest: str | None) -> None:
+        self.task_id = task_id
+        self.index = index
+        self.result = result
+        self.attempts = attempts
+        self.started = started
+        self.ended = ended
+        self.duration = duration
+        self.digest = digest
 
 
 class Cached:
@@ -59,6 +79,10 @@ class Journal(Protocol):
     @property
     def restored(self) -> Sequence[Restored]:
         """Tasks completed in earlier sessions, in completion order."""
+
+    @property
+    def restored_elements(self) -> Mapping[str, Sequence[RestoredElement]]:
+        """Task id -> its elements completed in earlier sessions."""
 
     @property
     def open_time(self) -> float:
@@ -93,6 +117,16 @@ class Journal(Protocol):
     def task_failed(self, task: TaskRun, error: BaseException) -> None:
         """``task`` failed after its last attempt, or before any (its ``run_if`` predicate
         raised: ``task_started`` was never called, ``attempts`` is 0)."""
+
+    def map_started(self, task: TaskRun, elements: int, digest: str | None) -> None:
+        """Mapped ``task`` has ``elements`` elements over values identified by ``digest``."""
+
+    def element_completed(self, element: TaskRun, result: Any, digest: str | None) -> None:
+        """An element completed; may veto with `SerializationError` (nothing written)."""
+
+    def element_failed(self, element: TaskRun, error: BaseException,
+                       digest: str | None) -> None:
+        """An element failed after its last attempt."""
 
     def task_settled(self, task: TaskRun) -> None:
         """``task`` was SKIPPED or CANCELLED."""

@@ -33,13 +33,18 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
               context_size: int, restored: int | None = None) -> dict[str, Any]:
     """The summary of one run, from its task runs. O(tasks), once per run.
 
-    "Ran" means completed or failed in this run (restored tasks did not run).
+    "Ran" means completed or failed in this run (restored tasks did not run). ``elements``
+    counts the elements of mapped tasks whose handler ran in this run; each is a task switch
+    of its own in the overhead figure, and their attempts (not the whole map) are handler time.
     """
     successful = failed = skipped = cancelled = 0
     ran = []
     interrupted = []  # cancelled in flight: their time was inside a handler
+    mapped = []
     for task in tasks.values():
         status = task.status
+        if task.elements is not None:
+            mapped.append(task)
         if status is COMPLETED:
             successful += 1
             if task.duration is not None and task.reason is None:
@@ -55,7 +60,17 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
                 interrupted.append(task)
     total = len(tasks)
     total_time = sum([task.duration for task in ran])
-    in_handlers = busy_time([(task.started_at, task.ended_at) for task in ran + interrupted])
+    spans = [(task.started_at, task.ended_at) for task in ran + interrupted
+             if task.elements is None]
+    elements = 0
+    for task in mapped:
+        for element in task.elements:
+            if element.attempts and element.reason is None:  # not restored, cached, cancelled
+                elements += 1
+                if element.started_at is not None and element.ended_at is not None:
+                    spans.append((element.started_at, element.ended_at))
+    in_handlers = busy_time(spans)
+    switches = len(ran) + elements
     summary = {
         "total_tasks": total,
         "successful_tasks": successful,
@@ -67,8 +82,10 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
         "context_preservation_overhead": preservation_time,
         "average_task_duration": total_time / len(ran) if ran else 0.0,
         "context_efficiency": 1.0 / (1.0 + context_size / 10_000),
-        "orchestration_overhead_per_task": max(wall_time - in_handlers, 0.0) / len(ran) if ran else 0.0,
+        "orchestration_overhead_per_task":
+            max(wall_time - in_handlers, 0.0) / switches if switches else 0.0,
         "wall_time": wall_time,
+        "elements": elements,
     }
     if restored is not None:
         summary["restored_tasks"] = restored

@@ -53,7 +53,7 @@ class TaskRun:
 
     __slots__ = (
         "id", "step", "index", "status", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "duration", "history", "cache_key",
+        "started_at", "ended_at", "duration", "history", "elements", "cache_key",
     )
 
     def __init__(self, step: Step, index: int | None = None) -> None:
@@ -70,6 +70,8 @@ class TaskRun:
         self.duration: float | None = None  # seconds, retry waits included
         #: per-attempt times, kept only on the retry/timeout path (see `attempt_times`)
         self.history: list[Attempt] | None = None
+        #: a mapped task's elements, in element order; None for a task without ``map_over``
+        self.elements: list[TaskRun] | None = None
         #: the hash of its inputs when its result is to be cached (set on a cache miss)
         self.cache_key: str | None = None
 
@@ -137,7 +139,8 @@ class TaskRun:
         return None if self.error is None else f"{type(self.error).__name__}: {self.error}"
 
     def __repr__(self) -> str:
-        extra = f", reason={self.reason!r}" if self.reason else ""
+        extra = f", index={self.index}" if self.index is not None else ""
+        extra += f", reason={self.reason!r}" if self.reason else ""
         if self.error is not None:
             extra += f", error={self.error!r}"
         return (

@@ -29,6 +29,7 @@ from .gate import CONDITION_FALSE, Gate, condition_holds
 from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
 from .journal import Journal, Restored
+from .mapping import Mapped, MappingRun, restored_elements
 from .metrics import summarize
 from .caching import CachingRun
 from .result import RESTORED, Attempt, RunResult, TaskRun
@@ -54,7 +55,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run(CachingRun):
+class Run(MappingRun, CachingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -84,8 +85,8 @@ class Run(CachingRun):
         self.context = TaskContext(run_id, initial, max_records=limit, resources=resources)
         # until finish(): a write from a thread a handler started goes to the task in flight
         self.context.shared_state.in_flight = self.context.book.active
-        #: The units of work, in plan order: one per task (a mapped task will add its
-        #: elements' as it starts).
+        #: The units of work, in plan order: one per task (a mapped task adds its
+        #: elements as it starts: see `MappingRun.start_map`).
         self.units = [TaskRun(step) for step in plan.steps]
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
         self.preserve, self.restore = active_hooks(strategy)
@@ -106,6 +107,7 @@ class Run(CachingRun):
         self.journal = journal
         self.store_time = journal.open_time if journal is not None else 0.0
         self.restored = 0
+        self.maps: dict[str, Mapped] = {}  # mapped task in progress -> its state
         self.caching = journal is not None and cache  # cache=False: neither read nor written
         self.cached = 0
         self._unsaved: list[TaskRun] = []  # settled during an interrupt; written at finish
@@ -154,6 +156,9 @@ class Run(CachingRun):
                 record.importance += 1
             context.book.add(record)
             self.restored += 1
+            if step.map_over and self.journal is not None:
+                task.elements = restored_elements(
+                    step, self.journal.restored_elements.get(step.id, ()))
 
     # -- which units may start ------------------------------------------------------------
     def admit(self, unit: TaskRun) -> bool:
@@ -272,7 +277,8 @@ class Run(CachingRun):
         if task.history is None:
             task.history = []
         task.history.append(Attempt(task.attempts, task.index, self._offset + perf_counter()))
-        if self.journal is not None and task.attempts > 1:  # the first: with the task's start
+        if self.journal is not None and task.attempts > 1 and task.index is None:
+            # the first: with the task's start; an element's attempts: with its outcome
             self._journal(self.journal.attempt_started, task)
 
     def _retrying(self, unit: TaskRun) -> dict[str, Any]:
@@ -336,7 +342,7 @@ class Run(CachingRun):
         if task.history:
             task.history[-1].ended = self._offset + perf_counter()
             task.history[-1].error = error
-        if self.journal is not None:
+        if self.journal is not None and task.index is None:
             self._journal(self.journal.attempt_failed, task, error)
         details: dict[str, Any] = {"attempt": state.attempt_number, "error": error_text(error),
                                    "wait": wait}
@@ -346,7 +352,8 @@ class Run(CachingRun):
                             "timestamp": time.time()})
         if self.emit is not None:
             self.emit(TaskRetrying(run_id=self.run_id, task_id=step.id,
-                                   attempt=state.attempt_number, error=error, wait=wait))
+                                   attempt=state.attempt_number, error=error, wait=wait,
+                                   index=unit.index))
 
     def _write_produced(self, step: Step, result: Mapping[str, Any]) -> None:
         state = self.context.shared_state
@@ -532,6 +539,9 @@ class Run(CachingRun):
             name = "KeyboardInterrupt"
         reason = f"run interrupted by {name}"
         for task in self.tasks.values():
+            for element in task.elements or ():
+                if element.status in (PENDING, RUNNING, TaskStatus.RETRYING):
+                    element.status, element.reason = TaskStatus.CANCELLED, reason
             if task.status in (RUNNING, TaskStatus.RETRYING):
                 self._drop_in_flight(task)
                 self._settle(task, TaskStatus.CANCELLED, reason)

@@ -153,6 +153,14 @@ class SqlStore:
                 "traceback": row["traceback"],
                 "result": describe(row["result"], row["codec"] or "json"),
             }
+        for element in self.read(
+                "SELECT task_id, idx, status, attempts, duration, error FROM elements WHERE "
+                "run_id = ? AND status = 'failed' ORDER BY task_id, idx", (run_id,)):
+            task = tasks.get(element["task_id"])
+            if task is not None:  # a mapped task's failed elements, with index and error
+                task.setdefault("failed_elements", []).append(
+                    {"index": element["idx"], "attempts": element["attempts"],
+                     "duration": element["duration"], "error": element["error"]})
         return {
             "run_id": run["run_id"], "flow": run["flow"], "status": run["status"],
             "started": run["started"], "ended": run["ended"],

@@ -12,7 +12,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ResumeError, SerializationError, StoreError
-from ..running.journal import Cached, Restored
+from ..running.journal import Cached, Restored, RestoredElement
 from . import cache
 from ..running.result import TaskRun
 from .fingerprint import constants_changed, constants_read, plan_fingerprints
@@ -60,7 +60,8 @@ class RunJournal:
     def __init__(self, store: SqlStore, flow: str, run_id: str, session: int,
                  inputs: Mapping[str, Any], restored: list[Restored], seq: int,
                  readonly: bool = False, claim: Claim | None = None,
-                 types: Types | None = None) -> None:
+                 types: Types | None = None,
+                 restored_elements: Mapping[str, list[RestoredElement]] | None = None) -> None:
         self.store = store
         self.types = types  # the value types the flow declares (typed values decode into)
         self.flow = flow
@@ -68,6 +69,7 @@ class RunJournal:
         self.session = session
         self.inputs = inputs
         self.restored = restored
+        self.restored_elements = restored_elements or {}
         self.readonly = readonly  # resuming a SUCCEEDED run writes nothing
         self.owns_store = False  # the store was opened for this run: close it at the end
         self.open_time = 0.0  # seconds spent opening the run in the store (store_time)
@@ -174,6 +176,37 @@ class RunJournal:
                         task.duration, _error_text(error), text))
             if task.attempts:
                 self._end_attempt(db, task, "failed", _error_text(error))
+
+    def map_started(self, task: TaskRun, elements: int, digest: str | None) -> None:
+        """A mapped task started: the element rows of other values (or beyond its count) go."""
+        with self.store.write(self.claim) as db:
+            db.execute("DELETE FROM elements WHERE run_id = ? AND task_id = ? AND (idx >= ? OR "
+                       "digest IS NULL OR digest != ?)",
+                       (self.run_id, task.id, elements, digest or ""))
+
+    def element_completed(self, element: TaskRun, result: Any, digest: str | None) -> None:
+        """Encode (may raise `SerializationError`, writing nothing), then record."""
+        serializer = element.step.serializer
+        blob = self.store.blob(encode(result, serializer,
+                                      f"task {element.id!r}, element {element.index}",
+                                      types=self.types))
+        with self.store.write(self.claim) as db:
+            db.execute("INSERT OR REPLACE INTO elements (run_id, task_id, idx, status, attempts, "
+                       "started, ended, duration, error, result, codec, digest) VALUES "
+                       "(?, ?, ?, 'completed', ?, ?, ?, ?, NULL, ?, ?, ?)",
+                       (self.run_id, element.id, element.index, element.attempts,
+                        element.started_at, element.ended_at, element.duration, blob,
+                        serializer, digest))
+
+    def element_failed(self, element: TaskRun, error: BaseException,
+                       digest: str | None) -> None:
+        with self.store.write(self.claim) as db:
+            db.execute("INSERT OR REPLACE INTO elements (run_id, task_id, idx, status, attempts, "
+                       "started, ended, duration, error, digest) VALUES "
+                       "(?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)",
+                       (self.run_id, element.id, element.index, element.attempts,
+                        element.started_at, element.ended_at, element.duration,
+                        _error_text(error), digest))
 
     def task_settled(self, task: TaskRun) -> None:
         """SKIPPED or CANCELLED before it started (resuming a SUCCEEDED run: as stored)."""
@@ -412,9 +445,10 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
     if status == RunStatus.RUNNING.value:  # a run in progress: may its owner be displaced?
         store.check_owner(db, f"run {resume!r}", resume, row[5], row[6], row[7], force=force)
     kept, still_skipped, restored, seq = _restored(db, plan, resume, old_prints, changed_inputs)
+    elements = _restored_elements(db, plan, resume, old_prints)
     if status == RunStatus.SUCCEEDED.value and len(kept) + len(still_skipped) == len(plan.steps):
         return RunJournal(store, flow, resume, 0, given, restored, seq, readonly=True,
-                          types=plan.types)
+                          types=plan.types, restored_elements=elements)
     check_inputs(given)
     inputs_codec, inputs_blob = encode_inputs(given, serializer, plan.types)
     host, pid, started = identity()
@@ -444,7 +478,8 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
     db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
                    [(resume, t) for t in stale])
     return RunJournal(store, flow, resume, session, given, restored, seq,
-                      claim=store.claim(db, resume, session), types=plan.types)
+                      claim=store.claim(db, resume, session), types=plan.types,
+                      restored_elements=elements)
 
 
 def _check_resumable(row: Any, resume: str, plan: Plan, flow: str, serializer: str,
@@ -505,3 +540,26 @@ def _restored(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str],
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
                      (resume,)).fetchone()[0]
     return kept, still_skipped, restored, seq
+
+
+def _restored_elements(db: Any, plan: Plan, resume: str, old_prints: Mapping[str, str]
+                       ) -> dict[str, list[RestoredElement]]:
+    """The completed elements of mapped tasks whose definition did not change, decoded (the
+    runtime restores those mapped over the same values)."""
+    mapped = {step.id: step for step in plan.steps if step.map_over}
+    if not mapped:
+        return {}
+    new_prints = fingerprints_of(plan)
+    found: dict[str, list[RestoredElement]] = {}
+    rows = db.execute("SELECT task_id, idx, result, codec, attempts, started, ended, duration, "
+                      "digest FROM elements WHERE run_id = ? AND status = 'completed' "
+                      "ORDER BY task_id, idx", (resume,)).fetchall()
+    for task_id, idx, result, codec, attempts, t0, t1, duration, digest in rows:
+        step = mapped.get(task_id)
+        if step is None or old_prints.get(task_id) != new_prints[task_id]:
+            continue
+        value = decode(result, codec, step.serializer,
+                       f"run {resume!r}, task {task_id!r}, element {idx}", plan.types)
+        found.setdefault(task_id, []).append(
+            RestoredElement(task_id, idx, value, attempts, t0, t1, duration, digest))
+    return found

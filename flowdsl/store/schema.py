@@ -11,6 +11,9 @@ Tables (all keyed by ``run_id``):
 - ``tasks``: one row per task that started or was settled: status, attempts, timings, error
   and traceback text, reason, the encoded result and delta (with their codec), and ``seq``,
   the completion order (replayed in that order on resume).
+- ``elements`` (v6): one row per element of a mapped task that ended: its index, status,
+  attempts, timings, error, the encoded result (with its codec) and the digest of the values
+  the map was started with (a resumed map restores an element only over the same values).
 - ``attempts``: one row per attempt (session, start, end, status, error): the history a
   report or a Gantt chart is drawn from.
 - (v5) ``cache_entries``: completed results kept for later runs of the same flow, keyed by
@@ -27,7 +30,7 @@ import json
 import time
 from typing import Any
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -105,6 +108,24 @@ MIGRATIONS: dict[int, list[str]] = {
             delta BLOB,
             codec TEXT NOT NULL,
             PRIMARY KEY (flow, task_id, fingerprint, input_key)
+        ) WITHOUT ROWID""",
+    ],
+    # 6: the elements of mapped tasks, each journalled when it ends
+    6: [
+        """CREATE TABLE elements (
+            run_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            started REAL,
+            ended REAL,
+            duration REAL,
+            error TEXT,
+            result BLOB,
+            codec TEXT,
+            digest TEXT,
+            PRIMARY KEY (run_id, task_id, idx)
         ) WITHOUT ROWID""",
     ],
 }
