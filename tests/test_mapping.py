@@ -278,3 +278,18 @@ def test_attempt_spans_of_elements_carry_their_index(flow: Flow) -> None:
     assert sorted(s.attributes["flowdsl.index"] for s in attempts) == [0, 1, 2]
     tasks = [s for s in exporter.get_finished_spans() if s.name == "flowdsl.task"]
     assert [s.attributes["flowdsl.task_id"] for s in tasks].count("square") == 1
+
+
+def test_a_skipped_mapped_task_reports_no_element(flow: Flow, run_flow: RunFlow) -> None:
+    @flow.task
+    def broken() -> list[int]:
+        raise OSError("no list")
+
+    @flow.task(map_over="broken")
+    def each(broken: int) -> int:
+        return broken
+
+    result = run_flow(flow, raise_on_failure=False)
+    assert result.tasks["each"].status is TaskStatus.SKIPPED
+    assert result.tasks["each"].elements == []
+    assert result.tasks["broken"].elements is None
