@@ -496,3 +496,42 @@ def test_resources_are_left_out_of_the_key(tmp_path, calls):
     assert calls.take() == ["count"]
     assert second.tasks["count"].reason == CACHED + first.run_id
     assert not [e for e in second.context.execution_trace if e["action"] == "cache_skipped"]
+
+
+def test_elements_of_a_mapped_task_are_cached_one_by_one(run_flow, store_url, calls):
+    def build():
+        flow = Flow("mapped_cache")
+
+        @flow.task(map_over="item", cache=True, produces=["squares"])
+        def square(item, offset=0):
+            calls(f"square{item}")
+            return {"squares": item * item + offset}
+
+        @flow.task
+        def total(squares):
+            return sum(squares)
+
+        return flow
+
+    first = run_flow(build(), {"item": [1, 2, 3]}, store=store_url)
+    assert first.results["total"] == 14
+    assert calls.take() == ["square1", "square2", "square3"]
+    # two elements seen before, one new: only the new one runs
+    second = run_flow(build(), {"item": [3, 4, 1]}, store=store_url)
+    assert calls.take() == ["square4"]
+    assert second.results["square"] == [{"squares": 9}, {"squares": 16}, {"squares": 1}]
+    assert second.results["total"] == 26
+    assert dict(second.context.shared_state)["squares"] == [9, 16, 1]
+    elements = second.tasks["square"].elements
+    assert [e.reason for e in elements] == [CACHED + first.run_id, None,
+                                            CACHED + first.run_id]
+    assert [e.attempts for e in elements] == [0, 1, 0]
+    assert second.tasks["square"].status is TaskStatus.COMPLETED
+    # another value of a parameter that is not mapped: every element runs
+    run_flow(build(), {"item": [1, 2], "offset": 1}, store=store_url)
+    assert calls.take() == ["square1", "square2"]
+    # cache=False: neither read nor written
+    run_flow(build(), {"item": [5, 1]}, store=store_url, cache=False)
+    assert calls.take() == ["square1", "square5"]
+    run_flow(build(), {"item": [5]}, store=store_url)
+    assert calls.take() == ["square5"]

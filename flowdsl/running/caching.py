@@ -97,19 +97,48 @@ class CachingRun:
         """Complete ``unit`` from the cache if an entry fits; False: run it (its key is left
         on the unit so that its completion is cached)."""
         step = unit.step
-        journal = self.journal
-        assert journal is not None and step.cache is not None
         try:
             args, kwargs, _ = step.bind(self.context)
         except Exception:  # the attempt reports it
             return False
+        hit = self._look_up(unit, args, kwargs)
+        if hit is None:
+            return False
+        self._complete_cached(unit, hit)
+        return True
+
+    def element_from_cache(self, element: TaskRun, args: Args, kwargs: Kwargs,
+                           digest: str | None) -> bool:
+        """Complete one element of a mapped task (its own arguments: the mapped values
+        replaced by the element's) from the cache if an entry fits; False: run it (its key
+        is left on the element so that its completion is cached)."""
+        hit = self._look_up(element, args, kwargs)
+        if hit is None:
+            return False
+        element.result = hit.result
+        element.status = TaskStatus.COMPLETED
+        element.reason = CACHED + hit.run_id
+        element.started_at = element.ended_at = time.time()
+        element.duration = 0.0
+        assert self.journal is not None
+        self._journal(self.journal.element_completed, element, hit.result, digest)
+        return True
+
+    def _look_up(self, unit: TaskRun, args: Args, kwargs: Kwargs) -> Cached | None:
+        """The cache entry for ``unit`` with these arguments, or None (then its key, if it
+        has one, is left on the unit; a ``cache_skipped`` trace entry says why it has none)."""
+        step = unit.step
+        journal = self.journal
+        assert journal is not None and step.cache is not None
         try:
             key = input_key(step, args, kwargs, journal.hash_encoding, self.resources)
         except CacheSkipped as skipped:
-            self.context.trace_log.add({
-                "task_id": step.id, "action": "cache_skipped", "timestamp": time.time(),
-                "details": {"parameter": skipped.parameter, "error": skipped.error}})
-            return False
+            details: dict[str, Any] = {"parameter": skipped.parameter, "error": skipped.error}
+            if unit.index is not None:
+                details["index"] = unit.index
+            self.context.trace_log.add({"task_id": step.id, "action": "cache_skipped",
+                                        "timestamp": time.time(), "details": details})
+            return None
         ttl = step.cache.ttl
         hit = None
         if ttl is None or ttl > 0:
@@ -118,9 +147,7 @@ class CachingRun:
             hit = found[0]
         if hit is None:
             unit.cache_key = key
-            return False
-        self._complete_cached(unit, hit)
-        return True
+        return hit
 
     def _complete_cached(self, unit: TaskRun, hit: Cached) -> None:
         """COMPLETED from ``hit``: its writes replayed as this task's, no handler call."""

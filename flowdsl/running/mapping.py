@@ -126,6 +126,10 @@ class MappingRun:
         maps: dict[str, Mapped]
         _offset: float
         store_time: float
+        caching: bool  # `CachingRun`'s: a store is used and the run does not say cache=False
+
+        def element_from_cache(self, element: TaskRun, args: Args, kwargs: Kwargs,
+                               digest: str | None) -> bool: ...
 
         def _begin(self, unit: TaskRun
                    ) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]: ...
@@ -204,6 +208,8 @@ class MappingRun:
     def run_element(self, element: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
         """Run one element in this thread (a sync handler), under the task's policy."""
         mapped, current, token, args, kwargs = self._element_start(element)
+        if self._cached_element(mapped, element, token, args, kwargs):
+            return
         t0 = perf_counter()
         element.started_at = self._offset + t0
         try:
@@ -218,6 +224,8 @@ class MappingRun:
     async def arun_element(self, element: TaskRun, means: Means) -> None:
         """Run one element from the event loop, each attempt through ``means.submit``."""
         mapped, current, token, args, kwargs = self._element_start(element)
+        if self._cached_element(mapped, element, token, args, kwargs):
+            return
         t0 = perf_counter()
         element.started_at = self._offset + t0
         try:
@@ -228,6 +236,17 @@ class MappingRun:
             self._element_completed(mapped, element, result, t0, perf_counter())
         finally:
             _current.reset(token)
+
+    def _cached_element(self, mapped: Mapped, element: TaskRun,
+                        token: Token[CurrentTask | None], args: Args, kwargs: Kwargs) -> bool:
+        """The cache check of an element (a task with ``cache=``, a run with a store): on a
+        hit the element is settled here, COMPLETED "cached from run <id>"."""
+        if not (self.caching and element.step.cache is not None
+                and self.element_from_cache(element, args, kwargs, mapped.digest)):
+            return False
+        _current.reset(token)
+        self._element_settled(mapped, element)
+        return True
 
     def _element_ended(self, element: TaskRun, status: TaskStatus, t0: float,
                        t1: float) -> None:

@@ -197,6 +197,9 @@ class RunJournal:
                        (self.run_id, element.id, element.index, element.attempts,
                         element.started_at, element.ended_at, element.duration, blob,
                         serializer, digest))
+            if element.cache_key is not None:  # an element of a cached task that ran
+                cache.keep(db, self.flow, element.id, self.fingerprints[element.id],
+                           element.cache_key, self.run_id, blob, None, serializer)
 
     def element_failed(self, element: TaskRun, error: BaseException,
                        digest: str | None) -> None:
