@@ -46,7 +46,7 @@ def start_run(
 ) -> Run:
     """Check the call, open the run (in the store, when given) and build the `Run`."""
     if resume is not None and store is not None and targets is None:
-        from .store.journal import stored_targets  # a target run resumes as one
+        from .store.opening import stored_targets  # a target run resumes as one
 
         targets = stored_targets(store, resume) or None
     plan = flow.compile(targets)

@@ -287,7 +287,8 @@ def test_the_runtime_imports_no_executor() -> None:
 
 
 @pytest.mark.parametrize("first", ["flowdsl.running.runtime", "flowdsl.executors.base",
-                                   "flowdsl.store.journal", "flowdsl.store.sqlite",
+                                   "flowdsl.store.journal", "flowdsl.store.opening",
+                                   "flowdsl.store.sqlite",
                                    "flowdsl.running.attempts", "flowdsl.executors.dask"])
 def test_any_module_can_be_imported_first(first: str) -> None:
     if first.endswith("dask"):

@@ -29,7 +29,7 @@ from flowdsl import (
     current_task,
 )
 from flowdsl.store import SqliteStore, open_store
-from flowdsl.store.journal import fingerprints_of
+from flowdsl.store.opening import fingerprints_of
 
 RESTORED = "restored from the run store"
 
@@ -466,7 +466,7 @@ PRINT_FINGERPRINTS = (
     "import importlib.util, json, sys\n"
     "spec = importlib.util.spec_from_file_location('fpflow', sys.argv[1])\n"
     "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-    "from flowdsl.store.journal import fingerprints_of\n"
+    "from flowdsl.store.opening import fingerprints_of\n"
     "print(json.dumps(fingerprints_of(module.flow.compile()), sort_keys=True))\n"
 )
 
@@ -497,7 +497,7 @@ def test_fingerprints_are_identical_across_processes_and_hash_seeds(tmp_path):
 
 
 def test_fingerprints_are_computed_once_per_plan(tmp_path, monkeypatch):
-    import flowdsl.store.journal as journal
+    import flowdsl.store.opening as journal
 
     computed = []
     original = journal.plan_fingerprints

@@ -13,7 +13,7 @@ import pytest
 from flowdsl import Flow, ResumeError, RunStatus, TaskStatus
 from flowdsl.store import open_store
 from flowdsl.store.fingerprint import global_constants
-from flowdsl.store.journal import fingerprints_of
+from flowdsl.store.opening import fingerprints_of
 from tests.test_cli import environment, flowdsl, one_line_error
 
 RESTORED = "restored from the run store"

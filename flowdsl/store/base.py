@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from ..errors import ResumeError, StoreError
 from .codec import describe
-from .journal import open_run
+from .opening import open_run
 from .owner import owner_gone
 
 __all__ = ["SqlStore", "Claim"]
