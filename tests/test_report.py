@@ -370,35 +370,46 @@ def test_store_report_on_every_store(browser: Any, tmp_path: Path, store_url: st
 
 
 def test_element_bars_carry_their_index(browser: Any, tmp_path: Path) -> None:
-    """Mapped tasks are still to come: their elements' attempts reach the renderer as bars
-    with an ``index``, each drawn on a row of its own with ``data-index``."""
-    from flowdsl.report import from_result, render
-
+    """A mapped task's elements are bars of their own with ``data-index``, on a row each
+    (``fan[0]`` ...): every attempt in the live report (element 1's retry visible, with the wait
+    before it), one bar per element in the report drawn from the store."""
     flow = Flow("elements")
+    tries: dict[int, int] = {}
 
     @flow.task
-    def fan() -> int:
-        return 1
+    def items() -> list[int]:
+        return [0, 1, 2]
 
-    result = flow.run()
-    model = from_result(result)
-    (bar,) = model["bars"]
-    start = bar["start"]
-    model["bars"] = [
-        {**bar, "index": index, "attempt": attempt, "start": start + 0.001 * (index + attempt),
-         "end": start + 0.001 * (index + attempt) + 0.0005,
-         "status": "failed" if attempt < 2 and index == 1 else "completed"}
-        for index in range(3) for attempt in ((1, 2) if index == 1 else (1,))]
-    path = tmp_path / "elements.html"
-    path.write_text(render(model), encoding="utf-8")
-    opened = Opened(browser, path, "elements")
+    @flow.task(map_over="item", bind={"item": "items"}, retries=1, retry_wait=0)
+    def fan(item: int) -> int:
+        tries[item] = tries.get(item, 0) + 1
+        if item == 1 and tries[item] == 1:
+            raise ValueError("element 1 fails once")
+        return item * 10
+
+    from flowdsl.store import open_store
+
+    store = tmp_path / "runs.db"
+    result = flow.run(store=store, run_id="mapped")
+    assert result.results["fan"] == [0, 10, 20]
+    live, stored = tmp_path / "live.html", tmp_path / "stored.html"
+    result.to_html(live)
+    open_store(store).report("mapped", stored)
+    for path, expected in ((live, [("1", "0"), ("1", "1"), ("1", "2"), ("2", "1")]),
+                           (stored, [("1", "0"), ("1", "2"), ("2", "1")])):
+        opened = Opened(browser, path, f"elements-{path.stem}")
+        try:
+            assert opened.problems == []
+            fan_bars = [b for b in opened.all(BARS, ATTRS) if b[0] == "fan"]
+            assert sorted((b[2], b[3]) for b in fan_bars) == expected
+            labels = opened.all("#gantt text.gantt-label", "els => els.map(e => e.textContent)")
+            assert [label for label in labels if label.startswith("fan")] == [
+                "fan[0]", "fan[1]", "fan[2]"]
+        finally:
+            opened.close()
+    opened = Opened(browser, live, "elements-live-wait")
     try:
-        assert opened.problems == []
-        bars = opened.all(BARS, ATTRS)
-        assert sorted((b[2], b[3]) for b in bars) == [("1", "0"), ("1", "1"), ("1", "2"),
-                                                      ("2", "1")]
-        assert opened.all("#gantt text.gantt-label", "els => els.map(e => e.textContent)") == [
-            "fan[0]", "fan[1]", "fan[2]"]
         assert opened.all("#gantt line.gantt-wait", "els => els.length") == 1
     finally:
         opened.close()
+

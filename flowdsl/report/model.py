@@ -132,11 +132,23 @@ def from_store(store: SqlStore, run_id: str,
                           "attempts": task["attempts"], "duration": task["duration"],
                           "reason": task["reason"], "error": task["error"],
                           "traceback": task["traceback"], "deps": []})
+    # each element of a mapped task: one bar from its first start to its end (the store keeps
+    # an element's attempt count and span, not each of its attempts); they stand for the
+    # mapped task's own row
+    elements = store.read(
+        "SELECT task_id, idx, attempts, started, ended, status, error FROM elements "
+        "WHERE run_id = ? AND started IS NOT NULL ORDER BY started, task_id, idx", (run_id,))
+    mapped = {row["task_id"] for row in elements}
     bars = [{
         "task": row["task_id"], "attempt": row["attempt"], "index": None,
         "start": row["started"], "end": row["ended"], "status": row["status"],
         "error": row["error"],
-    } for row in rows]
+    } for row in rows if row["task_id"] not in mapped]
+    bars += [{
+        "task": row["task_id"], "attempt": max(row["attempts"], 1), "index": row["idx"],
+        "start": row["started"], "end": row["ended"], "status": row["status"],
+        "error": row["error"],
+    } for row in elements]
     inputs = record["inputs"]
     shown = ({str(k): show_value(v) for k, v in inputs.items()} if isinstance(inputs, Mapping)
              else ({} if inputs is None else {"(inputs)": show_value(inputs)}))
