@@ -106,6 +106,13 @@ class Plan:
     types: Mapping[str, type] = attrs.field(converter=_frozen_map, factory=dict, repr=False)
     #: Derived data computed on first use (task fingerprints), never part of equality.
     derived: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    #: the ids of the ``map_over`` steps, in plan order, derived from ``steps`` once here so
+    #: a run without mapped tasks pays no per-task ``map_over`` check (issue 16)
+    mapped: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    @mapped.default
+    def _mapped(self) -> tuple[str, ...]:
+        return tuple(step.id for step in self.steps if step.map_over)
 
     def __len__(self) -> int:
         return len(self.steps)

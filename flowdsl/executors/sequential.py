@@ -24,6 +24,11 @@ class SequentialExecutor(Executor):
 
     def execute(self, run: Run) -> None:
         sleep = self.means.sleep
+        if not run.plan.mapped:  # the plain loop: no per-task map_over check (issue 16)
+            for unit in run.units:
+                if not run.settled_before_start(unit):
+                    run.run_unit(unit, sleep)
+            return
         for unit in run.units:
             if not run.settled_before_start(unit):
                 if unit.step.map_over:

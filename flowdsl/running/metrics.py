@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..status import TaskStatus
 
@@ -30,21 +30,20 @@ def busy_time(intervals: Iterable[tuple[float, float]]) -> float:
 
 
 def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: float,
-              context_size: int, restored: int | None = None) -> dict[str, Any]:
+              context_size: int, restored: int | None = None,
+              mapped: Sequence[Any] = ()) -> dict[str, Any]:
     """The summary of one run, from its task runs. O(tasks), once per run.
 
     "Ran" means completed or failed in this run (restored tasks did not run). ``elements``
-    counts the elements of mapped tasks whose handler ran in this run; each is a task switch
-    of its own in the overhead figure, and their attempts (not the whole map) are handler time.
+    counts the elements of ``mapped`` tasks (the plan's, known before the run) whose handler
+    ran in this run; each is a task switch of its own in the overhead figure, and their
+    attempts (not the whole map) are handler time.
     """
     successful = failed = skipped = cancelled = 0
     ran = []
     interrupted = []  # cancelled in flight: their time was inside a handler
-    mapped = []
     for task in tasks.values():
         status = task.status
-        if task.elements is not None:
-            mapped.append(task)
         if status is COMPLETED:
             successful += 1
             if task.duration is not None and task.reason is None:
@@ -60,8 +59,10 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
                 interrupted.append(task)
     total = len(tasks)
     total_time = sum([task.duration for task in ran])
+    # a mapped task's time is its elements' spans; without mapped tasks, no check per task
     spans = [(task.started_at, task.ended_at) for task in ran + interrupted
-             if task.elements is None]
+             if task.elements is None] if mapped else [
+        (task.started_at, task.ended_at) for task in ran + interrupted]
     elements = 0
     for task in mapped:
         for element in task.elements:

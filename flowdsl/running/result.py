@@ -71,7 +71,8 @@ class TaskRun:
         #: per-attempt times, kept only on the retry/timeout path (see `attempt_times`)
         self.history: list[Attempt] | None = None
         #: a mapped task's elements, in element order; None for a task without ``map_over``
-        self.elements: list[TaskRun] | None = [] if step.map_over and index is None else None
+        #: (the run sets ``[]`` on its mapped tasks, from ``plan.mapped``: no check per task)
+        self.elements: list[TaskRun] | None = None
         #: the hash of its inputs when its result is to be cached (set on a cache miss)
         self.cache_key: str | None = None
 

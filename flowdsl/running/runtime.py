@@ -89,6 +89,8 @@ class Run(MappingRun, CachingRun):
         #: elements as it starts: see `MappingRun.start_map`).
         self.units = [TaskRun(step) for step in plan.steps]
         self.tasks: dict[str, TaskRun] = dict(zip(plan.order, self.units))
+        for task_id in plan.mapped:
+            self.tasks[task_id].elements = []
         self.preserve, self.restore = active_hooks(strategy)
         self.emit = emitter(observers)
         self.gate = Gate(self.tasks, plan.index)  # trigger rules over the tasks' statuses
@@ -568,7 +570,8 @@ class Run(MappingRun, CachingRun):
         wall_time = perf_counter() - self.started
         context = self.context
         summary = summarize(self.tasks, wall_time, self.preservation_time,
-                            len(context.data) + len(context.shared_state))
+                            len(context.data) + len(context.shared_state),
+                            mapped=[self.tasks[task_id] for task_id in self.plan.mapped])
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
