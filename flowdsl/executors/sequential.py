@@ -10,6 +10,8 @@ from .base import AsyncSleep, Executor, Sleep
 
 __all__ = ["SequentialExecutor"]
 
+PENDING = TaskStatus.PENDING
+
 
 class SequentialExecutor(Executor):
     """Run tasks one by one in plan order (``max_concurrency=1``).
@@ -26,7 +28,10 @@ class SequentialExecutor(Executor):
         sleep = self.means.sleep
         if not run.plan.mapped:  # the plain loop: no per-task map_over check (issue 16)
             for unit in run.units:
-                if not run.settled_before_start(unit):
+                # `settled_before_start`'s common answer (pending, not stopped, not gated:
+                # runs) tested inline: saves a method call per task (issue 16)
+                if unit.status is PENDING and run.stopped_by is None and not run.gated \
+                        or not run.settled_before_start(unit):
                     run.run_unit(unit, sleep)
             return
         for unit in run.units:
