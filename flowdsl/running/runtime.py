@@ -240,9 +240,16 @@ class Run(MappingRun, CachingRun):
                     check_produces(step, result)
             t1 = perf_counter()  # the last attempt ended
             if step.produces:  # (`_write_produced`, inlined on the sync path)
+                # the writer is this task (`current`): each write is journalled straight into
+                # its record as `SharedState.__setitem__` would, without that call and its
+                # context-variable look-up per key (issue 16); a closed record keeps none
                 state = self.context.shared_state
-                for key in step.produces:
-                    state[key] = result[key]
+                if current.live and not record.closed:
+                    sequence = state.sequence
+                    for key in step.produces:
+                        value = result[key]
+                        record.wrote(next(sequence), key, dict.get(state, key, MISSING), value)
+                        dict.__setitem__(state, key, value)
         except Exception as exc:
             self._failed(unit, record, exc, t0, perf_counter())
         else:
