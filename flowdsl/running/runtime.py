@@ -227,7 +227,16 @@ class Run(MappingRun, CachingRun):
         step = unit.step
         if self.caching and step.cache is not None and self.from_cache(unit):
             return
-        record, current, token = self._begin(unit)
+        # `_begin(unit)` inlined: a call and a tuple per task less (~700 instructions)
+        record = TaskRecord(step.id, step.importance, next(self._sequence))
+        current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
+        unit.status = RUNNING
+        self.context.book.active[step.id] = record
+        if self.journal is not None:
+            self._journal(self.journal.task_started, unit)
+        if self.emit is not None:
+            self.emit(TaskStarted(run_id=self.run_id, task_id=step.id))
+        token = _current.set(current)
         t0 = perf_counter()
         try:
             if self.preserve is None:  # `_enter` inlined for the usual case: a call per task less
