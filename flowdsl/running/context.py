@@ -284,25 +284,26 @@ class _Entries:
     each into its dict with ``make`` on first read, and from then on adds dicts.
     """
 
-    __slots__ = ("_log", "_made", "_make")
+    __slots__ = ("_log", "_made", "_make", "add")
 
     def __init__(self, make: Callable[[Outcome], dict[str, Any]]) -> None:
         self._log: list[dict[str, Any] | Outcome] | None = []  # dicts and outcomes
         self._made: list[dict[str, Any]] = []
         self._make = make
+        #: ``add(item)``: a dict entry, or an outcome to make one from. Until the first read
+        #: it is the pending list's own ``append`` (the runtime adds two outcomes per task:
+        #: no Python call for them, issue 16); from then on `_add_made`.
+        self.add: Callable[[dict[str, Any] | Outcome], None] = self._log.append
 
-    def add(self, item: dict[str, Any] | Outcome) -> None:
-        """A dict entry, or an outcome to make one from."""
-        if self._log is not None:
-            self._log.append(item)
-        else:
-            self._made.append(item if isinstance(item, dict) else self._make(item))
+    def _add_made(self, item: dict[str, Any] | Outcome) -> None:
+        self._made.append(item if isinstance(item, dict) else self._make(item))
 
     def entries(self) -> list[dict[str, Any]]:
         if self._log is not None:
             make = self._make
             self._made = [item if isinstance(item, dict) else make(item) for item in self._log]
             self._log = None
+            self.add = self._add_made
         return self._made
 
 
