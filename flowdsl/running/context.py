@@ -295,6 +295,13 @@ class _Entries:
         #: no Python call for them, issue 16); from then on `_add_made`.
         self.add: Callable[[dict[str, Any] | Outcome], None] = self._log.append
 
+    def __getstate__(self) -> tuple[Any, ...]:  # copied or pickled: `add` is bound anew
+        return self._log, self._made, self._make
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._log, self._made, self._make = state
+        self.add = self._add_made if self._log is None else self._log.append
+
     def _add_made(self, item: dict[str, Any] | Outcome) -> None:
         self._made.append(item if isinstance(item, dict) else self._make(item))
 
