@@ -218,7 +218,7 @@ class SharedState(dict):  # type: ignore[type-arg]
 class Records:
     """Task records, bounded: beyond ``limit`` the lowest importance goes first, oldest first."""
 
-    __slots__ = ("limit", "by_task", "view", "active", "_buckets", "pruned", "pruned_seq",
+    __slots__ = ("limit", "by_task", "view", "active", "buckets", "pruned", "pruned_seq",
                  "cancelled")
 
     def __init__(self, limit: int) -> None:
@@ -226,19 +226,19 @@ class Records:
         self.by_task: dict[str, TaskRecord] = {}
         self.view: Mapping[str, TaskRecord] = MappingProxyType(self.by_task)
         self.active: dict[str, TaskRecord] = {}  # records of tasks in flight
-        self._buckets: list[deque[str]] = [deque() for _ in range(7)]  # one per importance 0..6
+        self.buckets: list[deque[str]] = [deque() for _ in range(7)]  # one per importance 0..6
         self.pruned: dict[str, int] = {}  # task id -> highest write sequence it held
         self.pruned_seq = -1  # highest write sequence among pruned records
         self.cancelled: set[str] = set()  # tasks cancelled in flight: they keep no record
 
     def add(self, record: TaskRecord) -> None:
         self.by_task[record.task_id] = record
-        self._buckets[record.importance].append(record.task_id)
+        self.buckets[record.importance].append(record.task_id)
         if len(self.by_task) > self.limit:
-            self._evict()
+            self.evict()
 
-    def _evict(self) -> None:
-        for bucket in self._buckets:
+    def evict(self) -> None:
+        for bucket in self.buckets:
             while bucket:
                 record = self.by_task.pop(bucket.popleft(), None)
                 if record is not None:
