@@ -260,10 +260,16 @@ class Run(MappingRun, CachingRun):
                 state = self.context.shared_state
                 if current.live and not record.closed:
                     sequence = state.sequence
+                    # `record.wrote` inlined too (a call per key less): the record's lists
+                    # are made at its first write, maybe the handler's own
+                    undo: Any = record.undo if record.undo else []
+                    delta: Any = record.delta if record.undo else {}
                     for key in step.produces:
                         value = result[key]
-                        record.wrote(next(sequence), key, dict.get(state, key, MISSING), value)
+                        undo.append((next(sequence), key, dict.get(state, key, MISSING)))
+                        delta[key] = value
                         dict.__setitem__(state, key, value)
+                    record.undo, record.delta = undo, delta
         except Exception as exc:
             self._failed(unit, record, exc, t0, perf_counter())
         else:
