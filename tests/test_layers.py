@@ -104,7 +104,8 @@ LEVELS: dict[str, float] = {
     "compiling.plan": 3, "compiling.binding": 3, "compiling.producers": 3, "compiling.include": 3,
     "compiling.compiler": 4, "compiling.targets": 4, "running.events": 4, "running.attempts": 4,
     "running.journal": 4, "running.gate": 4, "store.fingerprint": 4,
-    "running.caching": 4.5, "running.mapping": 4.5, "running.runtime": 5,
+    "running.caching": 4.5, "running.mapping": 4.5, "running.settling": 4.7,
+    "running.runtime": 5,
     "calling": 6.5, "starting": 6.7, "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,
 }

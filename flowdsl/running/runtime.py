@@ -22,16 +22,16 @@ import tenacity
 from ..compiling.plan import Plan, Step
 from ..declaring.spec import MISSING
 from ..errors import SerializationError, error_text
-from ..status import RunStatus, TaskStatus
+from ..status import TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
 from .context import CurrentTask, TaskContext, TaskRecord, _current
 from .gate import CONDITION_FALSE, Gate, condition_holds
-from .events import (Emit, Observer, RunFinished, RunStarted, TaskFinished, TaskRetrying,
+from .events import (Emit, Observer, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
-from .journal import Journal, Restored
-from .mapping import Mapped, MappingRun, restored_elements
-from .metrics import summarize
+from .journal import Journal
+from .mapping import Mapped, MappingRun
 from .caching import CachingRun
+from .settling import CTRL_C, SettlingRun
 from .result import RESTORED, Attempt, RunResult, TaskRun
 from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active_hooks
 
@@ -39,8 +39,6 @@ __all__ = ["Run", "RESTORED", "CTRL_C"]
 
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
-#: The message of the cancel a run's event loop gets from Ctrl-C (see executors/loop.py).
-CTRL_C = "flowdsl: Ctrl-C"
 
 
 def _clock_offset() -> float:
@@ -55,7 +53,7 @@ def _clock_offset() -> float:
             best = (after - before, wall - (before + after) / 2)
     return best[1]
 
-class Run(MappingRun, CachingRun):
+class Run(SettlingRun, MappingRun, CachingRun):
     """One execution of a plan: its context, its units of work, its bookkeeping.
 
     A unit's status changes only here: PENDING -> RUNNING (`_begin`, each attempt) ->
@@ -126,41 +124,6 @@ class Run(MappingRun, CachingRun):
             self.emit(RunStarted(run_id=self.run_id, flow=self.plan.flow,
                                  total_tasks=len(self.plan.steps), restored=self.restored,
                                  to_run=to_run))
-
-    # -- resuming ---------------------------------------------------------------------------
-    def restore_completed(self, entries: Iterable[Restored]) -> None:
-        """Bring back tasks completed in an earlier session, in their completion order:
-        their results, ``previous_results`` and trace entries, and their deltas replayed
-        (so the context is what an uninterrupted run would have built)."""
-        context = self.context
-        state = context.shared_state
-        for entry in entries:
-            task = self.tasks[entry.task_id]
-            step = task.step
-            record = TaskRecord(step.id, step.importance, next(self._sequence))
-            token = _current.set(CurrentTask(step.id, self.run_id, record))
-            try:
-                state.apply(dict(entry.delta))
-            finally:
-                _current.reset(token)
-            task.status = COMPLETED
-            task.reason = RESTORED
-            task.result = entry.result
-            task.attempts = entry.attempts
-            task.started_at, task.ended_at, task.duration = entry.started, entry.ended, entry.duration
-            context.results[step.id] = entry.result
-            context.previous_log.add(task)
-            context.trace_log.add(task)
-            record.duration = entry.duration or 0.0
-            record.status = COMPLETED
-            record.closed = True
-            if record.delta and record.importance < 6:
-                record.importance += 1
-            context.book.add(record)
-            self.restored += 1
-            if step.map_over and self.journal is not None:
-                task.elements = restored_elements(
-                    step, self.journal.restored_elements.get(step.id, ()))
 
     # -- which units may start ------------------------------------------------------------
     def admit(self, unit: TaskRun) -> bool:
@@ -501,128 +464,3 @@ class Run(MappingRun, CachingRun):
         del book.active[record.task_id]
         book.add(record)
         self.preservation_time += perf_counter() - t1
-
-    # -- settled without running ----------------------------------------------------------
-    def _settle(self, task: TaskRun, status: TaskStatus, reason: str) -> None:
-        """The one place a task becomes SKIPPED or CANCELLED."""
-        task.status = status
-        task.reason = reason
-        self.gated = True
-        if status is TaskStatus.CANCELLED:
-            self.blocked.setdefault(task.id, task.id)
-        if self.journal is not None:
-            if self.interrupted is None:
-                self._journal(self.journal.task_settled, task)
-            else:
-                self._unsaved.append(task)
-        if task.ended_at is None:
-            task.ended_at = time.time()  # when it was settled
-        self.context.trace_log.add(task)
-        if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=status,
-                                   attempts=task.attempts, duration=0.0, reason=reason,
-                                   attempt_times=tuple(task.attempt_times())))
-
-    def stop_pending(self, unit: TaskRun) -> None:
-        """After a critical failure: skip what is downstream of a failure, cancel the rest."""
-        step = unit.step
-        dep = self.gate.skipped_by(step)
-        if dep is not None:
-            self.blocked[step.id] = self.blocked[dep]
-            self._settle(unit, TaskStatus.SKIPPED, self.gate.upstream_reason(dep))
-        else:
-            self._settle(unit, TaskStatus.CANCELLED,
-                         f"critical task {self.stopped_by!r} failed")
-
-    def settled_before_start(self, unit: TaskRun) -> bool:
-        """Whether ``unit`` is settled without running: restored earlier, or settled now
-        because the run stopped or a task upstream failed."""
-        if unit.status is not PENDING:  # restored from the run store
-            return True
-        if self.stopped_by is not None:
-            self.stop_pending(unit)
-            return True
-        if self.gated:
-            return not self.admit(unit)
-        return False
-
-    def close_in_flight(self, task_id: str | None = None) -> None:
-        """Discard from now on the writes of one task in flight (all, without ``task_id``):
-        it is about to be cancelled, and what it writes while unwinding must not count."""
-        active = self.context.book.active
-        if task_id is None:
-            records = list(active.values())
-        else:
-            records = [active[task_id]] if task_id in active else []
-        for record in records:
-            record.closed = True
-
-    def _drop_in_flight(self, task: TaskRun) -> None:
-        if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
-            task.ended_at = time.time()
-            task.duration = max(0.0, task.ended_at - task.started_at)
-        self.context.forget_in_flight(task.id)  # it keeps no record
-
-    def cancel_in_flight(self, unit: TaskRun, reason: str) -> None:
-        """CANCELLED while running (its async attempt was cancelled): no record is kept and
-        ``restore_context`` is not called; its later writes are discarded."""
-        self._drop_in_flight(unit)
-        self._settle(unit, TaskStatus.CANCELLED, reason)
-
-    def interrupt(self, exc: BaseException) -> None:
-        """KeyboardInterrupt, SystemExit, CancelledError (or a runtime failure): stop now.
-
-        The task in flight and the tasks not started are CANCELLED; what completed is kept.
-        """
-        self.interrupted = exc
-        name = type(exc).__name__
-        if name == "CancelledError" and exc.args == (CTRL_C,):  # Ctrl-C, on the run's loop
-            name = "KeyboardInterrupt"
-        reason = f"run interrupted by {name}"
-        for task in self.tasks.values():
-            for element in task.elements or ():
-                if element.status in (PENDING, RUNNING, TaskStatus.RETRYING):
-                    element.status, element.reason = TaskStatus.CANCELLED, reason
-            if task.status in (RUNNING, TaskStatus.RETRYING):
-                self._drop_in_flight(task)
-                self._settle(task, TaskStatus.CANCELLED, reason)
-            elif task.status is PENDING:
-                self._settle(task, TaskStatus.CANCELLED, reason)
-
-    # -- the end --------------------------------------------------------------------------
-    def _status(self) -> RunStatus:
-        if self.interrupted is not None:  # a store failure fails the run; an interrupt cancels it
-            return RunStatus.FAILED if isinstance(self.interrupted, Exception) \
-                else RunStatus.CANCELLED
-        return RunStatus.FAILED if self.first_error is not None else RunStatus.SUCCEEDED
-
-    def finish(self) -> RunResult:
-        """Stop the clock, summarise, and build the `RunResult`."""
-        status = self._status()
-        self.context.shared_state.in_flight = None  # the run is over: writes are plain again
-        if self.journal is not None:
-            try:
-                self._journal(self.journal.run_finished, status, self._unsaved)
-            except Exception:
-                if self.interrupted is None:
-                    raise
-        wall_time = perf_counter() - self.started
-        context = self.context
-        summary = summarize(self.tasks, wall_time, self.preservation_time,
-                            len(context.data) + len(context.shared_state),
-                            mapped=[self.tasks[task_id] for task_id in self.plan.mapped])
-        if self.journal is not None:
-            summary["store_time"] = self.store_time
-            summary["restored_tasks"] = self.restored
-            summary["cached_tasks"] = self.cached
-        failed_task, error = self.first_error if self.first_error else (None, None)
-        result = RunResult(
-            flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,
-            tasks=self.tasks, context=context, summary=summary, error=error,
-            failed_task=failed_task,
-        )
-        self.final = result
-        if self.emit is not None:
-            self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
-                                  summary=summary))
-        return result
