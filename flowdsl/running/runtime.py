@@ -167,7 +167,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
 
     def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
         step = unit.step
-        record = TaskRecord(step.id, step.importance, next(self._sequence))
+        record: TaskRecord = unit  # its own record
+        unit.start_seq = next(self._sequence)
         current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
         unit.status = RUNNING
         self.context.book.active[step.id] = record
@@ -205,7 +206,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
             return
         # `_begin(unit)` inlined: a call and a tuple per task less (~700 instructions)
         task_id = step.id
-        record = TaskRecord(task_id, step.importance, next(self._sequence))
+        record: TaskRecord = unit  # its own record: no object per task
+        unit.start_seq = next(self._sequence)
         unit.status = RUNNING
         self.context.book.active[task_id] = record
         if self.journal is not None:
@@ -407,8 +409,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
         context.previous_log.add(task)  # made into entries only if read
         context.trace_log.add(task)
         # `_keep_record(record, COMPLETED, duration, t1)` inlined: a call per task less
-        record.status = COMPLETED
-        record.duration = duration
+        # (the record is the unit: its status and duration are set above)
         record.closed = True
         if record.writes and record.importance < 6:
             record.importance += 1
