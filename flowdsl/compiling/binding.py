@@ -17,7 +17,7 @@ from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
 from .plan import Binder
 
-__all__ = ["Source", "Input", "make_binder", "NO_READS"]
+__all__ = ["Source", "Input", "make_binder", "results_binder", "NO_READS"]
 
 NO_READS = EMPTY
 _NO_KWARGS: dict[str, Any] = {}
@@ -92,14 +92,7 @@ def make_binder(
     if results_only is None:
         results_only = all(kind == "result" and not keyword for kind, _, keyword, _ in sources)
     if not inputs and results_only and tolerant is None:
-        if not sources:
-            no_args: tuple[Any, ...] = ()
-            return lambda context: (no_args, no_kwargs, NO_READS)
-        if len(sources) == 1:
-            upstream = sources[0][3]
-            return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
-        get_results = itemgetter(*(ref for _, _, _, ref in sources))
-        return lambda context: (get_results(context.results), no_kwargs, NO_READS)
+        return results_binder([ref for _, _, _, ref in sources])
 
     if tolerant is None and all(kind in ("result", "key") and not keyword
                                 for kind, _, keyword, _ in sources) \
@@ -150,6 +143,20 @@ def make_binder(
         return args, kwargs, reads or NO_READS
 
     return bind
+
+
+def results_binder(upstream: Sequence[str]) -> Binder:
+    """The binder of a step whose parameters are the positional results of ``upstream``
+    tasks, in order: nothing but dictionary look-ups."""
+    no_kwargs = _NO_KWARGS
+    if not upstream:
+        no_args: tuple[Any, ...] = ()
+        return lambda context: (no_args, no_kwargs, NO_READS)
+    if len(upstream) == 1:
+        task = upstream[0]
+        return lambda context: ((context.results[task],), no_kwargs, NO_READS)
+    get_results = itemgetter(*upstream)
+    return lambda context: (get_results(context.results), no_kwargs, NO_READS)
 
 
 def _produced_binder(sources: Sequence[Source], inputs: Sequence[Input]) -> Binder:

@@ -15,7 +15,7 @@ import inspect
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
-from .binding import Input, Source, make_binder
+from .binding import Input, Source, make_binder, results_binder
 from .producers import Ancestry, bind_producers, cycle_detail, infer_edges, prune_inferred, producers_of
 from ..errors import (
     CycleError,
@@ -71,19 +71,34 @@ _KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 
 
 class _Binding:
-    """What one task's signature, predicate and keywords resolve to (producers come later)."""
+    """What one task's signature, predicate and keywords resolve to (producers come later).
 
-    __slots__ = ("dependencies", "sources", "inputs", "results_only", "inferred",
-                 "cond_sources", "cond_inputs")
+    A task whose parameters are all positional upstream results (the common shape) keeps
+    them as ``results`` and builds no per-parameter `Source`: `sources` makes them on demand.
+    Fields a task does not use hold a shared empty value, replaced when written: a compile
+    of 10,000 tasks allocates a few objects per task, not a dozen.
+    """
 
-    def __init__(self) -> None:
-        self.dependencies: list[str] = []
-        self.sources: list[Source] = []  # (kind, parameter, keyword-only, ref) per parameter
-        self.inputs: dict[str, Any] = {}  # key -> default (MISSING: none)
-        self.results_only = True  # every parameter is a positional upstream result
-        self.inferred: dict[str, str] = {}  # producer id -> the key that inferred the edge
-        self.cond_sources: list[Source] = []  # the run_if predicate's parameters
-        self.cond_inputs: dict[str, Any] = {}
+    __slots__ = ("dependencies", "results", "own_sources", "inputs", "results_only",
+                 "inferred", "cond_sources", "cond_inputs")
+
+    def __init__(self, dependencies: list[str], results: tuple[str, ...] | None) -> None:
+        self.dependencies = dependencies
+        #: the parameter names when each is the positional result of the task it names
+        self.results = results
+        self.own_sources: list[Source] = []  # (kind, parameter, keyword-only, ref) otherwise
+        self.inputs: Mapping[str, Any] = EMPTY  # key -> default (MISSING: none)
+        self.results_only = results is not None  # every parameter is a positional result
+        self.inferred: Mapping[str, str] = EMPTY  # producer id -> the key that inferred it
+        self.cond_sources: Sequence[Source] = ()  # the run_if predicate's parameters
+        self.cond_inputs: Mapping[str, Any] = EMPTY
+
+    @property
+    def sources(self) -> Sequence[Source]:
+        """Where each handler parameter's value comes from."""
+        if self.results is None:
+            return self.own_sources
+        return [("result", name, False, name) for name in self.results]
 
     def keys(self) -> Iterable[str]:
         """Every context key the task reads (handler and predicate)."""
@@ -153,25 +168,30 @@ def _bind_params(spec: TaskSpec, params: Sequence[Param], rebound: Mapping[str, 
 
 def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
                     by_handler: dict[int, list[str]]) -> _Binding:
-    binding = _Binding()
     names = spec.plain_names
-    if names is not None and all(name in ids for name in names):  # only upstream results
-        binding.dependencies = dependencies = list(names)
-        binding.sources = [("result", name, False, name) for name in names]
-    else:
+    if names is not None and ids.keys() >= set(names):  # only upstream results
+        binding = _Binding(list(names), names)
         dependencies = binding.dependencies
+    else:
+        binding = _Binding([], None)
+        dependencies = binding.dependencies
+        inputs: dict[str, Any] = {}
         binding.results_only = _bind_params(spec, spec.params, dict(spec.bind), ids, by_handler,
-                                            dependencies, binding.sources, binding.inputs)
-    for key in spec.requires:
-        binding.inputs[key] = MISSING  # a `requires` key has no default
+                                            dependencies, binding.own_sources, inputs)
+        binding.inputs = inputs
+    if spec.requires:
+        # a `requires` key has no default
+        binding.inputs = {**binding.inputs, **dict.fromkeys(spec.requires, MISSING)}
     for item in spec.depends_on:
         dependencies.append(
             item if isinstance(item, str) and item in ids
             else _resolve_dependency(item, spec, ids, by_handler))
     if spec.run_if is not None:
+        cond_sources: list[Source] = []
+        cond_inputs: dict[str, Any] = {}
         _bind_params(spec, spec.run_if_params, dict(spec.run_if_bind), ids, by_handler,
-                     dependencies, binding.cond_sources, binding.cond_inputs,
-                     "run_if predicate parameter")
+                     dependencies, cond_sources, cond_inputs, "run_if predicate parameter")
+        binding.cond_sources, binding.cond_inputs = cond_sources, cond_inputs
     if spec.depends_on or spec.bind or spec.run_if is not None:
         binding.dependencies = list(dict.fromkeys(dependencies))  # may repeat a dependency
     return binding
@@ -179,6 +199,8 @@ def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
 
 def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str]:
     """Topological order; among ready tasks the lowest priority value, then declaration order."""
+    if _declared_in_order(specs, bindings):
+        return [spec.id for spec in specs]
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for spec in specs:
         sorter.add(spec.id, *bindings[spec.id].dependencies)
@@ -200,6 +222,23 @@ def _order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> list[str
         for ready in sorter.get_ready():
             heapq.heappush(heap, rank[ready])
     return order
+
+
+def _declared_in_order(specs: Sequence[TaskSpec], bindings: dict[str, _Binding]) -> bool:
+    """Whether declaration order is already the order `_order` would compute: each task
+    declared after its dependencies, priorities never decreasing. Then, once the tasks
+    before it are done, the next declared task is ready and no ready task beats it (each is
+    declared later with the same or a higher priority value); and with every edge pointing
+    back there is no cycle. Most flows are declared this way; the check is one set look-up
+    per edge, a tenth of what graphlib and the heap cost."""
+    seen: set[str] = set()
+    last = specs[0].priority if specs else 0
+    for spec in specs:
+        if spec.priority < last or not seen.issuperset(bindings[spec.id].dependencies):
+            return False
+        last = spec.priority
+        seen.add(spec.id)
+    return True
 
 
 @contextlib.contextmanager
@@ -265,7 +304,6 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
 
     steps: list[Step] = []
     inputs: dict[str, list[str]] = {}
-    children: dict[str, list[str]] = {task: [] for task in order}
     for position, task in enumerate(order):
         spec, binding = by_id[task], bindings[task]
         chosen = producer_of.get(task, EMPTY)
@@ -275,11 +313,15 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         for inp in declared:
             if inp.producer is None and inp.default is MISSING:
                 inputs.setdefault(inp.key, []).append(task)
-        for dep in dependencies:
-            children[dep].append(task)
         tolerant = None
         if spec.trigger != "all_succeeded":  # a dependency may not have completed
             tolerant = {p.name: p.default for p in spec.params}
+        if binding.results is not None and not declared and tolerant is None:
+            bind = results_binder(binding.results)  # the common shape, no Source to read
+        else:
+            bind = make_binder(task, binding.sources, declared, dependencies,
+                               binding.results_only, tolerant, spec.included,
+                               dict(spec.task_input_names) or None)
         condition = None
         if spec.run_if is not None:
             cond_declared = [_input(key, chosen.get(key), default, by_id)
@@ -290,7 +332,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             condition = make_binder(task, binding.cond_sources, cond_declared, dependencies,
                                     tolerant={p.name: p.default for p in spec.run_if_params}
                                     if tolerant is not None else None)
-        cache = resolve_cache(spec.cache, flow_cache)
+        cache = resolve_cache(spec.cache, flow_cache) if spec.cache is not None or flow_cache \
+            else None
         cache_inputs, uncacheable = _cache_inputs(binding.sources) if cache else ((), None)
         steps.append(
             Step(
@@ -314,9 +357,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
                 importance=base_importance(spec, len(dependencies)),
                 serializer=spec.serializer or serializer,
                 pool=spec.pool,
-                bind=make_binder(task, binding.sources, declared, dependencies,
-                                 binding.results_only, tolerant, spec.included,
-                                 dict(spec.task_input_names) or None),
+                bind=bind,
                 inferred=MappingProxyType(dict(binding.inferred)) if binding.inferred else EMPTY,
                 map_over=spec.map_over,
                 map_positions=_map_positions(spec, binding.sources) if spec.map_over else (),
@@ -336,7 +377,6 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         order=order,
         inputs=tuple(inputs),
         input_readers={key: tuple(readers) for key, readers in inputs.items()},
-        children={task: tuple(c) for task, c in children.items()},
         index={step.id: step for step in steps},
         pools=pools,
         is_async=any(step.is_async for step in steps),

@@ -23,7 +23,7 @@ class Wiring(Protocol):
     and the edges inferred for it (producer id -> key)."""
 
     dependencies: list[str]
-    inferred: dict[str, str]
+    inferred: Mapping[str, str]  # replaced, never changed in place (it may be shared)
 
     def keys(self) -> Iterable[str]: ...
 
@@ -57,7 +57,7 @@ def infer_edges(producers: Mapping[str, list[str]], wirings: Mapping[str, Wiring
             producer = others[0]
             if producer not in wiring.dependencies:
                 wiring.dependencies.append(producer)
-                wiring.inferred[producer] = key
+                wiring.inferred = {**wiring.inferred, producer: key}
 
 
 def cycle_detail(cycle: Sequence[str], wirings: Mapping[str, Wiring]) -> str:
@@ -105,7 +105,7 @@ def prune_inferred(wirings: Mapping[str, Wiring], ancestry: Ancestry) -> None:
             if any(dep != producer and ancestry.is_ancestor(producer, dep)
                    for dep in wiring.dependencies):
                 wiring.dependencies.remove(producer)
-                del wiring.inferred[producer]
+                wiring.inferred = {p: k for p, k in wiring.inferred.items() if p != producer}
 
 
 def bind_producers(order: Sequence[str], producers: Mapping[str, list[str]],
