@@ -172,7 +172,7 @@ class CachingRun:
         record.status = TaskStatus.COMPLETED
         record.duration = 0.0
         record.closed = True
-        if record.delta and record.importance < 6:
+        if record.writes and record.importance < 6:
             record.importance += 1
         context.book.add(record)
         self.cached += 1

@@ -84,7 +84,7 @@ class SettlingRun:
             record.duration = entry.duration or 0.0
             record.status = COMPLETED
             record.closed = True
-            if record.delta and record.importance < 6:
+            if record.writes and record.importance < 6:
                 record.importance += 1
             context.book.add(record)
             self.restored += 1
