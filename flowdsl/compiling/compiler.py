@@ -306,8 +306,12 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
     inputs: dict[str, list[str]] = {}
     for position, task in enumerate(order):
         spec, binding = by_id[task], bindings[task]
-        chosen = producer_of.get(task, EMPTY)
-        dependencies = tuple(binding.dependencies)
+        chosen = producer_of.get(task, EMPTY) if producer_of else EMPTY
+        results = binding.results
+        if results is not None and len(binding.dependencies) == len(results):
+            dependencies = results  # the same names (a parameter appears once): no new tuple
+        else:
+            dependencies = tuple(binding.dependencies)
         declared = [_input(key, chosen.get(key), default, by_id)
                     for key, default in binding.inputs.items()] if binding.inputs else ()
         for inp in declared:
@@ -316,8 +320,8 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         tolerant = None
         if spec.trigger != "all_succeeded":  # a dependency may not have completed
             tolerant = {p.name: p.default for p in spec.params}
-        if binding.results is not None and not declared and tolerant is None:
-            bind = results_binder(binding.results)  # the common shape, no Source to read
+        if results is not None and not declared and tolerant is None:
+            bind = results_binder(results)  # the common shape, no Source to read
         else:
             bind = make_binder(task, binding.sources, declared, dependencies,
                                binding.results_only, tolerant, spec.included,
