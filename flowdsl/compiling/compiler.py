@@ -13,7 +13,7 @@ import graphlib
 import heapq
 import inspect
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import AbstractSet, Any, Iterable, Mapping, Sequence
 
 from .binding import Input, Source, make_binder, results_binder
 from .producers import Ancestry, bind_producers, cycle_detail, infer_edges, prune_inferred, producers_of
@@ -176,8 +176,9 @@ def _bind_signature(spec: TaskSpec, ids: dict[str, TaskSpec],
         binding = _Binding([], None)
         dependencies = binding.dependencies
         inputs: dict[str, Any] = {}
-        binding.results_only = _bind_params(spec, spec.params, dict(spec.bind), ids, by_handler,
-                                            dependencies, binding.own_sources, inputs)
+        binding.results_only = _bind_params(spec, spec.params, dict(spec.bind) if spec.bind
+                                            else EMPTY, ids, by_handler, dependencies,
+                                            binding.own_sources, inputs)
         binding.inputs = inputs
     if spec.requires:
         # a `requires` key has no default
@@ -304,6 +305,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
 
     steps: list[Step] = []
     inputs: dict[str, list[str]] = {}
+    mapped = {spec.id for spec in specs if spec.map_over}  # their results are lists
     for position, task in enumerate(order):
         spec, binding = by_id[task], bindings[task]
         chosen = producer_of.get(task, EMPTY) if producer_of else EMPTY
@@ -312,7 +314,7 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
             dependencies = results  # the same names (a parameter appears once): no new tuple
         else:
             dependencies = tuple(binding.dependencies)
-        declared = [_input(key, chosen.get(key), default, by_id)
+        declared = [_input(key, chosen.get(key), default, mapped)
                     for key, default in binding.inputs.items()] if binding.inputs else ()
         for inp in declared:
             if inp.producer is None and inp.default is MISSING:
@@ -325,10 +327,10 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
         else:
             bind = make_binder(task, binding.sources, declared, dependencies,
                                binding.results_only, tolerant, spec.included,
-                               dict(spec.task_input_names) or None)
+                               dict(spec.task_input_names) if spec.task_input_names else None)
         condition = None
         if spec.run_if is not None:
-            cond_declared = [_input(key, chosen.get(key), default, by_id)
+            cond_declared = [_input(key, chosen.get(key), default, mapped)
                              for key, default in binding.cond_inputs.items()]
             for inp in cond_declared:
                 if inp.producer is None and inp.default is MISSING and inp.key not in binding.inputs:
@@ -389,10 +391,9 @@ def _compile(flow: str, specs: Sequence[TaskSpec], serializer: str,
     )
 
 
-def _input(key: str, producer: str | None, default: Any, by_id: Mapping[str, TaskSpec]) -> Input:
+def _input(key: str, producer: str | None, default: Any, mapped: AbstractSet[str]) -> Input:
     """A declared input; produced by a mapped task, its value is the list of its elements'."""
-    mapped = producer is not None and bool(by_id[producer].map_over)
-    return Input(key, producer, default, mapped)
+    return Input(key, producer, default, producer in mapped)
 
 
 def _cache_inputs(sources: Sequence[Source]
