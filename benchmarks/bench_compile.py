@@ -10,17 +10,33 @@ random earlier tasks as parameters).
 * cold compile of the same graph with the priorities shuffled (no target): the general
   path, where declaration order is not already the order and graphlib sorts;
 * cached compile: a second ``flow.compile()`` (the plan is cached until the flow changes);
-* graphlib static order of the same graph, as a reference point.
+* graphlib static order of the same graph, as a reference point;
+* instructions per task, counted with valgrind's callgrind (deterministic on a shared
+  machine): a cold compile of the dense shape and of the ``produces`` chain at 2,000 tasks,
+  each beside graphlib's ``static_order`` of the same graph; one compile = (3 compiles -
+  1 compile) / 2 in a fresh interpreter (``PYTHONHASHSEED=0``), which cancels start-up,
+  imports and building the flows. Skipped without valgrind. Alone (a few minutes):
+  ``python benchmarks/bench_compile.py [SOURCE_ROOT]`` (another root measures a baseline).
 """
 
 import gc
 import graphlib
+import os
 import random
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from functools import lru_cache
+from pathlib import Path
 
+import pytest
 from shapes import dense
+
+HERE = Path(__file__).resolve().parent
 
 CASE = "compile-10000"
 TASKS = 10_000
@@ -129,3 +145,60 @@ def test_cached_compile(benchmark, record):
     again = benchmark(flow.compile)
     assert again is first, "the plan should be cached until the flow changes"
     record(CASE, "flowdsl cached compile", TASKS, edges=shape().edges)
+
+
+# -- instructions per task (callgrind) ------------------------------------------------------
+COUNTED = 2_000
+CALLGRIND_SCRIPT = """
+import gc, graphlib, sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import shapes
+shape = shapes.dense({n}, max_deps=5) if {shape!r} == "dense" else shapes.chain({n}, produces=True)
+if {reference}:
+    graph = shape.graph()
+    for _ in range({k}):
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+else:
+    flows = [shape.build_flow("counted") for _ in range(3)]
+    gc.collect()
+    for flow in flows[:{k}]:
+        flow.compile()
+"""
+
+
+def _callgrind_total(root: Path, shape: str, reference: bool, k: int) -> int:
+    code = CALLGRIND_SCRIPT.format(root=str(root), bench=str(HERE), n=COUNTED, shape=shape,
+                                   reference=reference, k=k)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        sys.executable, "-c", code], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+        match = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.MULTILINE)
+    assert match, "callgrind wrote no total"
+    return int(match.group(1))
+
+
+def instructions_per_task(shape: str, reference: bool = False, root: Path = HERE.parent) -> float:
+    """Instructions of one cold compile of ``shape`` (or of graphlib's static_order of its
+    graph, ``reference``) at 2,000 tasks, per task."""
+    three, one = (_callgrind_total(root, shape, reference, k) for k in (3, 1))
+    return (three - one) / 2 / COUNTED
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.parametrize("shape", ["dense", "produces"])
+def test_compile_instructions(shape: str) -> None:
+    mine, reference = instructions_per_task(shape), instructions_per_task(shape, reference=True)
+    assert mine > 0 and reference > 0
+    print(f"\ncompile of {COUNTED:,} tasks ({shape}): {mine:,.0f} instructions per task, "
+          f"graphlib static_order {reference:,.0f}: {mine / reference:.2f}x")
+
+
+if __name__ == "__main__":
+    ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE.parent
+    for name in ("dense", "produces"):
+        counted = instructions_per_task(name, root=ROOT)
+        static = instructions_per_task(name, reference=True, root=ROOT)
+        print(f"{name:9} compile {counted:10,.0f} instructions/task   graphlib static_order "
+              f"{static:10,.0f}   {counted / static:.2f}x")
