@@ -93,7 +93,10 @@ def current_task() -> CurrentTask | None:
 
 
 class TaskRecord:
-    """What one task did to the context: its declared inputs, its delta, what it replaced."""
+    """What one task did to the context: its declared inputs, its delta, what it replaced.
+
+    A run's unit of work (`TaskRun`) is its task's record: one object per task, not two
+    (issue 16); a record made here stands alone (a Dask worker's, the idle slot's)."""
 
     __slots__ = ("task_id", "reads", "writes", "duration", "status", "importance", "start_seq",
                  "closed")
@@ -106,7 +109,7 @@ class TaskRecord:
         #: tuple per write: one object per record instead of one per write, for the garbage
         #: collector to track and walk (issue 16)
         self.writes: list[Any] | tuple[()] = ()
-        self.duration = 0.0
+        self.duration: float | None = 0.0
         self.status: TaskStatus | None = None
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
@@ -135,7 +138,7 @@ class TaskRecord:
         status = getattr(self.status, "value", self.status)
         return (
             f"TaskRecord(task_id={self.task_id!r}, status={status!r}, importance={self.importance}, "
-            f"reads={dict(self.reads)!r}, delta={self.delta!r}, duration={self.duration:.6f})"
+            f"reads={dict(self.reads)!r}, delta={self.delta!r}, duration={self.duration or 0.0:.6f})"
         )
 
 
@@ -292,6 +295,9 @@ class Records:
         """Drop a record (evicted, or its task was cancelled in flight)."""
         record.closed = True
         last = record.writes[-4] if record.writes else -1
+        # what it read and wrote goes with it (its task's `TaskRun`, which is this record,
+        # lives on in the result: memory stays bounded by ``max_context_items``)
+        record.reads, record.writes = EMPTY, ()
         self.pruned[record.task_id] = last
         if cancelled:
             self.cancelled.add(record.task_id)
