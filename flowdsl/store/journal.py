@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = ["RunJournal", "Restored", "storable_text"]
 
+_STARTED = ("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
+            "VALUES (?, ?, 'running', 1, ?)")
+_COMPLETED = ("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, ended = ?, "
+              "duration = ?, result = ?, delta = ?, codec = ?, seq = ?, error = NULL, "
+              "traceback = NULL WHERE run_id = ? AND task_id = ?")
+
 
 def storable_text(text: str | None) -> str | None:
     """Text the database can hold: a lone surrogate (a non-UTF-8 file name in an error
@@ -69,9 +75,7 @@ class RunJournal:
         """One row: the task runs its first attempt. That attempt's own row is written when it
         ends (one write per state change); until then the task's row stands for it, and a
         resume after a crash turns it into an ``abandoned`` attempt."""
-        with self.store.write(self.claim) as db:
-            db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
-                       "VALUES (?, ?, 'running', 1, ?)", (self.run_id, task.id, now()))
+        self.store.write_one(self.claim, _STARTED, (self.run_id, task.id, now()))
 
     def attempt_started(self, task: TaskRun) -> None:
         with self.store.write(self.claim) as db:
@@ -111,13 +115,17 @@ class RunJournal:
             [[key, value] for key, value in delta.items()], serializer, where,
             "its shared-state writes", types=self.types)) if delta else None
         self._seq += 1
+        params = (task.attempts, task.started_at, task.ended_at, task.duration, blob,
+                  delta_blob, serializer, self._seq, self.run_id, task.id)
+        if task.attempts == 1 and task.cache_key is None:
+            # the common case, one statement: a first attempt that completed has no row of its
+            # own, the task's row stands for it (`SqlStore.attempt_rows` reads it from there)
+            self.store.write_one(self.claim, _COMPLETED, params)
+            return
         with self.store.write(self.claim) as db:
-            db.execute("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, "
-                       "ended = ?, duration = ?, result = ?, delta = ?, codec = ?, seq = ?, "
-                       "error = NULL, traceback = NULL WHERE run_id = ? AND task_id = ?",
-                       (task.attempts, task.started_at, task.ended_at, task.duration, blob,
-                        delta_blob, serializer, self._seq, self.run_id, task.id))
-            self._end_attempt(db, task, "completed", None)
+            db.execute(_COMPLETED, params)
+            if task.attempts != 1:
+                self._end_attempt(db, task, "completed", None)
             if task.cache_key is not None:  # a cached task that ran: keep it for later runs
                 cache.keep(db, self.flow, task.id, self.fingerprints[task.id], task.cache_key,
                            self.run_id, blob, delta_blob, serializer)

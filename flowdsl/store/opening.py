@@ -243,9 +243,16 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                 inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
-    stale = [t for t in plan.index if t not in kept]
-    db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
-                   [(resume, t) for t in stale])
+    stale = [(resume, t) for t in plan.index if t not in kept]
+    # a first attempt that completed its task has no row of its own (the task's row stands
+    # for it): it joins the history before the task's row goes
+    db.executemany("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, "
+                   "status) SELECT run_id, task_id, (SELECT COALESCE(MAX(s.session), 1) FROM "
+                   "sessions s WHERE s.run_id = t.run_id AND s.started <= t.started), 1, "
+                   "started, ended, 'completed' FROM tasks t WHERE run_id = ? AND task_id = ? "
+                   "AND attempts = 1 AND status = 'completed' AND started IS NOT NULL "
+                   "ON CONFLICT DO NOTHING", stale)
+    db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?", stale)
     return RunJournal(store, flow, resume, session, given, restored, seq,
                       claim=store.claim(db, resume, session), types=plan.types,
                       restored_elements=elements)
