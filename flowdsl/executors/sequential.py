@@ -25,6 +25,10 @@ class SequentialExecutor(Executor):
         self.means = local_means(sleep, async_sleep)
 
     def execute(self, run: Run) -> None:
+        with run.inline():
+            self._execute(run)
+
+    def _execute(self, run: Run) -> None:
         sleep = self.means.sleep
         if not run.plan.mapped:  # the plain loop: no per-task map_over check (issue 16)
             for unit in run.units:
@@ -46,6 +50,10 @@ class SequentialExecutor(Executor):
                     run.run_unit(unit, sleep)
 
     async def aexecute(self, run: Run) -> None:
+        with run.inline():
+            await self._aexecute(run)
+
+    async def _aexecute(self, run: Run) -> None:
         means = self.means
         for unit in run.units:
             if run.settled_before_start(unit):

@@ -153,7 +153,8 @@ class CachingRun:
         """COMPLETED from ``hit``: its writes replayed as this task's, no handler call."""
         step = unit.step
         context = self.context
-        record = TaskRecord(step.id, step.importance, next(self._sequence))
+        record: TaskRecord = unit  # its own record
+        unit.start_seq = next(self._sequence)
         token = _current.set(CurrentTask(step.id, self.run_id, record))
         try:
             context.shared_state.apply(dict(hit.delta))
@@ -169,10 +170,8 @@ class CachingRun:
         context.results[step.id] = hit.result
         context.previous_log.add(unit)
         context.trace_log.add(unit)
-        record.status = TaskStatus.COMPLETED
-        record.duration = 0.0
         record.closed = True
-        if record.delta and record.importance < 6:
+        if record.writes and record.importance < 6:
             record.importance += 1
         context.book.add(record)
         self.cached += 1

@@ -13,13 +13,14 @@ import time
 from collections import deque
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from ..errors import ContextPrunedError, UntrackedWriteError
 from ..declaring.spec import EMPTY, MISSING
 from ..status import TaskStatus
 
-__all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "current_task"]
+__all__ = ["DELETED", "TaskContext", "SharedState", "TaskRecord", "CurrentTask", "TaskSlot",
+           "IDLE", "current_task"]
 
 
 class _Deleted:
@@ -61,46 +62,89 @@ class CurrentTask:
         return f"CurrentTask(task_id={self.task_id!r}, attempt={self.attempt}, run_id={self.run_id!r})"
 
 
+class TaskSlot(CurrentTask):
+    """The one `CurrentTask` of a run's inline units (the sequential executor's): set in the
+    context variable once per run and re-pointed at each task, rather than a new object and a
+    context-variable set and reset per task (~4,500 instructions a task, issue 16). Between
+    tasks its record is `IDLE`: no task runs. `current_task()` hands out a copy, so what a
+    handler keeps stays its own.
+
+    A thread a handler starts with a copy of its context sees the slot too: like a thread
+    started without one, its writes go to whichever inline task is running then."""
+
+    __slots__ = ()
+
+    def snapshot(self) -> CurrentTask | None:
+        """A copy of what runs now (None between tasks)."""
+        if self.record is IDLE:
+            return None
+        return CurrentTask(self.task_id, self.run_id, self.record, self.attempt, self.index)
+
+
 _current: ContextVar[CurrentTask | None] = ContextVar("flowdsl_current_task", default=None)
 
 
 def current_task() -> CurrentTask | None:
     """The task attempt running here (task id, attempt number, idempotency key), or None."""
-    return _current.get()
+    current = _current.get()
+    if type(current) is TaskSlot:
+        return current.snapshot()
+    return current
 
 
 class TaskRecord:
-    """What one task did to the context: its declared inputs, its delta, what it replaced."""
+    """What one task did to the context: its declared inputs, its delta, what it replaced.
 
-    __slots__ = ("task_id", "reads", "delta", "duration", "status", "importance", "start_seq",
-                 "undo", "closed")
+    A run's unit of work (`TaskRun`) is its task's record: one object per task, not two
+    (issue 16); a record made here stands alone (a Dask worker's, the idle slot's)."""
+
+    __slots__ = ("task_id", "reads", "writes", "duration", "status", "importance", "start_seq",
+                 "closed")
 
     def __init__(self, task_id: str, importance: int, start_seq: int) -> None:
         self.task_id = task_id
         self.reads: Mapping[str, Any] = EMPTY
-        # key -> new value (DELETED for a deletion); a dict from the task's first write on
-        self.delta: Mapping[str, Any] = EMPTY
-        self.duration = 0.0
+        #: its writes, flat: sequence, key, replaced value (or MISSING), new value (or
+        #: DELETED), then the next write's four; a list from the first write on. Flat, not a
+        #: tuple per write: one object per record instead of one per write, for the garbage
+        #: collector to track and walk (issue 16)
+        self.writes: list[Any] | tuple[()] = ()
+        self.duration: float | None = 0.0
         self.status: TaskStatus | None = None
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
-        # (sequence, key, replaced value or MISSING) per write; a list from the first write on
-        self.undo: Sequence[tuple[int, str, Any]] = ()
         self.closed = False  # True once the task ended: later writes under it are discarded
 
+    @property
+    def delta(self) -> Mapping[str, Any]:
+        """Key -> new value (`DELETED` for a deletion) of each key it wrote, the last write's."""
+        writes = self.writes
+        if not writes:
+            return EMPTY
+        return {writes[i + 1]: writes[i + 3] for i in range(0, len(writes), 4)}
+
+    def undo(self) -> Iterator[tuple[int, Any, Any]]:
+        """``(sequence, key, replaced value or MISSING)`` of each write, newest first."""
+        writes = self.writes
+        for i in range(len(writes) - 4, -1, -4):
+            yield writes[i], writes[i + 1], writes[i + 2]
+
     def wrote(self, sequence: int, key: Any, replaced: Any, new: Any) -> None:
-        if not self.undo:  # most tasks never write: their record allocates nothing for it
-            self.undo = []
-            self.delta = {}
-        self.undo.append((sequence, key, replaced))  # type: ignore[attr-defined]
-        self.delta[key] = new  # type: ignore[index]
+        if not self.writes:  # most tasks never write: their record allocates nothing for it
+            self.writes = []
+        self.writes += (sequence, key, replaced, new)
 
     def __repr__(self) -> str:
         status = getattr(self.status, "value", self.status)
         return (
             f"TaskRecord(task_id={self.task_id!r}, status={status!r}, importance={self.importance}, "
-            f"reads={dict(self.reads)!r}, delta={self.delta!r}, duration={self.duration:.6f})"
+            f"reads={dict(self.reads)!r}, delta={self.delta!r}, duration={self.duration or 0.0:.6f})"
         )
+
+
+#: The record of a `TaskSlot` between tasks: nobody's (closed, so nothing is kept under it).
+IDLE = TaskRecord("", 0, -1)
+IDLE.closed = True
 
 
 class SharedState(dict):  # type: ignore[type-arg]
@@ -137,7 +181,7 @@ class SharedState(dict):  # type: ignore[type-arg]
     def _journal(self, key: Any, new: Any) -> bool:
         """Record a write about to happen; False means: discard it."""
         current = _current.get()
-        if current is None:
+        if current is None or current.record is IDLE:
             current = self._untracked(key)
             if current is None:
                 return True
@@ -150,6 +194,8 @@ class SharedState(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: Any, value: Any) -> None:
         # `_journal` inlined: the one write every `produces` key makes
         current = _current.get()
+        if current is not None and current.record is IDLE:  # an inline slot between tasks
+            current = None
         if current is None and self.in_flight is not None:
             current = self._untracked(key)
         if current is not None:
@@ -248,7 +294,10 @@ class Records:
     def forget(self, record: TaskRecord, cancelled: bool = False) -> None:
         """Drop a record (evicted, or its task was cancelled in flight)."""
         record.closed = True
-        last = record.undo[-1][0] if record.undo else -1
+        last = record.writes[-4] if record.writes else -1
+        # what it read and wrote goes with it (its task's `TaskRun`, which is this record,
+        # lives on in the result: memory stays bounded by ``max_context_items``)
+        record.reads, record.writes = EMPTY, ()
         self.pruned[record.task_id] = last
         if cancelled:
             self.cancelled.add(record.task_id)
@@ -381,7 +430,7 @@ class TaskContext:
     @property
     def idempotency_key(self) -> str | None:
         """The running task's ``"<run_id>:<task_id>"`` (None outside a task)."""
-        current = _current.get()
+        current = current_task()
         return current.idempotency_key if current is not None else None
 
     def add_result(self, task_id: str, result: Any, metadata: dict[str, Any] | None = None) -> None:
@@ -427,7 +476,7 @@ class TaskContext:
             culprit = next(t for t, seq in records.pruned.items() if seq > start)
             raise ContextPrunedError(task_id, culprit, cancelled=culprit in records.cancelled)
         writes = sorted(
-            (entry for rec in records.all() for entry in rec.undo if entry[0] > start),
+            (entry for rec in records.all() for entry in rec.undo() if entry[0] > start),
             key=lambda entry: entry[0],
             reverse=True,
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .context import TaskContext
+from .context import TaskContext, TaskRecord
+from ..declaring.spec import EMPTY
 from ..errors import RunFailedError
 from ..status import RunStatus, TaskStatus
 
@@ -40,7 +41,7 @@ class Attempt:
                 f"ended={self.ended}, error={self.error!r})")
 
 
-class TaskRun:
+class TaskRun(TaskRecord):
     """One task of one run, and the runtime's unit of work: the attempts of (task, element
     index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
     `TaskRun` per element (``index`` 0, 1, ...), each run, retried, timed out, slotted,
@@ -49,15 +50,27 @@ class TaskRun:
     It carries the seed program's `Task` attribute names too (``id``, ``name``, ``priority``,
     ``dependencies``, ``context_requirements``, ``output_context_keys``, ``status``,
     ``result``, ``start_time``, ``end_time``), so a `ContextPreservationStrategy` written for
-    the seed receives what it expects."""
+    the seed receives what it expects.
+
+    It is its task's `TaskRecord` too (``context.records``): ``task_id``, ``reads``,
+    ``delta``, ``importance``; its ``status`` and ``duration`` are the record's. A mapped
+    task's elements write under the task's own record."""
 
     __slots__ = (
-        "id", "step", "index", "status", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "duration", "history", "elements", "cache_key",
+        "id", "step", "index", "result", "error", "attempts", "reason",
+        "started_at", "ended_at", "history", "elements", "cache_key",
     )
+    status: TaskStatus
+    duration: float | None
 
     def __init__(self, step: Step, index: int | None = None) -> None:
-        self.id: str = step.id
+        # the record's fields (`TaskRecord.__init__` inlined: a call per task less)
+        self.task_id = self.id = step.id
+        self.reads = EMPTY
+        self.writes = ()
+        self.importance = step.importance
+        self.start_seq = -1  # set when it starts (`Run.run_unit`)
+        self.closed = False
         self.step = step
         self.index = index
         self.status = _PENDING

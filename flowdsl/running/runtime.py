@@ -12,7 +12,8 @@ bars: it calls a `Journal` and emits typed events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import Token
 from time import perf_counter
 from typing import Any
@@ -24,7 +25,7 @@ from ..declaring.spec import MISSING
 from ..errors import SerializationError, error_text
 from ..status import TaskStatus
 from .attempts import Args, Kwargs, Means, call_in_thread, check_produces
-from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .context import IDLE, CurrentTask, TaskContext, TaskRecord, TaskSlot, _current
 from .gate import CONDITION_FALSE, Gate, condition_holds
 from .events import (Emit, Observer, RunStarted, TaskFinished, TaskRetrying,
                      TaskStarted, emitter)
@@ -115,6 +116,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
         self.history = history
         #: names of the run's resources (``context.resources``): never stored, hashed or copied
         self.resources = frozenset(resources or ())
+        #: the current task of the units `run_unit` runs (see `inline`)
+        self.slot = TaskSlot("", run_id, IDLE)
 
     def announce(self) -> None:
         """Tell observers the run starts (after any restore, so they can count it)."""
@@ -152,9 +155,20 @@ class Run(SettlingRun, MappingRun, CachingRun):
         return False
 
     # -- running one unit -----------------------------------------------------------------
+    @contextmanager
+    def inline(self) -> Iterator[None]:
+        """Around the units this thread runs with `run_unit`: the run's `TaskSlot` is its
+        current task, set once here and re-pointed at each task (issue 16)."""
+        token = _current.set(self.slot)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+
     def _begin(self, unit: TaskRun) -> tuple[TaskRecord, CurrentTask, Token[CurrentTask | None]]:
         step = unit.step
-        record = TaskRecord(step.id, step.importance, next(self._sequence))
+        record: TaskRecord = unit  # its own record
+        unit.start_seq = next(self._sequence)
         current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
         unit.status = RUNNING
         self.context.book.active[step.id] = record
@@ -185,21 +199,24 @@ class Run(SettlingRun, MappingRun, CachingRun):
         return t0, args, kwargs
 
     def run_unit(self, unit: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Run one unit in this thread (a sync handler; no event loop involved); ``sleep``
-        waits between retries."""
+        """Run one unit in this thread (a sync handler; no event loop involved), within
+        `inline`; ``sleep`` waits between retries."""
         step = unit.step
         if self.caching and step.cache is not None and self.from_cache(unit):
             return
         # `_begin(unit)` inlined: a call and a tuple per task less (~700 instructions)
-        record = TaskRecord(step.id, step.importance, next(self._sequence))
-        current = CurrentTask(step.id, self.run_id, record, 1, unit.index)
+        task_id = step.id
+        record: TaskRecord = unit  # its own record: no object per task
+        unit.start_seq = next(self._sequence)
         unit.status = RUNNING
-        self.context.book.active[step.id] = record
+        self.context.book.active[task_id] = record
         if self.journal is not None:
             self._journal(self.journal.task_started, unit)
         if self.emit is not None:
-            self.emit(TaskStarted(run_id=self.run_id, task_id=step.id))
-        token = _current.set(current)
+            self.emit(TaskStarted(run_id=self.run_id, task_id=task_id))
+        current = self.slot  # re-pointed, not made and set anew: see `TaskSlot`
+        current.task_id, current.record, current.attempt, current.index = \
+            task_id, record, 1, unit.index
         t0 = perf_counter()
         try:
             if self.preserve is None:  # `_enter` inlined for the usual case: a call per task less
@@ -223,22 +240,20 @@ class Run(SettlingRun, MappingRun, CachingRun):
                 state = self.context.shared_state
                 if current.live and not record.closed:
                     sequence = state.sequence
-                    # `record.wrote` inlined too (a call per key less): the record's lists
-                    # are made at its first write, maybe the handler's own
-                    undo: Any = record.undo if record.undo else []
-                    delta: Any = record.delta if record.undo else {}
+                    # `record.wrote` inlined too (a call per key less): the record's list
+                    # is made at its first write, maybe the handler's own
+                    writes: Any = record.writes or []
                     for key in step.produces:
                         value = result[key]
-                        undo.append((next(sequence), key, dict.get(state, key, MISSING)))
-                        delta[key] = value
+                        writes += (next(sequence), key, dict.get(state, key, MISSING), value)
                         dict.__setitem__(state, key, value)
-                    record.undo, record.delta = undo, delta
+                    record.writes = writes
         except Exception as exc:
             self._failed(unit, record, exc, t0, perf_counter())
         else:
             self._completed(unit, record, result, t0, t1)
         finally:
-            _current.reset(token)
+            current.record = IDLE
 
     async def arun_unit(self, unit: TaskRun, means: Means) -> None:
         """Run one unit from the event loop, each attempt through ``means.submit`` (on the
@@ -394,10 +409,9 @@ class Run(SettlingRun, MappingRun, CachingRun):
         context.previous_log.add(task)  # made into entries only if read
         context.trace_log.add(task)
         # `_keep_record(record, COMPLETED, duration, t1)` inlined: a call per task less
-        record.status = COMPLETED
-        record.duration = duration
+        # (the record is the unit: its status and duration are set above)
         record.closed = True
-        if record.delta and record.importance < 6:
+        if record.writes and record.importance < 6:
             record.importance += 1
         book = context.book
         del book.active[record.task_id]
@@ -416,13 +430,12 @@ class Run(SettlingRun, MappingRun, CachingRun):
     def _undo_writes(self, record: TaskRecord) -> None:
         """Put back what the task's writes replaced (newest first), outside any journal."""
         state = self.context.shared_state
-        for _, key, replaced in reversed(record.undo):
+        for _, key, replaced in record.undo():
             if replaced is MISSING:
                 dict.pop(state, key, None)
             else:
                 dict.__setitem__(state, key, replaced)
-        record.undo = ()
-        record.delta = {}
+        record.writes = ()
 
     def _failed(self, unit: TaskRun, record: TaskRecord | None, exc: BaseException, t0: float,
                 t1: float, hook_called: bool = False) -> None:
@@ -458,7 +471,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
         record.status = status
         record.duration = duration
         record.closed = True
-        if record.delta and record.importance < 6:
+        if record.writes and record.importance < 6:
             record.importance += 1
         book = self.context.book
         del book.active[record.task_id]

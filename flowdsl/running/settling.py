@@ -67,7 +67,8 @@ class SettlingRun:
         for entry in entries:
             task = self.tasks[entry.task_id]
             step = task.step
-            record = TaskRecord(step.id, step.importance, next(self._sequence))
+            record: TaskRecord = task  # its own record
+            task.start_seq = next(self._sequence)
             token = _current.set(CurrentTask(step.id, self.run_id, record))
             try:
                 state.apply(dict(entry.delta))
@@ -81,10 +82,8 @@ class SettlingRun:
             context.results[step.id] = entry.result
             context.previous_log.add(task)
             context.trace_log.add(task)
-            record.duration = entry.duration or 0.0
-            record.status = COMPLETED
             record.closed = True
-            if record.delta and record.importance < 6:
+            if record.writes and record.importance < 6:
                 record.importance += 1
             context.book.add(record)
             self.restored += 1
