@@ -28,25 +28,23 @@ __all__ = ["deferred_sigint", "hold_sigint", "release_sigint", "Held"]
 class Held:
     """A SIGINT held back while one transaction runs (see `hold_sigint`)."""
 
-    __slots__ = ("previous", "received")
-
-    def __init__(self, previous: Any) -> None:
-        self.previous = previous
-        self.received: list[FrameType | None] = []
+    __slots__ = ("previous", "arrived", "frame")
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(frame)
+        self.arrived, self.frame = True, frame
 
 
-def hold_sigint() -> Held | None:
-    """Start holding SIGINT (main thread only; None where nothing is held): give the result
-    to `release_sigint` once the transaction has committed or rolled back."""
-    if get_ident() != threading.main_thread().ident:
+def hold_sigint(main_thread: int | None = None) -> Held | None:
+    """Start holding SIGINT (in the main thread, whose ident the caller may know already;
+    None where nothing is held): give the result to `release_sigint` once the transaction
+    has committed or rolled back."""
+    if get_ident() != (threading.main_thread().ident if main_thread is None else main_thread):
         return None
     previous: Any = _signal.getsignal(signal.SIGINT)
     if previous is None:  # a handler set outside Python: it could not be put back
         return None
-    held = Held(previous)
+    held = Held()  # (attributes set here: no __init__ frame, one per store write)
+    held.previous, held.arrived = previous, False
     try:
         _signal.signal(signal.SIGINT, held)
     except ValueError:  # not the main interpreter
@@ -60,8 +58,8 @@ def release_sigint(held: Held | None) -> None:
     if held is None:
         return
     _signal.signal(signal.SIGINT, held.previous)
-    if held.received:
-        _deliver(held.previous, held.received[0])
+    if held.arrived:
+        _deliver(held.previous, held.frame)
 
 
 @contextmanager

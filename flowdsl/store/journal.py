@@ -23,6 +23,12 @@ __all__ = ["RunJournal", "Restored", "storable_text"]
 
 _STARTED = ("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, started) "
             "VALUES (?, ?, 'running', 1, ?)")
+#: a first attempt completed the task (its row was made by `_STARTED`): without a delta, the
+#: common case, NULL is written as such (a None parameter costs sqlite3 an adapter lookup)
+_FIRST_COMPLETED = ("UPDATE tasks SET status = 'completed', attempts = 1, started = ?, "
+                    "ended = ?, duration = ?, result = ?, delta = NULL, codec = ?, seq = ?, "
+                    "error = NULL, traceback = NULL WHERE run_id = ? AND task_id = ?")
+_FIRST_COMPLETED_DELTA = _FIRST_COMPLETED.replace("delta = NULL", "delta = ?")
 _COMPLETED = ("UPDATE tasks SET status = 'completed', attempts = ?, started = ?, ended = ?, "
               "duration = ?, result = ?, delta = ?, codec = ?, seq = ?, error = NULL, "
               "traceback = NULL WHERE run_id = ? AND task_id = ?")
@@ -115,13 +121,20 @@ class RunJournal:
             [[key, value] for key, value in delta.items()], serializer, where,
             "its shared-state writes", types=self.types)) if delta else None
         self._seq += 1
-        params = (task.attempts, task.started_at, task.ended_at, task.duration, blob,
-                  delta_blob, serializer, self._seq, self.run_id, task.id)
         if task.attempts == 1 and task.cache_key is None:
             # the common case, one statement: a first attempt that completed has no row of its
             # own, the task's row stands for it (`SqlStore.attempt_rows` reads it from there)
-            self.store.write_one(self.claim, _COMPLETED, params)
+            if delta_blob is None:
+                self.store.write_one(self.claim, _FIRST_COMPLETED, (
+                    task.started_at, task.ended_at, task.duration, blob, serializer,
+                    self._seq, self.run_id, task.id))
+            else:
+                self.store.write_one(self.claim, _FIRST_COMPLETED_DELTA, (
+                    task.started_at, task.ended_at, task.duration, blob, delta_blob,
+                    serializer, self._seq, self.run_id, task.id))
             return
+        params = (task.attempts, task.started_at, task.ended_at, task.duration, blob,
+                  delta_blob, serializer, self._seq, self.run_id, task.id)
         with self.store.write(self.claim) as db:
             db.execute(_COMPLETED, params)
             if task.attempts != 1:

@@ -54,6 +54,7 @@ class SqliteStore(SqlStore):
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor | None = None  # the connection's, for `write_one`
+        self._main: int | None = None  # this process's main thread (where Ctrl-C is held)
         self._pid = 0
         #: run ids this store object is running now (a run owned by this process but not in
         #: here was left behind by a run that ended without being able to write its end)
@@ -67,6 +68,7 @@ class SqliteStore(SqlStore):
             self._conn = self._open()
             self._cursor = None
             self._pid = os.getpid()
+            self._main = threading.main_thread().ident
         return self._conn
 
     def _fail(self, problem: object) -> StoreError:
@@ -259,7 +261,7 @@ class SqliteStore(SqlStore):
             changes = conn.total_changes
             committed = False
             try:
-                held = hold_sigint()
+                held = hold_sigint(self._main)
                 try:
                     cursor.execute(sql, params)
                     committed = True
