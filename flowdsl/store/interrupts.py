@@ -29,6 +29,9 @@ class Held:
     """A SIGINT held back while one transaction runs (see `hold_sigint`)."""
 
     __slots__ = ("previous", "arrived", "frame")
+    previous: Any  # the handler to put back
+    arrived: bool
+    frame: FrameType | None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.arrived, self.frame = True, frame
