@@ -187,13 +187,14 @@ class SqliteStore(SqlStore):
         if version > SCHEMA_VERSION:
             raise self._fail(f"schema version {version} is newer than this flowdsl's "
                              f"{SCHEMA_VERSION}: upgrade flowdsl to read it")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self._transaction(conn):
-                current = conn.execute("PRAGMA user_version").fetchone()[0]
-                if current < target:  # another process may have migrated meanwhile
-                    for statement in MIGRATIONS[target]:
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {target}")
+        if version == SCHEMA_VERSION:
+            return
+        with self._transaction(conn):  # every step in one transaction (a new file: all six)
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(current + 1, SCHEMA_VERSION + 1):  # (another process may
+                for statement in MIGRATIONS[target]:                # have migrated meanwhile)
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
