@@ -37,16 +37,18 @@ class Held:
         self.arrived, self.frame = True, frame
 
 
-def hold_sigint(main_thread: int | None = None) -> Held | None:
+def hold_sigint(main_thread: int | None = None, held: Held | None = None) -> Held | None:
     """Start holding SIGINT (in the main thread, whose ident the caller may know already;
     None where nothing is held): give the result to `release_sigint` once the transaction
-    has committed or rolled back."""
+    has committed or rolled back. ``held``: a `Held` to reuse (the caller's writes never
+    overlap)."""
     if get_ident() != (threading.main_thread().ident if main_thread is None else main_thread):
         return None
     previous: Any = _signal.getsignal(signal.SIGINT)
     if previous is None:  # a handler set outside Python: it could not be put back
         return None
-    held = Held()  # (attributes set here: no __init__ frame, one per store write)
+    if held is None:
+        held = Held()  # (attributes set here: no __init__ frame)
     held.previous, held.arrived = previous, False
     try:
         _signal.signal(signal.SIGINT, held)
@@ -62,7 +64,8 @@ def release_sigint(held: Held | None) -> None:
         return
     _signal.signal(signal.SIGINT, held.previous)
     if held.arrived:
-        _deliver(held.previous, held.frame)
+        frame, held.frame = held.frame, None  # (a reused Held keeps no frame alive)
+        _deliver(held.previous, frame)
 
 
 @contextmanager

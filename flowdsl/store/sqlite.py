@@ -20,9 +20,9 @@ from typing import Any, Iterator
 
 from ..errors import ResumeError, StoreError
 from .base import Claim, SqlStore
-from .interrupts import deferred_sigint, hold_sigint, release_sigint
+from .interrupts import Held, deferred_sigint, hold_sigint, release_sigint
 from .owner import identity, owner_gone
-from .schema import FLOWDSL_TABLES, MIGRATIONS, SCHEMA_VERSION
+from .schema import FLOWDSL_TABLES, MIGRATIONS, SCHEMA_VERSION, fresh_schema
 
 __all__ = ["SqliteStore"]
 
@@ -55,6 +55,7 @@ class SqliteStore(SqlStore):
         self._conn: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor | None = None  # the connection's, for `write_one`
         self._main: int | None = None  # this process's main thread (where Ctrl-C is held)
+        self._held = Held()  # `write_one`'s (its writes never overlap: under the lock)
         self._pid = 0
         #: run ids this store object is running now (a run owned by this process but not in
         #: here was left behind by a run that ended without being able to write its end)
@@ -113,7 +114,10 @@ class SqliteStore(SqlStore):
             try:
                 conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 self._configure(conn)
-                self._migrate(conn)
+                with self._transaction(conn):  # the schema as the migrations leave it
+                    for statement in fresh_schema():
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             finally:
                 conn.close()
             try:
@@ -262,7 +266,7 @@ class SqliteStore(SqlStore):
             changes = conn.total_changes
             committed = False
             try:
-                held = hold_sigint(self._main)
+                held = hold_sigint(self._main, self._held)
                 try:
                     cursor.execute(sql, params)
                     committed = True
