@@ -40,6 +40,9 @@ class SqlStore:
     """The history and run-opening logic of a store; subclasses give the backend seam."""
 
     for_update = ""  # the row-lock clause (SQLite's BEGIN IMMEDIATE already serialises writers)
+    #: whether the journal may write the run id into its most frequent statements' text
+    #: rather than bind it (an SQL literal: SQLite; PostgreSQL's SQL goes through `translate`)
+    inline_run_id = False
 
     @property
     def label(self) -> str:  # pragma: no cover - each store names itself

@@ -41,6 +41,8 @@ class SqliteStore(SqlStore):
     (tables that are not flowdsl's) is refused with a `StoreError` naming the file.
     """
 
+    inline_run_id = True
+
     def __init__(self, path: str | os.PathLike[str], durability: str = "normal",
                  busy_timeout: float = 30.0, *, readonly: bool = False) -> None:
         if durability not in _DURABILITY:
