@@ -1,5 +1,9 @@
 """``import flowdsl`` in a fresh interpreter against importing its dependencies alone
-(attrs, tenacity, loguru, graphlib); target: at most 20 ms more.
+(attrs, tenacity, loguru, graphlib); target (issue 16): at most 15 ms more.
+
+``import flowdsl`` loads what declaring and compiling a flow need; the run side (runtime,
+executors, observers) loads on the first run. So the first run's imports are reported
+too (``-X importtime`` of ``import flowdsl`` plus a one-task ``flow.run()``), no target.
 
 Both are timed as whole subprocesses (interpreter start-up cancels out in the
 difference). As a less noisy cross-check, ``python -X importtime`` run on
@@ -22,6 +26,23 @@ def python(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, check=True,
                           capture_output=True, text=True)
+
+
+FIRST_RUN = ("import flowdsl; flow = flowdsl.Flow('first'); flow.task(id='one')(lambda: 1); "
+             "flow.run()")
+
+
+def importtime_first_run(repeat: int = 7) -> float:
+    """Median ms of every import after the dependencies' for ``import flowdsl`` and a first
+    run (the sum of the self times printed after graphlib's line)."""
+    totals = []
+    for _ in range(repeat):
+        err = python("-X", "importtime", "-c", f"{DEPS}\n{FIRST_RUN}").stderr
+        rows = [line for line in err.splitlines()
+                if line.startswith("import time:") and "self [us]" not in line]
+        start = max(i for i, line in enumerate(rows) if line.rstrip().endswith("| graphlib"))
+        totals.append(sum(int(line[12:].split("|")[0]) for line in rows[start + 1:]) / 1e3)
+    return statistics.median(totals)
 
 
 def importtime_after_deps(repeat: int = 7):
@@ -55,5 +76,8 @@ def test_import_flowdsl(benchmark, record):
     benchmark.group = "import"
     benchmark.pedantic(python, args=("-c", "import flowdsl"), rounds=ROUNDS, warmup_rounds=2)
     after_deps_ms, slowest = importtime_after_deps()
+    first_run_ms = importtime_first_run()
+    print(f"\n-X importtime after the dependencies: import flowdsl {after_deps_ms:.1f} ms "
+          f"(target 15), with a first run's imports {first_run_ms:.1f} ms")
     record("import", "import flowdsl", importtime_flowdsl_ms=round(after_deps_ms, 2),
-           slowest_own_imports=slowest)
+           importtime_first_run_ms=round(first_run_ms, 2), slowest_own_imports=slowest)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar, overload
 
 import attrs
 
@@ -12,25 +12,24 @@ from .compiling.include import Include, all_pools, expand, make_include
 from .compiling.targets import normalize_targets, target_plan
 from .declaring.caching import Cache, as_cache
 from .declaring.dsl import check_hooks, check_pool_size, check_serializer, make_spec, redefines
+from .declaring.hooks import Hooks
 from .declaring.types import check_types
-from .calling import choose_executor
 from .errors import DefinitionError, did_you_mean
-from .executors import Executor
-from .executors.base import adrive, drive
-from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
-from .executors.schedule import explain
 from .running.metrics import FlowMetrics
-from .observers.hooks import Hooks
 from .compiling.plan import Plan
-from .running.result import RunResult
 from .declaring.retry import DEFAULT_WAIT
-from .starting import new_run_id, start_run
 from .declaring.spec import TaskSpec
-from .running.context import TaskContext
 from .status import Priority, RunStatus
-from .running.strategies import ContextPreservationStrategy
 
-__all__ = ["Flow", "new_run_id"]
+# The run side (runtime, executors, observers) is imported by the first run, not by
+# `import flowdsl`: declaring and compiling a flow never need it (issue 16).
+if TYPE_CHECKING:
+    from .executors import Executor
+    from .running.context import TaskContext
+    from .running.result import RunResult
+    from .running.strategies import ContextPreservationStrategy
+
+__all__ = ["Flow"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -358,6 +357,11 @@ class Flow:
         result of an earlier run whose fingerprint and inputs match; ``cache=False`` neither
         reads nor writes the cache for this run.
         """
+        from .calling import choose_executor  # the run side loads on the first run
+        from .executors.base import adrive, drive
+        from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
+        from .starting import start_run
+
         executor = choose_executor(executor, max_concurrency, adaptive)
         run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
                         resume, force, targets, resources, cache)
@@ -396,6 +400,10 @@ class Flow:
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
+        from .calling import choose_executor  # the run side loads on the first run
+        from .executors.base import adrive
+        from .starting import start_run
+
         executor = choose_executor(executor, max_concurrency, adaptive)
         run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
                         resume, force, targets, resources, cache)
@@ -436,6 +444,8 @@ class Flow:
         return result
 
     def _record_interrupted(self, exc: BaseException) -> None:
+        from .running.result import RunResult
+
         result = getattr(exc, "flowdsl_result", None)
         if isinstance(result, RunResult):
             self.metrics.record(result)
@@ -443,6 +453,8 @@ class Flow:
     def explain_schedule(self, store: Any = None) -> dict[str, Any]:
         """The expected durations and critical paths adaptive scheduling will use (from the
         run store's history when given, else from this Flow object's earlier runs)."""
+        from .executors.schedule import explain
+
         plan = self.compile()
         if store is None:
             return explain(plan, self.metrics.durations())

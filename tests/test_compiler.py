@@ -875,3 +875,44 @@ def test_missing_input_lists_every_missing_key(flow: Flow) -> None:
         flow.run({})
     assert "token" in str(excinfo.value) and "endpoint" in str(excinfo.value)
     assert "call" in str(excinfo.value)
+
+
+def test_each_step_field_holds_what_the_task_declared() -> None:
+    """Every field of a compiled `Step` by name (the compiler builds steps positionally)."""
+    import flowdsl
+
+    flow = Flow("fields", pools={"db": 2})
+
+    @flow.task(produces=["rows"])
+    def src():
+        return {"rows": [1, 2]}
+
+    def wanted(src):
+        return True
+
+    @flow.task(id="t", name="The task", priority=1, requires=["rows"], retries=2, timeout=3.0,
+               serializer="pickle", pool="db", map_over="rows", run_if=wanted,
+               trigger="none_failed", cache=flowdsl.Cache(ttl=5.0), depends_on=["src"])
+    def handler(rows, limit=3):
+        return rows
+
+    plan = flow.compile()
+    step = plan["t"]
+    assert (step.id, step.name, step.position, step.spec) == ("t", "The task", 1, flow.spec("t"))
+    assert step.handler is handler and step.is_async is False
+    assert (step.priority, step.critical, step.dependencies) == (1, True, ("src",))
+    assert (step.requires, step.produces, step.inputs) == (("rows",), (), ("rows", "limit"))
+    assert dict(step.producers) == {"rows": "src"}
+    assert (step.retries, step.timeout, step.serializer, step.pool) == (2, 3.0, "pickle", "db")
+    assert step.retry_wait is flow.spec("t").retry_wait
+    assert step.retry_on is flow.spec("t").retry_on
+    assert step.importance == 3 + 1  # critical, declares requires (one dependency)
+    assert callable(step.bind) and callable(step.condition) and step.run_if is wanted
+    assert dict(step.inferred) == {}
+    assert (step.map_over, step.map_positions, step.trigger) == (("rows",), (0,), "none_failed")
+    assert (step.included, step.gathers) == ((), False)
+    assert step.cache == flowdsl.Cache(ttl=5.0)
+    assert step.cache_inputs == (("rows", 0, "rows"), ("limit", 1, "limit"))
+    assert step.uncacheable is None
+    assert plan["src"].serializer == "json" and plan["src"].cache is None
+    assert plan["src"].critical is False and plan["src"].produces == ("rows",)

@@ -132,3 +132,28 @@ def test_a_back_edge_is_reported_as_a_real_cycle(dag: Dag, data: Any) -> None:
     forward = all((b, a) in edges for a, b in pairs)  # each runs before the next
     backward = all((a, b) in edges for a, b in pairs)  # each depends on the next
     assert forward or backward, (cycle, sorted(edges))
+
+
+@st.composite
+def dags_declared_in_order(draw: Any) -> Dag:
+    """DAGs declared after their dependencies, sometimes with priorities that never
+    decrease along the declaration (the order is then the declaration order)."""
+    dag = draw(dags())
+    priority = dag.priority
+    if draw(st.booleans()):
+        priority = tuple(sorted(priority))
+    return Dag(deps=dag.deps, priority=priority, declared=tuple(range(dag.size)))
+
+
+@SETTINGS
+@given(dags_declared_in_order())
+def test_a_flow_declared_in_order_gets_the_same_priority_order(dag: Dag) -> None:
+    order = build(dag).compile().order
+    done: set[int] = set()
+    for position, task in enumerate(order):
+        ready = [i for i in range(dag.size) if i not in done and dag.deps[i] <= done]
+        best = min(ready, key=lambda i: (dag.priority[i], i))
+        assert task == dag.name(best), (position, order)
+        done.add(best)
+    if list(dag.priority) == sorted(dag.priority):
+        assert order == tuple(dag.name(i) for i in range(dag.size))

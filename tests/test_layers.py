@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,48 @@ def test_import_flowdsl_stays_cheap() -> None:
         if any(name == heavy or name.startswith(heavy + ".") for heavy in NOT_AT_IMPORT)
     )
     assert offending == [], f"`import flowdsl` imports {offending}: import them lazily"
+
+
+#: The run side loads on the first run: declaring and compiling a flow never need it.
+RUN_SIDE = ("flowdsl.running.runtime", "flowdsl.running.events", "flowdsl.executors",
+            "flowdsl.observers", "flowdsl.starting")
+
+
+def test_import_flowdsl_leaves_the_run_side_to_the_first_run() -> None:
+    out = python("""
+        import json, sys
+        import flowdsl
+        before = sorted(sys.modules)
+        flow = flowdsl.Flow("first")
+        flow.task(id="one")(lambda: 1)
+        flow.compile()
+        compiled = sorted(sys.modules)
+        result = flow.run().results["one"]
+        print(json.dumps([result, before, compiled, sorted(sys.modules)]))
+    """)
+    result, before, compiled, after = json.loads(out)
+    assert result == 1
+    for loaded in (before, compiled):
+        assert [m for m in loaded if m.startswith((*RUN_SIDE, "flowdsl.measure"))] == []
+    assert set(RUN_SIDE) <= set(after)
+
+
+def test_every_public_name_resolves_to_its_defining_module() -> None:
+    out = python("""
+        import flowdsl
+        from flowdsl.running.context import TaskContext
+        from flowdsl.running.events import TaskFinished
+        from flowdsl.executors import SequentialExecutor
+        assert flowdsl.TaskContext is TaskContext and flowdsl.TaskFinished is TaskFinished
+        assert flowdsl.SequentialExecutor is SequentialExecutor
+        missing = [name for name in flowdsl.__all__ if getattr(flowdsl, name, None) is None]
+        print(missing, set(flowdsl.__all__) <= set(dir(flowdsl)))
+        try:
+            flowdsl.NoSuchName
+        except AttributeError as exc:
+            print(exc)
+    """)
+    assert out.splitlines() == ["[] True", "module 'flowdsl' has no attribute 'NoSuchName'"]
 
 
 # == plans do not depend on the hash seed ====================================================
@@ -97,7 +140,7 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 # `running.journal` is the protocol the store implements.
 LEVELS: dict[str, float] = {
     "errors": 0, "status": 0, "version": 0, "declaring": 1, "compiling": 3, "running": 2,
-    "declaring.caching": 0.5, "declaring.spec": 1,
+    "declaring.caching": 0.5, "declaring.spec": 1, "declaring.hooks": 1,
     "declaring.retry": 2, "declaring.types": 2, "running.context": 2, "running.strategies": 2,
     "running.metrics": 2,
     "declaring.dsl": 2.5, "running.result": 2.5,

@@ -9,15 +9,13 @@ dictionary look-ups.
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any, Mapping, Sequence, Tuple
-
-import attrs
+from typing import Any, Mapping, NamedTuple, Sequence, Tuple
 
 from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
 from .plan import Binder
 
-__all__ = ["Source", "Input", "make_binder", "NO_READS"]
+__all__ = ["Source", "Input", "make_binder", "results_binder", "NO_READS"]
 
 NO_READS = EMPTY
 _NO_KWARGS: dict[str, Any] = {}
@@ -30,9 +28,11 @@ _NO_KWARGS: dict[str, Any] = {}
 Source = Tuple[str, str, bool, str]
 
 
-@attrs.frozen
-class Input:
-    """A declared context input and how to resolve it: from its producer, else by look-up."""
+class Input(NamedTuple):
+    """A declared context input and how to resolve it: from its producer, else by look-up.
+
+    Immutable. A NamedTuple, like `Step`: a compile makes one per declared input, and attrs'
+    frozen ``__init__`` takes three times as long."""
 
     key: str
     producer: str | None
@@ -92,18 +92,9 @@ def make_binder(
     if results_only is None:
         results_only = all(kind == "result" and not keyword for kind, _, keyword, _ in sources)
     if not inputs and results_only and tolerant is None:
-        if not sources:
-            no_args: tuple[Any, ...] = ()
-            return lambda context: (no_args, no_kwargs, NO_READS)
-        if len(sources) == 1:
-            upstream = sources[0][3]
-            return lambda context: ((context.results[upstream],), no_kwargs, NO_READS)
-        get_results = itemgetter(*(ref for _, _, _, ref in sources))
-        return lambda context: (get_results(context.results), no_kwargs, NO_READS)
+        return results_binder([ref for _, _, _, ref in sources])
 
-    if tolerant is None and all(kind in ("result", "key") and not keyword
-                                for kind, _, keyword, _ in sources) \
-            and all(inp.producer is not None and not inp.mapped for inp in inputs):
+    if tolerant is None and _all_produced(sources, inputs):
         return _produced_binder(sources, inputs)
 
     sources = tuple(sources)
@@ -152,20 +143,51 @@ def make_binder(
     return bind
 
 
+def _no_arguments(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
+    return (), _NO_KWARGS, NO_READS
+
+
+def results_binder(upstream: Sequence[str]) -> Binder:
+    """The binder of a step whose parameters are the positional results of ``upstream``
+    tasks, in order: nothing but dictionary look-ups. (The lambdas read ``_NO_KWARGS`` and
+    ``NO_READS`` as globals rather than closing over them: one cell per binder less for a
+    10,000-task compile to allocate and the garbage collector to scan.)"""
+    if not upstream:
+        return _no_arguments
+    if len(upstream) == 1:
+        task = upstream[0]
+        return lambda context: ((context.results[task],), _NO_KWARGS, NO_READS)
+    get_results = itemgetter(*upstream)
+    return lambda context: (get_results(context.results), _NO_KWARGS, NO_READS)
+
+
+def _all_produced(sources: Sequence[Source], inputs: Sequence[Input]) -> bool:
+    """Whether every parameter is positional, an upstream result or a declared input, and
+    every input has a producer whose result is not a list (plain loops: a compile asks this
+    once per step with inputs)."""
+    for kind, _, keyword, _ in sources:
+        if keyword or (kind != "result" and kind != "key"):
+            return False
+    for inp in inputs:
+        if inp.producer is None or inp.mapped:
+            return False
+    return True
+
+
 def _produced_binder(sources: Sequence[Source], inputs: Sequence[Input]) -> Binder:
     """The binder of a step whose positional parameters are upstream results and declared
     inputs that each have a producer (the common shape of a ``produces`` chain): two
     dictionary look-ups per input, none of the general binder's per-parameter dispatch."""
-    no_kwargs = _NO_KWARGS
-    produced = tuple((inp.key, inp.producer) for inp in inputs)
-    if len(sources) == 1 and len(produced) == 1 and sources[0][0] == "key":
-        (key, producer), = produced
+    if len(sources) == 1 and len(inputs) == 1 and sources[0][0] == "key":
+        key, producer = inputs[0].key, inputs[0].producer
 
         def bind_one(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
             value = context.results[producer][key]
-            return (value,), no_kwargs, {key: value}
+            return (value,), _NO_KWARGS, {key: value}
 
         return bind_one
+    no_kwargs = _NO_KWARGS
+    produced = tuple((inp.key, inp.producer) for inp in inputs)
     from_result = tuple((kind == "result", ref) for kind, _, _, ref in sources)
 
     def bind(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:

@@ -93,7 +93,6 @@ class Plan:
     order: tuple[str, ...] = attrs.field(converter=tuple_of_str)
     inputs: tuple[str, ...] = attrs.field(converter=tuple_of_str)
     input_readers: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
-    children: Mapping[str, tuple[str, ...]] = attrs.field(converter=_frozen_map, repr=False)
     index: Mapping[str, Step] = attrs.field(converter=_frozen_map, repr=False)  # id -> step
     pools: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)  # name -> size
     is_async: bool
@@ -113,6 +112,20 @@ class Plan:
     @mapped.default
     def _mapped(self) -> tuple[str, ...]:
         return tuple(step.id for step in self.steps if step.map_over)
+
+    @property
+    def children(self) -> Mapping[str, tuple[str, ...]]:
+        """Task id -> the tasks that depend on it, in plan order. Computed on first use
+        (a sequential run never asks), then kept."""
+        found: Mapping[str, tuple[str, ...]] | None = self.derived.get("children")
+        if found is None:
+            lists: dict[str, list[str]] = {step.id: [] for step in self.steps}
+            for step in self.steps:
+                for dependency in step.dependencies:
+                    lists[dependency].append(step.id)
+            found = self.derived["children"] = MappingProxyType(
+                {task: tuple(children) for task, children in lists.items()})
+        return found
 
     def __len__(self) -> int:
         return len(self.steps)

@@ -23,7 +23,7 @@ class Wiring(Protocol):
     and the edges inferred for it (producer id -> key)."""
 
     dependencies: list[str]
-    inferred: dict[str, str]
+    inferred: Mapping[str, str]  # replaced, never changed in place (it may be shared)
 
     def keys(self) -> Iterable[str]: ...
 
@@ -51,13 +51,18 @@ def infer_edges(producers: Mapping[str, list[str]], wirings: Mapping[str, Wiring
             found = producers.get(key)
             if not found:
                 continue
-            others = [p for p in found if p != task]
-            if len(others) != 1:
-                continue
-            producer = others[0]
+            if len(found) == 1:  # the usual case: one producer
+                producer = found[0]
+                if producer == task:
+                    continue
+            else:
+                others = [p for p in found if p != task]
+                if len(others) != 1:
+                    continue
+                producer = others[0]
             if producer not in wiring.dependencies:
                 wiring.dependencies.append(producer)
-                wiring.inferred[producer] = key
+                wiring.inferred = {**wiring.inferred, producer: key}
 
 
 def cycle_detail(cycle: Sequence[str], wirings: Mapping[str, Wiring]) -> str:
@@ -81,10 +86,16 @@ class Ancestry:
         self.position: dict[str, int] = {}
         self._bits: dict[str, int] | None = None
 
+    def positions(self) -> dict[str, int]:
+        """Task id -> its index in the plan order."""
+        if not self.position:
+            self.position = {node: i for i, node in enumerate(self._order)}
+        return self.position
+
     def is_ancestor(self, upstream: str, task: str) -> bool:
         if self._bits is None:
             bits: dict[str, int] = {}
-            position = self.position = {node: i for i, node in enumerate(self._order)}
+            position = self.positions()
             for node in self._order:
                 acc = 0
                 for dep in self._wirings[node].dependencies:
@@ -105,7 +116,7 @@ def prune_inferred(wirings: Mapping[str, Wiring], ancestry: Ancestry) -> None:
             if any(dep != producer and ancestry.is_ancestor(producer, dep)
                    for dep in wiring.dependencies):
                 wiring.dependencies.remove(producer)
-                del wiring.inferred[producer]
+                wiring.inferred = {p: k for p, k in wiring.inferred.items() if p != producer}
 
 
 def bind_producers(order: Sequence[str], producers: Mapping[str, list[str]],
@@ -116,14 +127,26 @@ def bind_producers(order: Sequence[str], producers: Mapping[str, list[str]],
     bound: dict[str, dict[str, str]] = {}
     if not producers:
         return bound
-    ancestry.is_ancestor(order[0], order[0])  # computes positions
-    position = ancestry.position
-    in_order = {key: sorted(tasks, key=position.__getitem__) for key, tasks in producers.items()}
+    position = ancestry.positions()
+    in_order = {key: sorted(tasks, key=position.__getitem__) if len(tasks) > 1 else tasks
+                for key, tasks in producers.items()}
     for task in order:
         chosen: dict[str, str] = {}
         for key in wirings[task].keys():
-            candidates = [p for p in in_order.get(key, ()) if p != task]
+            found = in_order.get(key)
+            if not found:
+                continue
+            if len(found) == 1:
+                if found[0] != task:
+                    # a unique producer is a dependency (`infer_edges`) or was pruned as
+                    # implied by another one: an ancestor, with no ancestry to compute
+                    chosen[key] = found[0]
+                continue
+            candidates = [p for p in found if p != task]
             if not candidates:
+                continue
+            if len(candidates) == 1:  # the other producer is the task itself: as above
+                chosen[key] = candidates[0]
                 continue
             upstream = [p for p in candidates if ancestry.is_ancestor(p, task)]
             if not upstream:

@@ -53,8 +53,6 @@ def target_plan(plan: Plan, targets: tuple[str, ...]) -> Plan:
         order=tuple(step.id for step in steps),
         inputs=tuple(key for key in plan.inputs if key in readers),
         input_readers=readers,
-        children={step.id: tuple(c for c in plan.children[step.id] if c in keep)
-                  for step in steps},
         index={step.id: step for step in steps},
         pools=plan.pools,
         is_async=any(step.is_async for step in steps),

@@ -16,33 +16,15 @@ that raises gives a `RuntimeWarning` naming the hook and the task, and never cha
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Mapping
-
-import attrs
+from typing import Mapping
 
 from ..compiling.plan import Plan
+from ..declaring.hooks import Hook, Hooks
 from ..declaring.spec import TaskSpec
 from ..running.events import Event, TaskFinished, TaskRetrying
 from ..status import TaskStatus
 
 __all__ = ["Hooks", "HookObserver", "hook_observer"]
-
-Hook = Callable[[Any], Any]
-
-
-@attrs.frozen(kw_only=True)
-class Hooks:
-    """The hooks of one task or of one flow (None: no hook)."""
-
-    on_success: Hook | None = attrs.field(default=None, eq=False)
-    on_failure: Hook | None = attrs.field(default=None, eq=False)
-    on_retry: Hook | None = attrs.field(default=None, eq=False)
-    #: whose hooks they are, as a warning names them
-    owner: str = attrs.field(default="the flow's", eq=False)
-
-    def __bool__(self) -> bool:
-        return (self.on_success is not None or self.on_failure is not None
-                or self.on_retry is not None)
 
 
 _KEYWORD = {TaskStatus.COMPLETED: "on_success", TaskStatus.FAILED: "on_failure"}

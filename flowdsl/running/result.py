@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .context import TaskContext, TaskRecord
 from ..declaring.spec import EMPTY
@@ -41,6 +41,17 @@ class Attempt:
                 f"ended={self.ended}, error={self.error!r})")
 
 
+#: What `Run.run_unit` reads of a step, as one tuple (see `hot_fields`).
+HotFields = tuple[Callable[..., Any], Callable[..., Any], tuple[str, ...], bool, bool]
+
+
+def hot_fields(step: Step) -> HotFields:
+    """``(bind, handler, produces, direct, cached)`` of a step: ``direct`` when an attempt
+    is a plain call (no retries, no timeout), ``cached`` when it has a cache policy."""
+    return (step.bind, step.handler, step.produces, not step.retries and step.timeout is None,
+            step.cache is not None)
+
+
 class TaskRun(TaskRecord):
     """One task of one run, and the runtime's unit of work: the attempts of (task, element
     index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
@@ -58,12 +69,13 @@ class TaskRun(TaskRecord):
 
     __slots__ = (
         "id", "step", "index", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "history", "elements", "cache_key",
+        "started_at", "ended_at", "history", "elements", "cache_key", "hot",
     )
     status: TaskStatus
     duration: float | None
 
-    def __init__(self, step: Step, index: int | None = None) -> None:
+    def __init__(self, step: Step, index: int | None = None,
+                 hot: HotFields | None = None) -> None:
         # the record's fields (`TaskRecord.__init__` inlined: a call per task less)
         self.task_id = self.id = step.id
         self.reads = EMPTY
@@ -88,6 +100,8 @@ class TaskRun(TaskRecord):
         self.elements: list[TaskRun] | None = None
         #: the hash of its inputs when its result is to be cached (set on a cache miss)
         self.cache_key: str | None = None
+        #: its step's `hot_fields`, shared by the runs of one plan (None: read from the step)
+        self.hot = hot
 
     name = property(lambda self: self.step.name, doc="The task's display name.")
     priority = property(lambda self: self.step.priority, doc="Lower runs first.")
@@ -142,6 +156,9 @@ class TaskRun(TaskRecord):
             if last.ended is None:
                 last.ended, last.error = self.ended_at, self.error
             return attempts
+        if self.elements:  # a mapped task: its elements' attempts (those that ran here)
+            return [attempt for element in self.elements if element.reason != RESTORED
+                    for attempt in element.attempt_times()]
         if self.attempts and self.started_at is not None:
             return [Attempt(self.attempts, self.index, self.started_at, self.ended_at,
                             self.error)]
