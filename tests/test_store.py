@@ -326,6 +326,43 @@ def test_existing_run_id_without_resume_is_refused(store_url):
     assert open_store(path).get_run("nightly") == before  # and changed nothing
 
 
+@pytest.mark.parametrize("run_id", ["it's", "a?b%s%%", "nul\x00byte", "\u00e9t\u00e9 '--"],
+                         ids=["quote", "placeholders", "nul", "accents-comment"])
+def test_any_run_id_is_recorded_and_resumed_as_given(store_url, run_id):
+    """The journal writes the run id into its statements' text where the store allows it:
+    quotes, placeholders and a NUL stay the run id, never SQL."""
+    path = store_url
+    if "\x00" in run_id and str(path).startswith("postgres"):
+        pytest.skip("PostgreSQL's text cannot hold a NUL")
+    calls = []
+    flow = Flow("odd-ids")
+    broken = [True]
+
+    @flow.task
+    def first():
+        calls.append("first")
+        return {"n": 1}
+
+    @flow.task
+    def second(first):
+        if broken[0]:
+            raise ValueError("not yet")
+        return first["n"] + 1
+
+    failed = flow.run(store=path, run_id=run_id, raise_on_failure=False)
+    assert failed.status is RunStatus.FAILED
+    record = open_store(path).get_run(run_id)
+    assert record["tasks"]["first"]["status"] == "completed"
+    assert record["tasks"]["first"]["result"] == {"n": 1}
+    assert record["tasks"]["second"]["status"] == "failed"
+    broken[0] = False
+    resumed = flow.run(store=path, resume=run_id)
+    assert resumed.status is RunStatus.SUCCEEDED and resumed.results["second"] == 2
+    assert resumed.tasks["first"].reason == "restored from the run store"
+    assert calls == ["first"]
+    assert [r["run_id"] for r in open_store(path).runs()] == [run_id]
+
+
 def test_generated_run_ids_sort_by_start_time(store_url):
     path = store_url
     flow = Flow("sortable")

@@ -19,17 +19,31 @@ from flowdsl import Flow, ResumeError, RunStatus, StoreError, TaskStatus
 from flowdsl.store import SqliteStore
 
 
-class Hooked:
-    """A connection that calls ``hook(when, sql)`` before and after each statement."""
+COMMITS = "commits"
+"""What a hook is given for a statement that commits: ``COMMIT``, or a writing statement run
+outside a transaction (SQLite's autocommit, which the journal uses for one-statement writes)."""
 
-    def __init__(self, conn: sqlite3.Connection, hook) -> None:
+
+class Hooked:
+    """A connection (or cursor) that calls ``hook(when, sql)`` before and after each statement;
+    ``sql`` is `COMMITS` for a statement that commits."""
+
+    def __init__(self, conn: sqlite3.Connection | sqlite3.Cursor, hook) -> None:
         self._conn, self._hook = conn, hook
 
     def execute(self, sql, *args):
-        self._hook("before", sql)
+        connection = self._conn if isinstance(self._conn, sqlite3.Connection) \
+            else self._conn.connection
+        commits = sql.startswith("COMMIT") or (
+            not connection.in_transaction and sql.split()[0] in ("INSERT", "UPDATE", "DELETE"))
+        label = COMMITS if commits else sql
+        self._hook("before", label)
         cursor = self._conn.execute(sql, *args)
-        self._hook("after", sql)
+        self._hook("after", label)
         return cursor
+
+    def cursor(self):
+        return Hooked(self._conn.cursor(), self._hook)
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
@@ -90,9 +104,8 @@ def test_ctrl_c_during_the_commit_of_a_completion_keeps_it_completed(tmp_path):
     calls: list[str] = []
     flow = two_task_flow(calls)
     store = HookedStore(path)
-    # statements: BEGIN (open), BEGIN (first started), BEGIN..COMMIT (first completed): the
-    # third COMMIT is the completion of 'first'
-    store.hook = sigint_once_at("before", "COMMIT", nth=3)
+    # commits: the run's opening, 'first' started, 'first' completed
+    store.hook = sigint_once_at("before", COMMITS, nth=3)
     with pytest.raises(KeyboardInterrupt) as info:
         flow.run(store=store, run_id="r1")
     store.close()
@@ -115,9 +128,9 @@ def test_an_interrupt_raised_once_commit_is_done_is_not_taken_for_a_failed_write
     seen = []
 
     def hook(moment, sql):
-        if moment == "after" and sql.startswith("COMMIT"):
+        if moment == "after" and sql == COMMITS:
             seen.append(sql)
-            if len(seen) == 3:
+            if len(seen) == 3:  # 'first' completed
                 raise KeyboardInterrupt
 
     store = HookedStore(path)
@@ -131,12 +144,26 @@ def test_an_interrupt_raised_once_commit_is_done_is_not_taken_for_a_failed_write
     assert calls == ["first", "second"]
 
 
-def test_ctrl_c_during_begin_leaves_no_transaction_and_the_store_stays_usable(tmp_path):
+@pytest.mark.parametrize(("when", "statement"), [("after", "BEGIN IMMEDIATE"),
+                                                ("before", COMMITS)],
+                         ids=["after-begin", "in-a-one-statement-write"])
+def test_ctrl_c_during_a_write_leaves_no_transaction_and_the_store_stays_usable(
+        tmp_path, when, statement):
     path = tmp_path / "runs.db"
-    calls: list[str] = []
-    flow = two_task_flow(calls)
+    flow = Flow("faults")
+    failed: list[int] = []
+
+    @flow.task(retries=1, retry_wait=0)
+    def first():
+        if not failed:
+            failed.append(1)
+            raise OSError("once")
+        return 1
+
     store = HookedStore(path, busy_timeout=0.0)
-    store.hook = sigint_once_at("after", "BEGIN IMMEDIATE", nth=2)  # 'first' starting
+    # the second BEGIN: the failed attempt of 'first' (a write of two statements); the second
+    # commit: 'first' starting (a one-statement write)
+    store.hook = sigint_once_at(when, statement, nth=2)
     with pytest.raises(KeyboardInterrupt):
         flow.run(store=store, run_id="r3")
     assert not SqliteStore.connection.fget(store).in_transaction
@@ -189,11 +216,11 @@ def test_run_owned_on_another_host_names_it_and_force_takes_it_over(tmp_path):
 
 
 def full_disk_after(n_commits: int, *, forever: bool):
-    """A hook that fails the COMMITs after the first ``n_commits`` as a full disk would."""
+    """A hook that fails the commits after the first ``n_commits`` as a full disk would."""
     seen = []
 
     def hook(moment, sql):
-        if moment == "before" and sql.startswith("COMMIT"):
+        if moment == "before" and sql == COMMITS:
             seen.append(sql)
             if len(seen) > n_commits and (forever or len(seen) == n_commits + 1):
                 raise sqlite3.OperationalError("database or disk is full")

@@ -105,14 +105,7 @@ def from_store(store: SqlStore, run_id: str,
     record = store.get_run(run_id)
     if dependencies is None:
         dependencies = stored_edges(store, run_id)
-    # a first attempt still in flight has no row of its own: its task's row stands for it
-    rows = store.read(
-        "SELECT task_id, attempt, started, ended, status, error, session FROM attempts "
-        "WHERE run_id = ? UNION ALL SELECT task_id, attempts, started, NULL, status, NULL, "
-        "NULL FROM tasks t WHERE run_id = ? AND status = 'running' AND started IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = t.run_id AND "
-        "a.task_id = t.task_id AND a.attempt = t.attempts) "
-        "ORDER BY started, task_id, session, attempt", (run_id, run_id))
+    rows = store.attempt_rows(run_id)
     deps = dict(dependencies or {})
     order: Iterable[str] = list(deps) if deps else record["tasks"]
     tasks = []

@@ -107,8 +107,8 @@ class TaskRecord:
         #: its writes, flat: sequence, key, replaced value (or MISSING), new value (or
         #: DELETED), then the next write's four; a list from the first write on. Flat, not a
         #: tuple per write: one object per record instead of one per write, for the garbage
-        #: collector to track and walk (issue 16)
-        self.writes: list[Any] | tuple[()] = ()
+        #: collector to track and walk (issue 16); a tuple until a second write may come
+        self.writes: list[Any] | tuple[Any, ...] = ()
         self.duration: float | None = 0.0
         self.status: TaskStatus | None = None
         self.importance = importance
@@ -130,9 +130,10 @@ class TaskRecord:
             yield writes[i], writes[i + 1], writes[i + 2]
 
     def wrote(self, sequence: int, key: Any, replaced: Any, new: Any) -> None:
-        if not self.writes:  # most tasks never write: their record allocates nothing for it
-            self.writes = []
-        self.writes += (sequence, key, replaced, new)
+        writes = self.writes
+        if type(writes) is not list:  # most tasks never write: no list until the first
+            self.writes = writes = list(writes)
+        writes += (sequence, key, replaced, new)
 
     def __repr__(self) -> str:
         status = getattr(self.status, "value", self.status)

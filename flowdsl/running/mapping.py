@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ..compiling.plan import Step
 from ..errors import MapError, SerializationError
 from ..status import TaskStatus
-from .attempts import Args, Kwargs, Means
-from .context import CurrentTask, TaskContext, TaskRecord, _current
+from .attempts import Args, Kwargs, Means, check_produces
+from .context import IDLE, CurrentTask, TaskContext, TaskRecord, TaskSlot, _current
 from .events import ElementFinished, Emit, TaskMapped
 from .journal import Journal
-from .result import TaskRun
+from .result import TaskRun, hot_fields
 
 __all__ = ["Mapped", "MappingRun", "map_columns", "map_digest"]
 
@@ -86,7 +86,7 @@ class Mapped:
     record (every element writes under it) and how many elements are still to settle."""
 
     __slots__ = ("unit", "record", "args", "kwargs", "positions", "columns", "t0", "digest",
-                 "remaining")
+                 "remaining", "hot", "column")
 
     def __init__(self, unit: TaskRun, record: TaskRecord, args: Args, kwargs: Kwargs,
                  columns: list[list[Any]], t0: float, digest: str | None) -> None:
@@ -99,9 +99,16 @@ class Mapped:
         self.t0 = t0
         self.digest = digest
         self.remaining = 0
+        #: the task's `hot_fields`, which its elements run with
+        self.hot = unit.hot or hot_fields(unit.step)
+        #: the column of the one mapped parameter when it is the one argument, else None
+        self.column = columns[0] if len(args) == 1 and not kwargs \
+            and self.positions == (0,) else None
 
     def arguments(self, index: int) -> tuple[Args, Kwargs]:
         """The arguments of element ``index``: the task's, each mapped one replaced."""
+        if self.column is not None:  # the usual shape: one parameter, mapped
+            return (self.column[index],), self.kwargs
         args, kwargs = list(self.args), self.kwargs
         copied = False
         for where, column in zip(self.positions, self.columns):
@@ -124,6 +131,7 @@ class MappingRun:
         stopped_by: str | None
         first_error: tuple[str, BaseException] | None
         maps: dict[str, Mapped]
+        slot: TaskSlot
         _offset: float
         store_time: float
         caching: bool  # `CachingRun`'s: a store is used and the run does not say cache=False
@@ -206,20 +214,41 @@ class MappingRun:
         return mapped, current, _current.set(current), args, kwargs
 
     def run_element(self, element: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Run one element in this thread (a sync handler), under the task's policy."""
-        mapped, current, token, args, kwargs = self._element_start(element)
-        if self._cached_element(mapped, element, token, args, kwargs):
-            return
-        t0 = perf_counter()
-        element.started_at = self._offset + t0
-        try:
-            result = self._call_sync(element, current, args, kwargs, sleep)
-        except Exception as exc:
-            self._element_failed(mapped, element, exc, t0, perf_counter())
+        """Run one element in this thread (a sync handler), under the task's policy, within
+        `Run.inline` (the run's `TaskSlot` is re-pointed at it, as for a task)."""
+        mapped = self.maps[element.id]
+        index: Any = element.index
+        if mapped.column is not None:  # `mapped.arguments(index)` inlined: a call less
+            args, kwargs = (mapped.column[index],), mapped.kwargs
         else:
-            self._element_completed(mapped, element, result, t0, perf_counter())
+            args, kwargs = mapped.arguments(index)
+        element.status = RUNNING
+        current = self.slot
+        current.task_id, current.record, current.attempt, current.index = \
+            element.id, mapped.record, 1, index
+        try:
+            if self.caching and element.step.cache is not None and self.element_from_cache(
+                    element, args, kwargs, mapped.digest):
+                self._element_settled(mapped, element)
+                return
+            _, handler, produces, direct, _ = mapped.hot
+            t0 = perf_counter()
+            element.started_at = self._offset + t0
+            try:
+                if direct:  # a plain call, as in `Run.run_unit`: no attempt history
+                    element.attempts = 1
+                    result = handler(*args, **kwargs)
+                    for key in produces:  # `check_produces` only off the usual dict result
+                        if type(result) is not dict or key not in result:
+                            check_produces(element.step, result)
+                else:
+                    result = self._call_sync(element, current, args, kwargs, sleep)
+            except Exception as exc:
+                self._element_failed(mapped, element, exc, t0, perf_counter())
+            else:
+                self._element_completed(mapped, element, result, t0, perf_counter())
         finally:
-            _current.reset(token)
+            current.record = IDLE
 
     async def arun_element(self, element: TaskRun, means: Means) -> None:
         """Run one element from the event loop, each attempt through ``means.submit``."""
@@ -261,7 +290,16 @@ class MappingRun:
     def _element_completed(self, mapped: Mapped, element: TaskRun, result: Any, t0: float,
                            t1: float) -> None:
         element.result = result
-        self._element_ended(element, COMPLETED, t0, t1)
+        if element.history or self.journal is not None or self.emit is not None:
+            self._element_ended(element, COMPLETED, t0, t1)
+        else:  # `_element_ended` and `_element_settled` inlined: two calls an element less
+            element.status = COMPLETED
+            element.duration = t1 - t0
+            element.ended_at = self._offset + t1
+            mapped.remaining -= 1
+            if mapped.remaining == 0:
+                self._finish_map(mapped)
+            return
         if self.journal is not None:
             try:
                 self._journal(self.journal.element_completed, element, result, mapped.digest)
@@ -328,9 +366,8 @@ class MappingRun:
         unit, record = mapped.unit, mapped.record
         elements = unit.elements or []
         ran = [element for element in elements if element.reason != RESTORED]
-        unit.attempts = sum(element.attempts for element in elements)
-        unit.history = [attempt for element in ran for attempt in element.attempt_times()]
-        t1 = perf_counter()
+        unit.attempts = sum([element.attempts for element in elements])
+        t1 = perf_counter()  # (its attempts are its elements': see `TaskRun.attempt_times`)
         failed = [element for element in ran if element.status is FAILED]
         if failed:
             first = min(failed, key=lambda element: element.ended_at or 0.0)

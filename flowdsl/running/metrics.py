@@ -29,17 +29,18 @@ def busy_time(intervals: Iterable[tuple[float, float]]) -> float:
     return total
 
 
-def _spans_in_order(ran: Sequence[Any]) -> float | None:
-    """`busy_time` of the tasks' spans when each starts after the one before ended (a
-    sequential run: no tuple per task, no sort; the same sum, issue 16), else None."""
+def _spans_in_order(timed: Sequence[Any]) -> float | None:
+    """`busy_time` of the spans (``started_at``, ``ended_at``) of ``timed`` when each starts
+    after the one before ended (a sequential run: no tuple each, no sort; the same sum,
+    issue 16), else None."""
     total = 0.0
     last_end = float("-inf")
-    for task in ran:
-        start = task.started_at
-        if start is None or start <= last_end:
+    for task in timed:
+        start, end = task.started_at, task.ended_at
+        if start is None or end is None or start <= last_end:
             return None
-        last_end = task.ended_at
-        total += last_end - start
+        total += end - start
+        last_end = end
     return total
 
 
@@ -73,20 +74,19 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
                 interrupted.append(task)
     total = len(tasks)
     total_time = sum([task.duration for task in ran])
-    in_order = None if mapped or interrupted else _spans_in_order(ran)
     # a mapped task's time is its elements' spans; without mapped tasks, no check per task
-    spans = [] if in_order is not None else [
-        (task.started_at, task.ended_at) for task in ran + interrupted
-        if task.elements is None] if mapped else [
-        (task.started_at, task.ended_at) for task in ran + interrupted]
+    timed = [task for task in ran + interrupted if task.elements is None] if mapped \
+        else ran + interrupted
     elements = 0
     for task in mapped:
         for element in task.elements:
             if element.attempts and element.reason is None:  # not restored, cached, cancelled
                 elements += 1
                 if element.started_at is not None and element.ended_at is not None:
-                    spans.append((element.started_at, element.ended_at))
-    in_handlers = busy_time(spans) if in_order is None else in_order
+                    timed.append(element)
+    in_handlers = _spans_in_order(timed)
+    if in_handlers is None:
+        in_handlers = busy_time([(task.started_at, task.ended_at) for task in timed])
     switches = len(ran) + elements
     summary = {
         "total_tasks": total,

@@ -156,6 +156,9 @@ class TaskRun(TaskRecord):
             if last.ended is None:
                 last.ended, last.error = self.ended_at, self.error
             return attempts
+        if self.elements:  # a mapped task: its elements' attempts (those that ran here)
+            return [attempt for element in self.elements if element.reason != RESTORED
+                    for attempt in element.attempt_times()]
         if self.attempts and self.started_at is not None:
             return [Attempt(self.attempts, self.index, self.started_at, self.ended_at,
                             self.error)]

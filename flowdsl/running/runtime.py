@@ -247,14 +247,22 @@ class Run(SettlingRun, MappingRun, CachingRun):
                 state = self.context.shared_state
                 if current.live and not record.closed:
                     sequence = state.sequence
-                    # `record.wrote` inlined too (a call per key less): the record's list
-                    # is made at its first write, maybe the handler's own
-                    writes: Any = record.writes or []
-                    for key in produces:
+                    # `record.wrote` inlined too (a call per key less)
+                    writes: Any = record.writes
+                    if not writes and len(produces) == 1:
+                        # the usual: one key, the task's only write: its writes are that
+                        # one tuple (a list and its item array fewer to allocate and collect)
+                        key = produces[0]
                         value = result[key]
-                        writes += (next(sequence), key, dict.get(state, key, MISSING), value)
+                        record.writes = (next(sequence), key, state.get(key, MISSING), value)
                         dict.__setitem__(state, key, value)
-                    record.writes = writes
+                    else:
+                        writes = list(writes)  # (a list from here: writes may follow)
+                        for key in produces:
+                            value = result[key]
+                            writes += (next(sequence), key, state.get(key, MISSING), value)
+                            dict.__setitem__(state, key, value)
+                        record.writes = writes
         except Exception as exc:
             t1 = perf_counter()
             self._failed(unit, record, exc, t0 or t1, t1)

@@ -40,6 +40,9 @@ class SqlStore:
     """The history and run-opening logic of a store; subclasses give the backend seam."""
 
     for_update = ""  # the row-lock clause (SQLite's BEGIN IMMEDIATE already serialises writers)
+    #: whether the journal may write the run id into its most frequent statements' text
+    #: rather than bind it (an SQL literal: SQLite; PostgreSQL's SQL goes through `translate`)
+    inline_run_id = False
 
     @property
     def label(self) -> str:  # pragma: no cover - each store names itself
@@ -49,6 +52,11 @@ class SqlStore:
     def write(self, claim: Claim | None = None) -> Iterator[Any]:  # pragma: no cover
         raise NotImplementedError
         yield
+
+    def write_one(self, claim: Claim | None, sql: str, params: tuple[Any, ...]) -> None:
+        """One statement in a transaction of its own (SQLite runs it without BEGIN/COMMIT)."""
+        with self.write(claim) as db:
+            db.execute(sql, params)
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
@@ -177,6 +185,20 @@ class SqlStore:
         from ..report import from_store, render, write
 
         return write(render(from_store(self, run_id, dependencies)), path)
+
+    def attempt_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """Every attempt of the run's tasks (``task_id, attempt, started, ended, status, error,
+        session``), by start time. The journal writes no row for an attempt that its task's row
+        can stand for: a first attempt in flight (``running``, no end yet) or one that completed
+        the task; such a row has ``session`` None."""
+        return self.read(
+            "SELECT task_id, attempt, started, ended, status, error, session FROM attempts "
+            "WHERE run_id = ? UNION ALL SELECT task_id, 1, started, CASE WHEN status = "
+            "'completed' THEN ended END, status, NULL, NULL FROM tasks t WHERE run_id = ? AND "
+            "attempts = 1 AND status IN ('running', 'completed') AND started IS NOT NULL AND "
+            "NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = t.run_id AND "
+            "a.task_id = t.task_id AND a.attempt = 1 AND a.started = t.started) "
+            "ORDER BY started, task_id, session, attempt", (run_id, run_id))
 
     def durations(self, flow: str, last: int = 10) -> dict[str, list[float]]:
         """Task id -> its durations in the last ``last`` completed runs of ``flow``, oldest first."""

@@ -55,7 +55,7 @@ def _datetime_from(value: Any) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset((str, int, float, bool, type(None)))
 _TO_JSON: dict[type, tuple[str, Callable[[Any], Any]]] = {
     dt.datetime: ("datetime", _datetime),
     dt.date: ("date", lambda v: v.isoformat()),
@@ -115,23 +115,26 @@ def _to_json(value: Any, types: Types, depth: int) -> Any:
         out_items = []
         index = 0
         try:  # a loop, not a comprehension: one Python frame per level of nesting
-            for item in items:
-                out_items.append(_to_json(item, types, depth))
+            for item in items:  # a plain item without a call: most of them
+                out_items.append(item if type(item) in _PLAIN else _to_json(item, types, depth))
                 index += 1
         except _Unstorable as exc:
             exc.segments.append(f"[{index}]")
             raise
         return out_items if kind is list else {TAG: kind.__name__, "v": out_items}
     if kind is dict:
-        if all(type(k) is str for k in value) and TAG not in value:
+        if TAG not in value:  # string keys: a JSON object (else pairs, below)
             out = {}
             try:
                 for key, item in value.items():
-                    out[key] = _to_json(item, types, depth)
+                    if type(key) is not str:
+                        break
+                    out[key] = item if type(item) in _PLAIN else _to_json(item, types, depth)
+                else:
+                    return out
             except _Unstorable as exc:
                 exc.segments.append(f"[{key!r}]")
                 raise
-            return out
         pairs = []
         for key, item in value.items():
             try:
@@ -223,8 +226,34 @@ _ENCODERS = {order: json.JSONEncoder(ensure_ascii=False, allow_nan=True, separat
                                      sort_keys=order) for order in (False, True)}
 
 
+def _unexpected(value: Any) -> Any:
+    raise TypeError(f"not JSON: {type(value).__name__}")  # pragma: no cover - `_plain` made it
+
+
+def _c_encoder(sort_keys: bool) -> Callable[[Any, int], Any] | None:
+    """json's C encoder itself, made once (None where CPython has none). `JSONEncoder.encode`
+    makes one per call, with a dict to catch cycles and two Python frames: about 60% of the
+    cost of a small result. A value from `_plain` needs no cycle check (it is a fresh tree
+    of bounded depth) and holds only JSON's own types."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return None
+    try:
+        encoder: Callable[[Any, int], Any] = make(
+            None, _unexpected, json.encoder.encode_basestring, None, ":", ",", sort_keys,
+            False, True)
+    except TypeError:  # pragma: no cover - another signature: the public path then
+        return None
+    return encoder
+
+
+_C_ENCODERS = {order: _c_encoder(order) for order in (False, True)}
+
+
 def _dumps(plain: Any, sort_keys: bool = False) -> str:
-    text = _ENCODERS[sort_keys].encode(plain)
+    encoder = _C_ENCODERS[sort_keys]
+    text = "".join(encoder(plain, 0)) if encoder is not None \
+        else _ENCODERS[sort_keys].encode(plain)
     if not text.isascii():
         try:
             text.encode("utf-8")

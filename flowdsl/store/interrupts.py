@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from _thread import get_ident
 
 # The C functions behind `signal.signal` / `signal.getsignal`: the public wrappers convert
 # the previous handler to an enum member, which for a Python handler raises and catches a
@@ -21,36 +22,61 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Iterator
 
-__all__ = ["deferred_sigint"]
+__all__ = ["deferred_sigint", "hold_sigint", "release_sigint", "Held"]
+
+
+class Held:
+    """A SIGINT held back while one transaction runs (see `hold_sigint`)."""
+
+    __slots__ = ("previous", "arrived", "frame")
+    previous: Any  # the handler to put back
+    arrived: bool
+    frame: FrameType | None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.arrived, self.frame = True, frame
+
+
+def hold_sigint(main_thread: int | None = None, held: Held | None = None) -> Held | None:
+    """Start holding SIGINT (in the main thread, whose ident the caller may know already;
+    None where nothing is held): give the result to `release_sigint` once the transaction
+    has committed or rolled back. ``held``: a `Held` to reuse (the caller's writes never
+    overlap)."""
+    if get_ident() != (threading.main_thread().ident if main_thread is None else main_thread):
+        return None
+    previous: Any = _signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler set outside Python: it could not be put back
+        return None
+    if held is None:
+        held = Held()  # (attributes set here: no __init__ frame)
+    held.previous, held.arrived = previous, False
+    try:
+        _signal.signal(signal.SIGINT, held)
+    except ValueError:  # not the main interpreter
+        return None
+    return held
+
+
+def release_sigint(held: Held | None) -> None:
+    """Put the handler back and deliver a SIGINT that arrived meanwhile through it
+    (``KeyboardInterrupt`` by default)."""
+    if held is None:
+        return
+    _signal.signal(signal.SIGINT, held.previous)
+    if held.arrived:
+        frame, held.frame = held.frame, None  # (a reused Held keeps no frame alive)
+        _deliver(held.previous, frame)
 
 
 @contextmanager
 def deferred_sigint() -> Iterator[None]:
     """While the block runs, a SIGINT is recorded, not raised; it is delivered at the end
     through the handler that was in place (``KeyboardInterrupt`` by default)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[FrameType | None] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        received.append(frame)
-
-    previous: Any = _signal.getsignal(signal.SIGINT)
-    if previous is None:  # a handler set outside Python: it could not be put back
-        yield
-        return
-    try:
-        _signal.signal(signal.SIGINT, hold)
-    except ValueError:  # not the main interpreter
-        yield
-        return
+    held = hold_sigint()
     try:
         yield
     finally:
-        _signal.signal(signal.SIGINT, previous)
-        if received:
-            _deliver(previous, received[0])
+        release_sigint(held)
 
 
 def _deliver(handler: Any, frame: FrameType | None) -> None:

@@ -34,6 +34,15 @@ def fingerprints_of(plan: Plan) -> dict[str, str]:
     return cached
 
 
+def _fingerprints_json(plan: Plan, fingerprints: dict[str, str]) -> str:
+    """``fingerprints`` (the plan's) as the store keeps them: JSON, made once per plan like
+    them (at every run it would cost as much as a few tasks' writes)."""
+    made: tuple[dict[str, str], str] | None = plan.derived.get("fingerprints_json")
+    if made is None or made[0] is not fingerprints:
+        made = plan.derived["fingerprints_json"] = (fingerprints, dumps(fingerprints))
+    return made[1]
+
+
 def encode_inputs(given: Mapping[str, Any], serializer: str,
                   types: Types) -> tuple[str, bytes | str]:
     """The run's inputs encoded, and the codec used: JSON whenever they have a JSON encoding
@@ -140,14 +149,22 @@ def open_run(store: SqlStore, plan: Plan, *, flow: str, serializer: str, run_id:
 
 
 def _order(plan: Plan) -> str:
-    """The plan's task order, stored so that a run is shown in plan order."""
-    return json.dumps(list(plan.order))
+    """The plan's task order, stored so that a run is shown in plan order (JSON, made once
+    per plan)."""
+    text: str | None = plan.derived.get("order_json")
+    if text is None:
+        text = plan.derived["order_json"] = json.dumps(list(plan.order))
+    return text
 
 
 def _edges(plan: Plan) -> str:
     """The plan's dependencies (inferred ones included), stored so that a report drawn from
-    the store shows the run's graph."""
-    return json.dumps({step.id: list(step.dependencies) for step in plan.steps})
+    the store shows the run's graph (JSON, made once per plan)."""
+    text: str | None = plan.derived.get("edges_json")
+    if text is None:
+        text = plan.derived["edges_json"] = json.dumps(
+            {step.id: list(step.dependencies) for step in plan.steps})
+    return text
 
 
 def _fingerprints(store: SqlStore, where: str, stored: Any) -> dict[str, str]:
@@ -179,7 +196,8 @@ def _start_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str,
         "inputs_codec, fingerprints, owner_host, owner_pid, owner_start, plan_order, "
         "targets, plan_edges) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, flow, stamp, len(plan.steps),
-         store.blob(inputs_blob), inputs_codec, dumps(fingerprints_of(plan)), host, pid,
+         store.blob(inputs_blob), inputs_codec, _fingerprints_json(plan, fingerprints_of(plan)),
+         host, pid,
          started, _order(plan),
          dumps(list(plan.targets)) if plan.targets else None, _edges(plan)))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
@@ -239,13 +257,20 @@ def _resume_run(db: Any, store: SqlStore, plan: Plan, flow: str, serializer: str
                "owner_pid = ?, owner_start = ?, fingerprints = ?, inputs = ?, "
                "inputs_codec = ?, total_tasks = ?, plan_order = ?, plan_edges = ? "
                "WHERE run_id = ?",
-               (host, pid, started, dumps(fingerprints), store.blob(inputs_blob),
+               (host, pid, started, _fingerprints_json(plan, fingerprints), store.blob(inputs_blob),
                 inputs_codec, len(plan.steps), _order(plan), _edges(plan), resume))
     db.execute("INSERT INTO sessions (run_id, session, host, pid, started, status) "
                "VALUES (?, ?, ?, ?, ?, 'running')", (resume, session, host, pid, stamp))
-    stale = [t for t in plan.index if t not in kept]
-    db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
-                   [(resume, t) for t in stale])
+    stale = [(resume, t) for t in plan.index if t not in kept]
+    # a first attempt that completed its task has no row of its own (the task's row stands
+    # for it): it joins the history before the task's row goes
+    db.executemany("INSERT INTO attempts (run_id, task_id, session, attempt, started, ended, "
+                   "status) SELECT run_id, task_id, (SELECT COALESCE(MAX(s.session), 1) FROM "
+                   "sessions s WHERE s.run_id = t.run_id AND s.started <= t.started), 1, "
+                   "started, ended, 'completed' FROM tasks t WHERE run_id = ? AND task_id = ? "
+                   "AND attempts = 1 AND status = 'completed' AND started IS NOT NULL "
+                   "ON CONFLICT DO NOTHING", stale)
+    db.executemany("DELETE FROM tasks WHERE run_id = ? AND task_id = ?", stale)
     return RunJournal(store, flow, resume, session, given, restored, seq,
                       claim=store.claim(db, resume, session), types=plan.types,
                       restored_elements=elements)
