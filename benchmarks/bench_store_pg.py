@@ -117,4 +117,4 @@ def test_rows_and_bytes_per_task(flow, pg_dsn):
     print(f"\n[{CASE}] per task: {rows / TASKS:.2f} rows, {logical / TASKS:.0f} bytes of rows "
           f"(of which about {payload} of serialized result), {(after - before) / TASKS:.0f} "
           "bytes of table growth before vacuum")
-    assert rows >= 2 * TASKS
+    assert rows >= TASKS  # each task's row (a first attempt that completed has no row of its own)

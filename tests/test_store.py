@@ -290,6 +290,41 @@ def test_get_run_records_attempts_of_a_retried_task(store_url):
     assert task["result"] == "ok"
 
 
+def test_every_attempt_is_in_the_history_also_those_the_task_row_stands_for(store_url):
+    """A first attempt that completed its task has no attempts row of its own: the history
+    (what the report draws) still lists every attempt of every session, with its times, also
+    once a forced resume has re-run the task."""
+    path = store_url
+    flow = Flow("history")
+    seen = []
+
+    @flow.task
+    def once(x):
+        return x
+
+    @flow.task(retries=1, retry_wait=0)
+    def flaky(once):
+        seen.append(1)
+        if len(seen) == 1:
+            raise ConnectionError("try again")
+        return once
+
+    first = flow.run({"x": 1}, store=path)
+    store = open_store(path)
+    rows = [(r["task_id"], r["attempt"], r["status"]) for r in store.attempt_rows(first.run_id)]
+    assert rows == [("once", 1, "completed"), ("flaky", 1, "failed"), ("flaky", 2, "completed")]
+    once_row = store.attempt_rows(first.run_id)[0]
+    assert (once_row["started"], once_row["ended"]) == (first.tasks["once"].started_at,
+                                                         first.tasks["once"].ended_at)
+    again = flow.run({"x": 2}, store=path, resume=first.run_id, force=True)
+    assert again.results["flaky"] == 2
+    rows = [(r["task_id"], r["attempt"], r["status"], r["session"])
+            for r in open_store(path).attempt_rows(first.run_id)]
+    assert rows[:3] == [("once", 1, "completed", 1), ("flaky", 1, "failed", 1),
+                        ("flaky", 2, "completed", 1)]
+    assert sorted(rows[3:]) == [("flaky", 1, "completed", None), ("once", 1, "completed", None)]
+
+
 # -- summary --------------------------------------------------------------------------------------
 
 def test_summary_has_store_time_and_restored_tasks(store_url):

@@ -285,11 +285,21 @@ class Records:
             self.evict()
 
     def evict(self) -> None:
+        """Drop the least important, oldest record: once a run has more tasks than the
+        limit, one eviction per task."""
+        by_task = self.by_task
         for bucket in self.buckets:
             while bucket:
-                record = self.by_task.pop(bucket.popleft(), None)
+                record = by_task.pop(bucket.popleft(), None)
                 if record is not None:
-                    self.forget(record)
+                    # `forget(record)` inlined: a call per task less past the limit (issue 16)
+                    record.closed = True
+                    writes = record.writes
+                    last = writes[-4] if writes else -1
+                    record.reads, record.writes = EMPTY, ()
+                    self.pruned[record.task_id] = last
+                    if last > self.pruned_seq:
+                        self.pruned_seq = last
                     return
 
     def forget(self, record: TaskRecord, cancelled: bool = False) -> None:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Iterator
 
-__all__ = ["deferred_sigint", "hold_sigint", "release_sigint", "Held"]
+__all__ = ["deferred_sigint", "hold_sigint", "release_sigint", "deliver", "Held"]
 
 
 class Held:
@@ -64,8 +64,14 @@ def release_sigint(held: Held | None) -> None:
         return
     _signal.signal(signal.SIGINT, held.previous)
     if held.arrived:
-        frame, held.frame = held.frame, None  # (a reused Held keeps no frame alive)
-        _deliver(held.previous, frame)
+        deliver(held)
+
+
+def deliver(held: Held) -> None:
+    """Deliver the SIGINT ``held`` received, through the handler it held it from (its
+    handler is back in place)."""
+    frame, held.frame = held.frame, None  # (a reused Held keeps no frame alive)
+    _deliver(held.previous, frame)
 
 
 @contextmanager

@@ -103,8 +103,9 @@ class RunJournal:
         return self.store.durations(self.flow)
 
     def task_started(self, task: TaskRun) -> None:
-        """One row: the task runs its first attempt. That attempt's own row is written when it
-        ends (one write per state change); until then the task's row stands for it, and a
+        """One row: the task runs its first attempt. That attempt gets a row of its own only if
+        it fails or is cancelled (one write per state change); until then, and for good once it
+        completed the task, the task's row stands for it (`SqlStore.attempt_rows`), and a
         resume after a crash turns it into an ``abandoned`` attempt."""
         if self._inline is not None:
             self.store.write_one(self.claim, self._inline.started, (task.id, now()))

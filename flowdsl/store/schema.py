@@ -15,13 +15,18 @@ Tables (all keyed by ``run_id``):
   attempts, timings, error, the encoded result (with its codec) and the digest of the values
   the map was started with (a resumed map restores an element only over the same values).
 - ``attempts``: one row per attempt (session, start, end, status, error): the history a
-  report or a Gantt chart is drawn from.
+  report or a Gantt chart is drawn from (read it with `SqlStore.attempt_rows`). A task's first
+  attempt has no row of its own while it runs or once it completed the task: the task's row
+  stands for it (one write per state change, and one table less to write for nearly every
+  task); it gets one when it fails or is cancelled, when a resume finds it abandoned, or
+  when a resume re-runs its task.
 - (v5) ``cache_entries``: completed results kept for later runs of the same flow, keyed by
   flow, task, task fingerprint and the hash of the task's inputs; the run that made each,
   when, and the encoded result and delta with their codec.
 
 A migration is a list of statements that takes the schema from version N-1 to N; a store
-written by a newer flowdsl (a higher version) is refused rather than misread.
+written by a newer flowdsl (a higher version) is refused rather than misread. A new SQLite
+file is made in one step from what the migrations leave (`fresh_schema`).
 """
 
 from __future__ import annotations
