@@ -15,8 +15,10 @@ random earlier tasks as parameters).
   machine): a cold compile of the dense shape and of the ``produces`` chain at 2,000 tasks,
   each beside graphlib's ``static_order`` of the same graph; one compile = (3 compiles -
   1 compile) / 2 in a fresh interpreter (``PYTHONHASHSEED=0``), which cancels start-up,
-  imports and building the flows. Skipped without valgrind. Alone (a few minutes):
-  ``python benchmarks/bench_compile.py [SOURCE_ROOT]`` (another root measures a baseline).
+  imports and building the flows (frozen out of the garbage collector's generations, so
+  what a compile's own collection costs does not depend on what ran before it). Skipped
+  without valgrind. Alone (a few minutes): ``python benchmarks/bench_compile.py [SOURCE_ROOT]``
+  (another root measures a baseline).
 """
 
 import gc
@@ -161,6 +163,7 @@ if {reference}:
 else:
     flows = [shape.build_flow("counted") for _ in range(3)]
     gc.collect()
+    gc.freeze()  # each compile's collection then scans its own objects, not the flows
     for flow in flows[:{k}]:
         flow.compile()
 """

@@ -916,3 +916,36 @@ def test_each_step_field_holds_what_the_task_declared() -> None:
     assert step.uncacheable is None
     assert plan["src"].serializer == "json" and plan["src"].cache is None
     assert plan["src"].critical is False and plan["src"].produces == ("rows",)
+
+
+def test_a_task_declared_before_its_dependency_still_runs_after_it() -> None:
+    """Declaration order is the plan only when each task comes after its dependencies: a
+    forward reference by name, by depends_on or through a produced key reorders."""
+    flow = Flow("forward")
+
+    @flow.task
+    def first(second):  # a forward reference: `second` is declared below
+        return second + 1
+
+    @flow.task
+    def second():
+        return 1
+
+    @flow.task(depends_on=["fourth"])
+    def third():
+        return 3
+
+    @flow.task
+    def fourth():
+        return 4
+
+    @flow.task
+    def fifth(late_key):  # inferred edge: `sixth` produces the key
+        return late_key
+
+    @flow.task(produces=["late_key"])
+    def sixth():
+        return {"late_key": 6}
+
+    assert flow.compile().order == ("second", "first", "fourth", "third", "sixth", "fifth")
+    assert flow.run().results["fifth"] == 6
