@@ -141,7 +141,8 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 LEVELS: dict[str, float] = {
     "errors": 0, "status": 0, "version": 0, "declaring": 1, "compiling": 3, "running": 2,
     "declaring.caching": 0.5, "declaring.spec": 1, "declaring.hooks": 1,
-    "declaring.retry": 2, "declaring.types": 2, "running.context": 2, "running.strategies": 2,
+    "declaring.retry": 2, "declaring.types": 2, "running.records": 2, "running.context": 2,
+    "running.strategies": 2,
     "running.metrics": 2,
     "declaring.dsl": 2.5, "running.result": 2.5,
     "compiling.plan": 3, "compiling.binding": 3, "compiling.producers": 3, "compiling.include": 3,

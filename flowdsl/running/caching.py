@@ -170,10 +170,7 @@ class CachingRun:
         context.results[step.id] = hit.result
         context.previous_log.add(unit)
         context.trace_log.add(unit)
-        record.closed = True
-        if record.writes and record.importance < 6:
-            record.importance += 1
-        context.book.add(record)
+        context.book.keep(record)
         self.cached += 1
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=step.id,

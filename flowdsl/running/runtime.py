@@ -486,10 +486,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
                      t1: float) -> None:
         record.status = status
         record.duration = duration
-        record.closed = True
-        if record.writes and record.importance < 6:
-            record.importance += 1
         book = self.context.book
         del book.active[record.task_id]
-        book.add(record)
+        book.keep(record)
         self.preservation_time += perf_counter() - t1

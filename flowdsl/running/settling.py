@@ -82,10 +82,7 @@ class SettlingRun:
             context.results[step.id] = entry.result
             context.previous_log.add(task)
             context.trace_log.add(task)
-            record.closed = True
-            if record.writes and record.importance < 6:
-                record.importance += 1
-            context.book.add(record)
+            context.book.keep(record)
             self.restored += 1
             if step.map_over and self.journal is not None:
                 task.elements = restored_elements(
