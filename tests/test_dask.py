@@ -287,7 +287,9 @@ def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
     (and are submitted) after ``gate`` ran, while the thread is busy. If Dask honours the
     mapped priority they overtake the low ones still queued. (The sleeps are the tasks' work:
     a version that held the thread until the scheduler knew the keys instead proved flaky,
-    since a worker may already hold a low task of its own queue.)"""
+    since a worker may already hold a low task of its own queue. Each low task lasts 1 s: the
+    driver must see ``gate`` end and submit the high ones while one low task runs, which took
+    over 0.3 s once on a loaded 2-core CI machine.)"""
     cluster, client = _small_cluster(n_workers=1, threads_per_worker=1)
     try:
         flow = Flow("dask-priority-order")
@@ -301,8 +303,8 @@ def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
 
         flow.add_task("blocker", "blocker", make(0.6), priority=Priority.CRITICAL, max_retries=0)
         flow.add_task("gate", "gate", make(0.0), priority=Priority.CRITICAL, max_retries=0)
-        for i in range(4):
-            flow.add_task(f"low{i}", f"low{i}", make(0.3), priority=Priority.LOW, max_retries=0)
+        for i in range(3):
+            flow.add_task(f"low{i}", f"low{i}", make(1.0), priority=Priority.LOW, max_retries=0)
         for i in range(3):
             flow.add_task(f"high{i}", f"high{i}", make(0.01), dependencies=["gate"],
                           priority=Priority.HIGH, max_retries=0)
@@ -315,7 +317,7 @@ def test_lower_flowdsl_priority_starts_first_on_a_busy_single_thread_worker():
     assert result.status is RunStatus.SUCCEEDED
     order = sorted(result.results, key=result.results.get)
     assert order[:2] == ["blocker", "gate"], order
-    lows = [order.index(f"low{i}") for i in range(4)]
+    lows = [order.index(f"low{i}") for i in range(3)]
     highs = [order.index(f"high{i}") for i in range(3)]
     # at most one low task (started while the high ones were being submitted) goes first
     assert max(highs) < sorted(lows)[1], order
