@@ -297,9 +297,14 @@ class Run(SettlingRun, MappingRun, CachingRun):
         task.attempts += 1
         current.attempt = task.attempts
         task.status = RUNNING
-        if task.history is None:
+        if task.history is None:  # the first attempt starts when its task does (`started_at`)
             task.history = []
-        task.history.append(Attempt(task.attempts, task.index, self._offset + perf_counter()))
+            started = task.started_at
+            if started is None:
+                started = self._offset + perf_counter()
+        else:
+            started = self._offset + perf_counter()
+        task.history.append(Attempt(task.attempts, task.index, started))
         if self.journal is not None and task.attempts > 1 and task.index is None:
             # the first: with the task's start; an element's attempts: with its outcome
             self._journal(self.journal.attempt_started, task)
