@@ -6,8 +6,11 @@ plus the SQLite file's growth in bytes per task at 1,000 and 20,000 tasks.
 
 Method: a fresh interpreter (``PYTHONHASHSEED=0``) under ``valgrind --tool=callgrind`` builds
 the shape, runs it once to warm up, then runs it K more times; the count for one run is
-(total with K=3 - total with K=1) / 2, which cancels start-up, imports, compiling and the
-warm-up. Per task = that / tasks; the overhead of flowdsl = flowdsl per task - plain loop per
+(total with K=1+m - total with K=1) / m, which cancels start-up, imports, compiling and the
+warm-up. The window (m runs) holds at least `WINDOW` task runs (m = 40 at 1,000 tasks, 4 at
+10,000): the garbage collector's full passes come once per so many surviving objects, so a
+window of 2 runs of 1,000 tasks may hold none of them (it counted ~2,000 instructions per
+task less than the steady state) where one of 2 runs of 10,000 holds one or two. Per task = that / tasks; the overhead of flowdsl = flowdsl per task - plain loop per
 task; the store's cost = store chain per task - chain per task. Skipped where valgrind is
 absent (``apt-get install valgrind``).
 
@@ -58,6 +61,7 @@ SHAPES = {
     "map-1000": (1000, None),  # one task mapped over 1,000 elements
 }
 REPEATS = 3
+WINDOW = 40_000  # task runs (elements for the map) counted per measurement, at least
 #: issue 16's limits, instructions per task (per element for the map)
 OVERHEAD_LIMITS = {"chain": 16_000, "produces-chain": 22_000}
 STORE_LIMIT = 110_000
@@ -172,15 +176,16 @@ def _total(root: Path, case: str, impl: str, k: int) -> int:
 @lru_cache(maxsize=None)
 def per_task(case: str, impl: str, root: Path = ROOT) -> float:
     """Instructions of one run of ``case`` by ``impl``, divided by its tasks: the median
-    of `REPEATS` measurements, each (3 runs - 1 run) / 2 counted in two interpreters run
-    side by side."""
+    of `REPEATS` measurements, each (1 + m runs - 1 run) / m counted in two interpreters
+    run side by side, m runs holding at least `WINDOW` task runs."""
     tasks = SHAPES[case][0]
+    m = max(2, -(-WINDOW // tasks))
 
     def once(_: int) -> float:
         with ThreadPoolExecutor(2) as pool:
-            three = pool.submit(_total, root, case, impl, 3)
+            many = pool.submit(_total, root, case, impl, 1 + m)
             one = pool.submit(_total, root, case, impl, 1)
-            return (three.result() - one.result()) / 2 / tasks
+            return (many.result() - one.result()) / m / tasks
 
     return statistics.median(once(i) for i in range(REPEATS))
 

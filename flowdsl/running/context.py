@@ -2,8 +2,9 @@
 
 The shared state is a dict whose every write is numbered and journalled into the record of
 the task that made it (its delta, plus the values it replaced). Records are bounded by the
-strategy's ``max_context_items``: beyond it the least important, oldest record is evicted at
-O(1). From the records, ``snapshot(task_id)`` rebuilds the shared state a task started with.
+strategy's ``max_context_items``: beyond it the least important, oldest record is evicted
+(amortised O(1) per task). From the records, ``snapshot(task_id)`` rebuilds the shared
+state a task started with.
 """
 
 from __future__ import annotations
@@ -357,7 +358,7 @@ class TaskContext:
 
     def _record(self, task_id: str) -> TaskRecord:
         records = self.book
-        record = records.by_task.get(task_id) or records.active.get(task_id)
+        record = records.record(task_id)
         if record is not None:
             return record
         if task_id in records.pruned:

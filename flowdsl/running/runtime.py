@@ -438,8 +438,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
         del book.active[record.task_id]
         book.by_task[record.task_id] = record  # `book.add(record)` inlined: a call less
         book.buckets[record.importance].append(record.task_id)
-        if len(book.by_task) > book.limit:
-            book.evict()
+        if len(book.by_task) > book.high:
+            book.trim()
         self.preservation_time += perf_counter() - t1
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,

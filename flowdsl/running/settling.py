@@ -186,6 +186,7 @@ class SettlingRun:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
         self.context.shared_state.in_flight = None  # the run is over: writes are plain again
+        self.context.book.trim()  # exactly ``limit`` records kept from here (see `Records`)
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)
