@@ -10,9 +10,10 @@ the shape, runs it once to warm up, then runs it K more times; the count for one
 warm-up. The window (m runs) holds at least `WINDOW` task runs (m = 40 at 1,000 tasks, 4 at
 10,000): the garbage collector's full passes come once per so many surviving objects, so a
 window of 2 runs of 1,000 tasks may hold none of them (it counted ~2,000 instructions per
-task less than the steady state) where one of 2 runs of 10,000 holds one or two. Per task = that / tasks; the overhead of flowdsl = flowdsl per task - plain loop per
-task; the store's cost = store chain per task - chain per task. Skipped where valgrind is
-absent (``apt-get install valgrind``).
+task less than the steady state) where one of 2 runs of 10,000 holds one or two. Per task =
+that / tasks; the overhead of flowdsl = flowdsl per task - plain loop per task; the store's
+cost = store chain per task - chain per task. Skipped where valgrind is absent
+(``apt-get install valgrind``).
 
 File growth (no valgrind): the same flow runs 4 times into one store (``durability="normal"``);
 after each run a ``wal_checkpoint(TRUNCATE)`` folds the WAL into the file; growth per task is

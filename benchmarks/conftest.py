@@ -321,8 +321,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 def instruction_lines(results: Results) -> list[str]:
     """Instructions per task (callgrind), beside the timings: deterministic on a shared machine."""
-    lines = ["Instructions per task (valgrind callgrind, one run = (1 + m runs - 1 run) / m, m runs >= 40,000 task runs, "
-             "PYTHONHASHSEED=0):",
+    lines = ["Instructions per task (valgrind callgrind, one run = (1 + m runs - 1 run) / m, "
+             "m runs >= 40,000 task runs, PYTHONHASHSEED=0):",
              f"  {'case':22} {'plain loop':>12} {'flowdsl':>12} {'overhead':>12} {'µs/task':>9}"]
     for case in sorted({case for case, _ in results.instructions}):
         plain = results.instructions.get((case, PLAIN))
