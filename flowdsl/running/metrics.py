@@ -54,6 +54,12 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
     ran in this run; each is a task switch of its own in the overhead figure, and their
     attempts (not the whole map) are handler time.
     """
+    if not mapped:
+        quick = _all_ran_here(tasks.values())
+        if quick is not None:
+            total = len(tasks)
+            return _summary(total, total, 0, 0, 0, quick[0], total, preservation_time,
+                            context_size, wall_time, quick[1], 0, restored)
     successful = failed = skipped = cancelled = 0
     ran = []
     interrupted = []  # cancelled in flight: their time was inside a handler
@@ -87,7 +93,38 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
     in_handlers = _spans_in_order(timed)
     if in_handlers is None:
         in_handlers = busy_time([(task.started_at, task.ended_at) for task in timed])
-    switches = len(ran) + elements
+    return _summary(total, successful, failed, skipped, cancelled, total_time, len(ran),
+                    preservation_time, context_size, wall_time, in_handlers, elements, restored)
+
+
+def _all_ran_here(tasks: Iterable[Any]) -> tuple[float, float] | None:
+    """``(total_time, in_handlers)`` when every task completed in this run (none restored,
+    cached or settled without running), in one loop where the general path takes three
+    (issue 16: ~700 instructions per task less); None otherwise."""
+    total_time = in_handlers = 0.0
+    last_end = float("-inf")
+    ordered = True
+    for task in tasks:
+        if task.status is not COMPLETED or task.reason is not None:
+            return None
+        duration, start, end = task.duration, task.started_at, task.ended_at
+        if duration is None or start is None or end is None:
+            return None
+        total_time += duration
+        if start <= last_end:
+            ordered = False  # spans overlap: their union, below
+        in_handlers += end - start
+        last_end = end
+    if not ordered:
+        in_handlers = busy_time([(task.started_at, task.ended_at) for task in tasks])
+    return total_time, in_handlers
+
+
+def _summary(total: int, successful: int, failed: int, skipped: int, cancelled: int,
+             total_time: float, ran: int, preservation_time: float, context_size: int,
+             wall_time: float, in_handlers: float, elements: int,
+             restored: int | None) -> dict[str, Any]:
+    switches = ran + elements
     summary = {
         "total_tasks": total,
         "successful_tasks": successful,
@@ -97,7 +134,7 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
         "success_rate": successful / total if total else 1.0,
         "total_execution_time": total_time,
         "context_preservation_overhead": preservation_time,
-        "average_task_duration": total_time / len(ran) if ran else 0.0,
+        "average_task_duration": total_time / ran if ran else 0.0,
         "context_efficiency": 1.0 / (1.0 + context_size / 10_000),
         "orchestration_overhead_per_task":
             max(wall_time - in_handlers, 0.0) / switches if switches else 0.0,
