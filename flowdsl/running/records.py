@@ -79,14 +79,13 @@ class Records:
     age), both fixed when a record is added, whatever the moment of the trim. Only the
     memory of up to the slack's records (their reads and writes) lasts a little longer."""
 
-    __slots__ = ("limit", "high", "by_task", "view", "active", "buckets", "heads", "pruned",
+    __slots__ = ("limit", "high", "by_task", "active", "buckets", "heads", "pruned",
                  "pruned_seq", "cancelled", "lock")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.high = limit + max(limit >> 3, 8)  # trimmed beyond it
         self.by_task: dict[str, TaskRecord] = {}
-        self.view: Mapping[str, TaskRecord] = _TrimmedView(self)
         self.active: dict[str, TaskRecord] = {}  # records of tasks in flight
         #: per importance 0..6, the task ids in the order their records were kept; the
         #: first ``heads[i]`` of ``buckets[i]`` were evicted (dropped now and then)
@@ -133,6 +132,12 @@ class Records:
                         if last > self.pruned_seq:
                             self.pruned_seq = last
                 excess -= len(ids)
+
+    @property
+    def view(self) -> Mapping[str, TaskRecord]:
+        """The kept records, read-only, trimmed on every read (made per call: a view kept
+        here would be a reference cycle, holding a finished run until the collector ran)."""
+        return _TrimmedView(self)
 
     def record(self, task_id: str) -> TaskRecord | None:
         """The kept or in-flight record of ``task_id`` (None: pruned or never ran)."""
