@@ -199,7 +199,7 @@ FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b")
 #: Flags the README gives to other programs than ``flowdsl``: the program that takes them.
 OTHER_PROGRAMS = {"--strict": "mypy", "--trials": "fuzz", "--seed": "fuzz", "--signals": "fuzz",
                   "--keep": "fuzz", "-e": "pip", "-m": "python", "-q": "pytest", "-s": "pytest",
-                  "-c": "python"}
+                  "-c": "python", "--sizes": "compare_peers"}
 
 
 def _code_spans(text: str) -> list[str]:
@@ -251,6 +251,9 @@ def test_every_cli_command_and_flag_the_readme_names_exists() -> None:
     fuzz = _help("-m", "tests.fuzz_crash")
     assert [flag for flag, program in OTHER_PROGRAMS.items()
             if program == "fuzz" and flag not in fuzz] == []
+    peers = _help(str(ROOT / "benchmarks" / "compare_peers.py"))
+    assert [flag for flag, program in OTHER_PROGRAMS.items()
+            if program == "compare_peers" and flag not in peers] == []
 
 
 EXAMPLE = re.compile(r"^\| `(?:python|flowdsl run) (examples/[\w.]+\.py)` \|", re.MULTILINE)
