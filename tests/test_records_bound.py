@@ -73,3 +73,12 @@ def test_a_task_reading_the_records_mid_run_sees_the_bound():
     evicted = result.tasks["t0"]
     assert dict(evicted.reads) == {} and tuple(evicted.writes) == ()
     assert result.context.delta("t299") == {"k299": 299}
+
+
+def test_a_record_kept_twice_under_one_id_does_not_break_the_trim():
+    """Defensive: an id whose record was kept twice is evicted once, without an error."""
+    book = Records(1)
+    for task_id in ["a", "a", "b", "c"] + [f"t{i}" for i in range(20)]:
+        book.keep(TaskRecord(task_id, 1, -1))
+    assert list(book.view) == ["t19"]
+    assert {"a", "b", "c"} <= set(book.pruned)

@@ -8,6 +8,7 @@ oldest ones beyond it (in batches, amortised O(1) per task; readers always see t
 from __future__ import annotations
 
 import threading
+from itertools import repeat
 from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
 
@@ -105,13 +106,12 @@ class Records:
     def trim(self) -> None:
         """Evict the least important, oldest records down to ``limit``: the ids of a batch
         are sliced off their bucket and popped from ``by_task`` by C loops (`map`); Python
-        runs only to drop each record's reads and writes (a task runs once per run, so an
-        id is in its bucket once)."""
-        by_task, pruned, heads = self.by_task, self.pruned, self.heads
+        runs only to drop each record's reads and writes."""
+        by_task, pruned, heads, limit = self.by_task, self.pruned, self.heads, self.limit
         with self.lock:
-            excess = len(by_task) - self.limit
             level = 0
-            while excess > 0 and level < 7:
+            while len(by_task) > limit and level < 7:
+                excess = len(by_task) - limit
                 bucket, head = self.buckets[level], heads[level]
                 ids = bucket[head:head + excess]
                 if not ids:
@@ -123,7 +123,9 @@ class Records:
                     head = 0
                 heads[level] = head
                 pruned.update(dict.fromkeys(ids, -1))
-                for record in map(by_task.pop, ids):  # (kept records are closed already)
+                for record in map(by_task.pop, ids, repeat(None)):  # kept ones are closed
+                    if record is None:  # (an id kept twice: its record went the first time)
+                        continue
                     record.reads = EMPTY
                     writes = record.writes
                     if writes:  # what it wrote goes, its last write's number stays
@@ -131,7 +133,6 @@ class Records:
                         record.writes = ()
                         if last > self.pruned_seq:
                             self.pruned_seq = last
-                excess -= len(ids)
 
     @property
     def view(self) -> Mapping[str, TaskRecord]:
