@@ -322,7 +322,7 @@ class TaskContext:
         """A task in flight was cancelled: it keeps no record."""
         record = self.book.active.pop(task_id, None)
         if record is not None:
-            self.book.forget(record, cancelled=True)
+            self.book.forget(record)
 
     @property
     def records(self) -> Mapping[str, TaskRecord]:

@@ -100,7 +100,8 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
 def _all_ran_here(tasks: Iterable[Any]) -> tuple[float, float] | None:
     """``(total_time, in_handlers)`` when every task completed in this run (none restored,
     cached or settled without running), in one loop where the general path takes three
-    (issue 16: ~700 instructions per task less); None otherwise."""
+    (issue 16: `summarize` of 1,000 tasks, 1,522 -> 1,088 instructions per task under
+    callgrind); None otherwise."""
     total_time = in_handlers = 0.0
     last_end = float("-inf")
     ordered = True

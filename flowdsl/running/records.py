@@ -73,8 +73,8 @@ class Records:
     """Task records, bounded: beyond ``limit`` the lowest importance goes first, oldest first.
 
     Evicted in batches: a run adds records up to ``limit`` plus a slack (an eighth), then
-    trims back to ``limit`` in one loop, a few hundred instructions per record where one
-    eviction per task cost ~2,000 past the limit (issue 16). Every reader (the ``view``,
+    trims back to ``limit`` in one loop: ~1,300 instructions per evicted record where one
+    eviction per task cost ~2,200 (`add` under callgrind, 20,000 adds; issue 16). Every reader (the ``view``,
     `record`, `all`) trims first, so what a reader sees is exactly what evicting one
     record per task would have kept: the kept set is the ``limit`` best by (importance,
     age), both fixed when a record is added, whatever the moment of the trim. Only the
@@ -140,11 +140,15 @@ class Records:
         here would be a reference cycle, holding a finished run until the collector ran)."""
         return _TrimmedView(self)
 
-    def record(self, task_id: str) -> TaskRecord | None:
-        """The kept or in-flight record of ``task_id`` (None: pruned or never ran)."""
+    def kept(self) -> dict[str, TaskRecord]:
+        """``by_task``, trimmed to ``limit`` first: what every reader goes through."""
         if len(self.by_task) > self.limit:
             self.trim()
-        return self.by_task.get(task_id) or self.active.get(task_id)
+        return self.by_task
+
+    def record(self, task_id: str) -> TaskRecord | None:
+        """The kept or in-flight record of ``task_id`` (None: pruned or never ran)."""
+        return self.kept().get(task_id) or self.active.get(task_id)
 
     def keep(self, record: TaskRecord) -> None:
         """Keep the record of a task that ended: closed (later writes under it are
@@ -154,23 +158,20 @@ class Records:
             record.importance += 1
         self.add(record)
 
-    def forget(self, record: TaskRecord, cancelled: bool = False) -> None:
-        """Drop a record (evicted, or its task was cancelled in flight)."""
+    def forget(self, record: TaskRecord) -> None:
+        """Drop the record of a task cancelled in flight (``trim`` drops evicted ones)."""
         record.closed = True
         last = record.writes[-4] if record.writes else -1
         # what it read and wrote goes with it (its task's `TaskRun`, which is this record,
         # lives on in the result: memory stays bounded by ``max_context_items``)
         record.reads, record.writes = EMPTY, ()
         self.pruned[record.task_id] = last
-        if cancelled:
-            self.cancelled.add(record.task_id)
+        self.cancelled.add(record.task_id)
         if last > self.pruned_seq:
             self.pruned_seq = last
 
     def all(self) -> Iterable[TaskRecord]:
-        if len(self.by_task) > self.limit:
-            self.trim()
-        yield from list(self.by_task.values())
+        yield from list(self.kept().values())
         yield from list(self.active.values())
 
 
@@ -182,23 +183,17 @@ class _TrimmedView(Mapping[str, TaskRecord]):
     def __init__(self, book: Records) -> None:
         self._book = book
 
-    def _kept(self) -> dict[str, TaskRecord]:
-        book = self._book
-        if len(book.by_task) > book.limit:
-            book.trim()
-        return book.by_task
-
     def __getitem__(self, task_id: str) -> TaskRecord:
-        return self._kept()[task_id]
+        return self._book.kept()[task_id]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._kept()))
+        return iter(list(self._book.kept()))
 
     def __len__(self) -> int:
-        return len(self._kept())
+        return len(self._book.kept())
 
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._kept()
+        return task_id in self._book.kept()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._kept()!r})"
+        return f"{type(self).__name__}({self._book.kept()!r})"
