@@ -43,7 +43,7 @@ def test_every_read_sees_what_one_eviction_per_task_would_keep(limit, steps):
     expected = _one_at_a_time(limit, added)
     assert sorted(book.view) == expected
     pruned = {task_id for task_id, _ in added} - set(expected)
-    assert set(book.pruned) == pruned
+    assert book.pruned_ids() == pruned
     assert all(book.record(task_id) is None for task_id in pruned)
 
 
@@ -81,4 +81,4 @@ def test_a_record_kept_twice_under_one_id_does_not_break_the_trim():
     for task_id in ["a", "a", "b", "c"] + [f"t{i}" for i in range(20)]:
         book.keep(TaskRecord(task_id, 1, -1))
     assert list(book.view) == ["t19"]
-    assert {"a", "b", "c"} <= set(book.pruned)
+    assert {"a", "b", "c"} <= book.pruned_ids()

@@ -91,12 +91,12 @@ class Scheduler:
             elif not unit.step.dependencies:
                 roots.append(unit)
         for unit in restored:
-            self.settled(unit.id)
+            self.settled(unit.task_id)
         for unit in roots:
             if unit.step.run_if is None or run.admit(unit):
-                self._push(unit.id)
+                self._push(unit.task_id)
             else:
-                self.settled(unit.id)
+                self.settled(unit.task_id)
 
     async def run_all(self) -> None:
         """Start ready units as slots free up, until every task has settled."""
@@ -142,8 +142,8 @@ class Scheduler:
                     job.result()  # re-raise a store failure
                     if self.raised is not None:  # the handler's own CancelledError
                         raise self.raised
-                if unit.index is None or self.units[unit.id].status is not RUNNING:
-                    self.settled(unit.id)  # (a mapped task: once its last element settled)
+                if unit.index is None or self.units[unit.task_id].status is not RUNNING:
+                    self.settled(unit.task_id)  # (a mapped task: once its last element settled)
 
     def _start(self) -> None:
         """Start ready units while slots are free; skip over those whose pool is full."""
@@ -169,7 +169,7 @@ class Scheduler:
         for element in self.run.start_map(unit):
             heapq.heappush(self.ready, (rank, element.index or 0, element))
         if unit.status is not RUNNING:  # settled at once (no element to run)
-            self.settled(unit.id)
+            self.settled(unit.task_id)
 
     async def _run_one(self, unit: TaskRun) -> None:
         try:
@@ -189,7 +189,7 @@ class Scheduler:
         """After a critical failure: cancel the attempts in flight that can be cancelled."""
         for job, unit in self.running.items():
             if (unit.step.is_async or self.cancels_sync) and job not in self.cancelling:
-                self.run.close_in_flight(unit.id)
+                self.run.close_in_flight(unit.task_id)
                 job.cancel()
                 self.cancelling.add(job)
 

@@ -361,7 +361,7 @@ class TaskContext:
         record = records.record(task_id)
         if record is not None:
             return record
-        if task_id in records.pruned:
+        if records.was_pruned(task_id):
             raise ContextPrunedError(task_id, cancelled=task_id in records.cancelled)
         raise KeyError(f"task {task_id!r} has no record: it did not run in this context")
 

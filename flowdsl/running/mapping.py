@@ -194,7 +194,7 @@ class MappingRun:
     def _restore_elements(self, elements: list[TaskRun], digest: str | None) -> int:
         """Bring back the elements completed in an earlier session over the same values."""
         assert self.journal is not None
-        found = self.journal.restored_elements.get(elements[0].id, ()) if elements else ()
+        found = self.journal.restored_elements.get(elements[0].task_id, ()) if elements else ()
         restored = 0
         for entry in found:
             if digest is None or entry.digest != digest or entry.index >= len(elements):
@@ -207,8 +207,8 @@ class MappingRun:
     # -- running an element -----------------------------------------------------------------
     def _element_start(self, element: TaskRun
                        ) -> tuple[Mapped, CurrentTask, Token[CurrentTask | None], Args, Kwargs]:
-        mapped = self.maps[element.id]
-        current = CurrentTask(element.id, self.run_id, mapped.record, 1, element.index)
+        mapped = self.maps[element.task_id]
+        current = CurrentTask(element.task_id, self.run_id, mapped.record, 1, element.index)
         args, kwargs = mapped.arguments(element.index)  # type: ignore[arg-type]
         element.status = RUNNING
         return mapped, current, _current.set(current), args, kwargs
@@ -216,7 +216,7 @@ class MappingRun:
     def run_element(self, element: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
         """Run one element in this thread (a sync handler), under the task's policy, within
         `Run.inline` (the run's `TaskSlot` is re-pointed at it, as for a task)."""
-        mapped = self.maps[element.id]
+        mapped = self.maps[element.task_id]
         index: Any = element.index
         if mapped.column is not None:  # `mapped.arguments(index)` inlined: a call less
             args, kwargs = (mapped.column[index],), mapped.kwargs
@@ -225,7 +225,7 @@ class MappingRun:
         element.status = RUNNING
         current = self.slot
         current.task_id, current.record, current.attempt, current.index = \
-            element.id, mapped.record, 1, index
+            element.task_id, mapped.record, 1, index
         try:
             if self.caching and element.step.cache is not None and self.element_from_cache(
                     element, args, kwargs, mapped.digest):
@@ -331,7 +331,7 @@ class MappingRun:
     def _element_settled(self, mapped: Mapped, element: TaskRun) -> None:
         if self.emit is not None:
             self.emit(ElementFinished(
-                run_id=self.run_id, task_id=element.id, index=element.index or 0,
+                run_id=self.run_id, task_id=element.task_id, index=element.index or 0,
                 status=element.status, attempts=element.attempts,
                 duration=element.duration or 0.0, error=element.error,
                 attempt_times=tuple(element.attempt_times())))
@@ -341,7 +341,7 @@ class MappingRun:
 
     def element_cancelled(self, element: TaskRun, reason: str) -> None:
         """An element in flight was cancelled (a critical failure elsewhere)."""
-        mapped = self.maps[element.id]
+        mapped = self.maps[element.task_id]
         if element.started_at is not None:
             element.ended_at = time.time()
             element.duration = max(0.0, element.ended_at - element.started_at)
@@ -351,7 +351,7 @@ class MappingRun:
     def stop_elements(self, unit: TaskRun) -> None:
         """The run stopped (a critical failure): the elements not started are CANCELLED, and
         the task settles once none is in flight."""
-        mapped = self.maps.get(unit.id)
+        mapped = self.maps.get(unit.task_id)
         if mapped is None or unit.elements is None:
             return
         reason = f"critical task {self.stopped_by!r} failed"
@@ -387,7 +387,7 @@ class MappingRun:
                 finally:
                     _current.reset(token)
             self._completed(unit, record, results, mapped.t0, t1)
-        del self.maps[unit.id]
+        del self.maps[unit.task_id]
 
 
 def restore_element(element: TaskRun, result: Any, attempts: int, started: float | None,

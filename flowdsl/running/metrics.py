@@ -106,7 +106,7 @@ def _all_ran_here(tasks: Iterable[Any]) -> tuple[float, float] | None:
     last_end = float("-inf")
     ordered = True
     for task in tasks:
-        if task.status is not COMPLETED or task.reason is not None:
+        if task.status is not COMPLETED or (task.rare is not None and task.rare.reason is not None):
             return None
         duration, start, end = task.duration, task.started_at, task.ended_at
         if duration is None or start is None or end is None:

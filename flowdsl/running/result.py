@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar, overload
 
 from .context import TaskContext, TaskRecord
 from ..declaring.spec import EMPTY
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # a task run points to its step (the plan sits above the resu
 
 __all__ = ["Attempt", "TaskRun", "RunResult", "RESTORED", "CACHED"]
 
+T = TypeVar("T")
 _PENDING = TaskStatus.PENDING
 #: The reason of a task brought back completed from the run store.
 RESTORED = "restored from the run store"
@@ -52,6 +54,52 @@ def hot_fields(step: Step) -> HotFields:
             step.cache is not None)
 
 
+class _Rare:
+    """The fields of a `TaskRun` that most runs never set (see `TaskRun.rare`)."""
+
+    __slots__ = ("error", "reason", "history", "elements", "cache_key")
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.reason: str | None = None
+        self.history: list[Attempt] | None = None
+        self.elements: list[TaskRun] | None = None
+        self.cache_key: str | None = None
+
+
+class _RareField(Generic[T]):
+    """A `TaskRun` attribute kept in ``rare``: None while ``rare`` is; setting anything but
+    None makes ``rare``."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+        self.read: Callable[[_Rare], T] = attrgetter("")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.read = attrgetter(name)
+
+    @overload
+    def __get__(self, task: None, owner: type) -> _RareField[T]: ...
+    @overload
+    def __get__(self, task: TaskRun, owner: type) -> T | None: ...
+
+    def __get__(self, task: TaskRun | None, owner: type) -> T | None | _RareField[T]:
+        if task is None:
+            return self
+        rare = task.rare
+        return None if rare is None else self.read(rare)
+
+    def __set__(self, task: TaskRun, value: T | None) -> None:
+        rare = task.rare
+        if rare is None:
+            if value is None:
+                return
+            rare = task.rare = _Rare()
+        setattr(rare, self.name, value)
+
+
 class TaskRun(TaskRecord):
     """One task of one run, and the runtime's unit of work: the attempts of (task, element
     index). ``index`` is None for a whole (unmapped) task; a mapped task will keep one
@@ -67,17 +115,14 @@ class TaskRun(TaskRecord):
     ``delta``, ``importance``; its ``status`` and ``duration`` are the record's. A mapped
     task's elements write under the task's own record."""
 
-    __slots__ = (
-        "id", "step", "index", "result", "error", "attempts", "reason",
-        "started_at", "ended_at", "history", "elements", "cache_key", "hot",
-    )
+    __slots__ = ("step", "index", "result", "attempts", "started_at", "ended_at", "hot", "rare")
     status: TaskStatus
     duration: float | None
 
     def __init__(self, step: Step, index: int | None = None,
                  hot: HotFields | None = None) -> None:
         # the record's fields (`TaskRecord.__init__` inlined: a call per task less)
-        self.task_id = self.id = step.id
+        self.task_id = step.id
         self.reads = EMPTY
         self.writes = ()
         self.importance = step.importance
@@ -87,21 +132,26 @@ class TaskRun(TaskRecord):
         self.index = index
         self.status = _PENDING
         self.result: Any = None
-        self.error: BaseException | None = None
         self.attempts = 0
-        self.reason: str | None = None
         self.started_at: float | None = None  # time.time() of the first attempt's start
         self.ended_at: float | None = None  # time.time() of the last attempt's end
         self.duration: float | None = None  # seconds, retry waits included
-        #: per-attempt times, kept only on the retry/timeout path (see `attempt_times`)
-        self.history: list[Attempt] | None = None
-        #: a mapped task's elements, in element order; None for a task without ``map_over``
-        #: (the run sets ``[]`` on its mapped tasks, from ``plan.mapped``: no check per task)
-        self.elements: list[TaskRun] | None = None
-        #: the hash of its inputs when its result is to be cached (set on a cache miss)
-        self.cache_key: str | None = None
         #: its step's `hot_fields`, shared by the runs of one plan (None: read from the step)
         self.hot = hot
+        #: the fields most task runs never set (``error``, ``reason``, ``history``,
+        #: ``elements``, ``cache_key``), in one object made at the first set: None until
+        #: then. Five slots fewer per task to fill and for the collector to walk (issue 16)
+        self.rare: _Rare | None = None
+
+    id = property(lambda self: self.task_id, doc="The task's id (the seed's name for task_id).")
+    error = _RareField[BaseException]("The exception of the last failed attempt (None: none).")
+    reason = _RareField[str]("Why it was skipped, cancelled, restored or cached (None: it ran).")
+    history = _RareField[list[Attempt]](
+        "Per-attempt times, kept only on the retry/timeout path (see `attempt_times`).")
+    elements = _RareField[list["TaskRun"]](
+        "A mapped task's elements, in element order; None for a task without ``map_over``.")
+    cache_key = _RareField[str]("The hash of its inputs when its result is to be cached (set "
+                                "on a cache miss).")
 
     name = property(lambda self: self.step.name, doc="The task's display name.")
     priority = property(lambda self: self.step.priority, doc="Lower runs first.")
@@ -126,7 +176,7 @@ class TaskRun(TaskRecord):
         """This completed task's ``context.previous_results`` entry."""
         metadata = self._reused() if self.reason else {
             "duration": self.duration, "attempts": self.attempts}
-        return {"task_id": self.id, "result": self.result, "metadata": metadata,
+        return {"task_id": self.task_id, "result": self.result, "metadata": metadata,
                 "timestamp": self.ended_at}
 
     def trace_entry(self) -> dict[str, Any]:
@@ -143,7 +193,7 @@ class TaskRun(TaskRecord):
         else:
             action = "task_skipped" if status is TaskStatus.SKIPPED else "task_cancelled"
             details = {"reason": self.reason}
-        return {"task_id": self.id, "action": action, "details": details,
+        return {"task_id": self.task_id, "action": action, "details": details,
                 "timestamp": self.ended_at}
 
     def attempt_times(self) -> list[Attempt]:

@@ -426,7 +426,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
                     raise
                 arrived = exc  # recorded completed: finish it here, then stop
         context = self.context
-        context.results[task.id] = result
+        context.results[task.task_id] = result
         context.previous_log.add(task)  # made into entries only if read
         context.trace_log.add(task)
         # `_keep_record(record, COMPLETED, duration, t1)` inlined: a call per task less
@@ -442,7 +442,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
             book.trim()
         self.preservation_time += perf_counter() - t1
         if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=COMPLETED,
+            self.emit(TaskFinished(run_id=self.run_id, task_id=task.task_id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:

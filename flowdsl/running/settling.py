@@ -95,7 +95,7 @@ class SettlingRun:
         task.reason = reason
         self.gated = True
         if status is TaskStatus.CANCELLED:
-            self.blocked.setdefault(task.id, task.id)
+            self.blocked.setdefault(task.task_id, task.task_id)
         if self.journal is not None:
             if self.interrupted is None:
                 self._journal(self.journal.task_settled, task)
@@ -105,7 +105,7 @@ class SettlingRun:
             task.ended_at = time.time()  # when it was settled
         self.context.trace_log.add(task)
         if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=task.id, status=status,
+            self.emit(TaskFinished(run_id=self.run_id, task_id=task.task_id, status=status,
                                    attempts=task.attempts, duration=0.0, reason=reason,
                                    attempt_times=tuple(task.attempt_times())))
 
@@ -147,7 +147,7 @@ class SettlingRun:
         if task.started_at is not None:  # its time was spent in a handler, not in flowdsl
             task.ended_at = time.time()
             task.duration = max(0.0, task.ended_at - task.started_at)
-        self.context.forget_in_flight(task.id)  # it keeps no record
+        self.context.forget_in_flight(task.task_id)  # it keeps no record
 
     def cancel_in_flight(self, unit: TaskRun, reason: str) -> None:
         """CANCELLED while running (its async attempt was cancelled): no record is kept and

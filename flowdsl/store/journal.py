@@ -108,22 +108,22 @@ class RunJournal:
         completed the task, the task's row stands for it (`SqlStore.attempt_rows`), and a
         resume after a crash turns it into an ``abandoned`` attempt."""
         if self._inline is not None:
-            self.store.write_one(self.claim, self._inline.started, (task.id, now()))
+            self.store.write_one(self.claim, self._inline.started, (task.task_id, now()))
         else:
-            self.store.write_one(self.claim, _STARTED, (self.run_id, task.id, now()))
+            self.store.write_one(self.claim, _STARTED, (self.run_id, task.task_id, now()))
 
     def attempt_started(self, task: TaskRun) -> None:
         with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'running', attempts = ? WHERE run_id = ? "
-                       "AND task_id = ?", (task.attempts, self.run_id, task.id))
+                       "AND task_id = ?", (task.attempts, self.run_id, task.task_id))
             db.execute("INSERT OR REPLACE INTO attempts (run_id, task_id, session, attempt, "
                        "started, status) VALUES (?, ?, ?, ?, ?, 'running')",
-                       (self.run_id, task.id, self.session, task.attempts, now()))
+                       (self.run_id, task.task_id, self.session, task.attempts, now()))
 
     def attempt_failed(self, task: TaskRun, error: BaseException) -> None:
         with self.store.write(self.claim) as db:
             db.execute("UPDATE tasks SET status = 'retrying' WHERE run_id = ? AND task_id = ?",
-                       (self.run_id, task.id))
+                       (self.run_id, task.task_id))
             self._end_attempt(db, task, "failed", _error_text(error))
 
     def _end_attempt(self, db: Any, task: TaskRun, status: str, error: str | None,
@@ -138,13 +138,13 @@ class RunJournal:
                    "session, attempt) DO UPDATE SET ended = excluded.ended, status = "
                    "excluded.status, error = excluded.error"
                    + (" WHERE attempts.status = 'running'" if only_running else ""),
-                   (self.run_id, task.id, self.session, task.attempts,
+                   (self.run_id, task.task_id, self.session, task.attempts,
                     now() if started is None else started, now(), status, error))
 
     def task_completed(self, task: TaskRun, result: Any, delta: Mapping[Any, Any]) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = task.step.serializer
-        where = f"task {task.id!r}"
+        where = f"task {task.task_id!r}"
         blob = self.store.blob(encode(result, serializer, where, types=self.types))
         delta_blob = self.store.blob(encode(
             [[key, value] for key, value in delta.items()], serializer, where,
@@ -156,24 +156,24 @@ class RunJournal:
             inline = self._inline
             if delta_blob is None and inline is not None and serializer in inline.completed:
                 self.store.write_one(self.claim, inline.completed[serializer], (
-                    task.started_at, task.ended_at, task.duration, blob, self._seq, task.id))
+                    task.started_at, task.ended_at, task.duration, blob, self._seq, task.task_id))
             elif delta_blob is None:
                 self.store.write_one(self.claim, _FIRST_COMPLETED, (
                     task.started_at, task.ended_at, task.duration, blob, serializer,
-                    self._seq, self.run_id, task.id))
+                    self._seq, self.run_id, task.task_id))
             else:
                 self.store.write_one(self.claim, _FIRST_COMPLETED_DELTA, (
                     task.started_at, task.ended_at, task.duration, blob, delta_blob,
-                    serializer, self._seq, self.run_id, task.id))
+                    serializer, self._seq, self.run_id, task.task_id))
             return
         params = (task.attempts, task.started_at, task.ended_at, task.duration, blob,
-                  delta_blob, serializer, self._seq, self.run_id, task.id)
+                  delta_blob, serializer, self._seq, self.run_id, task.task_id)
         with self.store.write(self.claim) as db:
             db.execute(_COMPLETED, params)
             if task.attempts != 1:
                 self._end_attempt(db, task, "completed", None)
             if task.cache_key is not None:  # a cached task that ran: keep it for later runs
-                cache.keep(db, self.flow, task.id, self.fingerprints[task.id], task.cache_key,
+                cache.keep(db, self.flow, task.task_id, self.fingerprints[task.task_id], task.cache_key,
                            self.run_id, blob, delta_blob, serializer)
 
     # -- the cache across runs ---------------------------------------------------------------
@@ -183,9 +183,9 @@ class RunJournal:
     def cache_lookup(self, task: TaskRun, key: str) -> Cached | None:
         step = task.step
         assert step.cache is not None
-        return cache.lookup(self.store, self.flow, task.id, self.fingerprints[task.id], key,
+        return cache.lookup(self.store, self.flow, task.task_id, self.fingerprints[task.task_id], key,
                             step.cache.ttl, step.serializer,
-                            f"run {self.run_id!r}, task {task.id!r}", self.types)
+                            f"run {self.run_id!r}, task {task.task_id!r}", self.types)
 
     def task_cached(self, task: TaskRun, hit: Cached) -> None:
         """Record ``task`` completed from the cache (its stored result written as is)."""
@@ -195,7 +195,7 @@ class RunJournal:
             db.execute("INSERT OR REPLACE INTO tasks (run_id, task_id, status, attempts, "
                        "started, ended, duration, reason, result, delta, codec, seq) VALUES "
                        "(?, ?, 'completed', 0, ?, ?, 0.0, ?, ?, ?, ?, ?)",
-                       (self.run_id, task.id, task.started_at, task.ended_at, task.reason,
+                       (self.run_id, task.task_id, task.started_at, task.ended_at, task.reason,
                         self.store.blob(_raw(result)),
                         self.store.blob(_raw(delta)) if delta is not None else None, codec,
                         self._seq))
@@ -210,7 +210,7 @@ class RunJournal:
                        "attempts = excluded.attempts, started = excluded.started, "
                        "ended = excluded.ended, duration = excluded.duration, "
                        "error = excluded.error, traceback = excluded.traceback, reason = NULL",
-                       (self.run_id, task.id, task.attempts, task.started_at, task.ended_at,
+                       (self.run_id, task.task_id, task.attempts, task.started_at, task.ended_at,
                         task.duration, _error_text(error), text))
             if task.attempts:
                 self._end_attempt(db, task, "failed", _error_text(error))
@@ -220,23 +220,23 @@ class RunJournal:
         with self.store.write(self.claim) as db:
             db.execute("DELETE FROM elements WHERE run_id = ? AND task_id = ? AND (idx >= ? OR "
                        "digest IS NULL OR digest != ?)",
-                       (self.run_id, task.id, elements, digest or ""))
+                       (self.run_id, task.task_id, elements, digest or ""))
 
     def element_completed(self, element: TaskRun, result: Any, digest: str | None) -> None:
         """Encode (may raise `SerializationError`, writing nothing), then record."""
         serializer = element.step.serializer
         blob = self.store.blob(encode(result, serializer,
-                                      f"task {element.id!r}, element {element.index}",
+                                      f"task {element.task_id!r}, element {element.index}",
                                       types=self.types))
         with self.store.write(self.claim) as db:
             db.execute("INSERT OR REPLACE INTO elements (run_id, task_id, idx, status, attempts, "
                        "started, ended, duration, error, result, codec, digest) VALUES "
                        "(?, ?, ?, 'completed', ?, ?, ?, ?, NULL, ?, ?, ?)",
-                       (self.run_id, element.id, element.index, element.attempts,
+                       (self.run_id, element.task_id, element.index, element.attempts,
                         element.started_at, element.ended_at, element.duration, blob,
                         serializer, digest))
             if element.cache_key is not None:  # an element of a cached task that ran
-                cache.keep(db, self.flow, element.id, self.fingerprints[element.id],
+                cache.keep(db, self.flow, element.task_id, self.fingerprints[element.task_id],
                            element.cache_key, self.run_id, blob, None, serializer)
 
     def element_failed(self, element: TaskRun, error: BaseException,
@@ -245,7 +245,7 @@ class RunJournal:
             db.execute("INSERT OR REPLACE INTO elements (run_id, task_id, idx, status, attempts, "
                        "started, ended, duration, error, digest) VALUES "
                        "(?, ?, ?, 'failed', ?, ?, ?, ?, ?, ?)",
-                       (self.run_id, element.id, element.index, element.attempts,
+                       (self.run_id, element.task_id, element.index, element.attempts,
                         element.started_at, element.ended_at, element.duration,
                         _error_text(error), digest))
 
@@ -265,7 +265,7 @@ class RunJournal:
                    "attempts = excluded.attempts, reason = excluded.reason, "
                    "started = excluded.started, ended = excluded.ended, "
                    "duration = excluded.duration WHERE tasks.status != 'completed'",
-                   (self.run_id, task.id, task.status.value, task.attempts,
+                   (self.run_id, task.task_id, task.status.value, task.attempts,
                     storable_text(task.reason),
                     task.started_at, task.ended_at if task.started_at is not None else None,
                     task.duration))
