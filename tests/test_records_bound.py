@@ -82,3 +82,27 @@ def test_a_record_kept_twice_under_one_id_does_not_break_the_trim():
         book.keep(TaskRecord(task_id, 1, -1))
     assert list(book.view) == ["t19"]
     assert {"a", "b", "c"} <= book.pruned_ids()
+
+
+def test_a_produces_chain_records_what_each_task_read_and_evicts_it():
+    """Each task of a chain reads the key its predecessor produced: its record's ``reads``
+    name that key with the value read (the binder keeps the arguments, not a dict); once
+    evicted, a record reads and wrote nothing."""
+    flow = Flow("produces-records")
+
+    def adder(key: str):
+        def add(value: int) -> dict[str, int]:
+            return {key: value + 1}
+        return add
+
+    for i in range(30):
+        previous = f"k{i - 1}" if i else "seed"
+        flow.task(id=f"t{i}", produces=[f"k{i}"], bind={"value": f"key:{previous}"},
+                  depends_on=[f"t{i - 1}"] if i else None)(adder(f"k{i}"))
+    result = flow.run({"seed": 0}, context_strategy=IncrementalContextStrategy(max_context_items=10))
+
+    records = result.context.records
+    assert len(records) == 10
+    assert dict(records["t29"].reads) == {"k28": 29}
+    assert records["t29"].delta == {"k29": 30}
+    assert result.tasks["t0"].reads == {} and result.tasks["t0"].delta == {}

@@ -1,7 +1,9 @@
 """Per-step argument binders, built once by the compiler and called by the runtime.
 
 A binder takes the run's `TaskContext` and returns ``(args, kwargs, reads)``: the handler's
-arguments and the declared inputs it was given (key -> value, kept in the task's record).
+arguments and the declared inputs it was given (key -> value, kept in the task's record; or
+``args`` itself when the arguments are exactly the inputs' values, in the order of the step's
+``inputs``: see `TaskRecord.reads`).
 The common shapes (no parameters, only upstream results) get binders that do nothing but
 dictionary look-ups.
 """
@@ -13,7 +15,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, Tuple
 
 from ..errors import MissingInputError
 from ..declaring.spec import EMPTY, MISSING
-from .plan import Binder
+from .plan import Binder, Reads
 
 __all__ = ["Source", "Input", "make_binder", "results_binder", "NO_READS"]
 
@@ -181,9 +183,9 @@ def _produced_binder(sources: Sequence[Source], inputs: Sequence[Input]) -> Bind
     if len(sources) == 1 and len(inputs) == 1 and sources[0][0] == "key":
         key, producer = inputs[0].key, inputs[0].producer
 
-        def bind_one(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]:
-            value = context.results[producer][key]
-            return (value,), _NO_KWARGS, {key: value}
+        def bind_one(context: Any) -> tuple[tuple[Any, ...], dict[str, Any], Reads]:
+            args = (context.results[producer][key],)
+            return args, _NO_KWARGS, args  # its reads: the arguments, one per input
 
         return bind_one
     no_kwargs = _NO_KWARGS

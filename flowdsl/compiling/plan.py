@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, TypeAlias
 
 import attrs
 from tenacity.retry import retry_base
@@ -15,10 +15,13 @@ from ..declaring.spec import EMPTY, TaskSpec, tuple_of_any, tuple_of_str
 if TYPE_CHECKING:  # binders read the run's context
     from ..running.context import TaskContext
 
-__all__ = ["Step", "Plan", "Binder"]
+__all__ = ["Step", "Plan", "Binder", "Reads"]
 
+#: What a binder read: key -> value, or the positional arguments when they are exactly the
+#: values of the step's ``inputs``, in order (no dict per task; see `TaskRecord.reads`).
+Reads: TypeAlias = "Mapping[str, Any] | tuple[Any, ...]"
 #: ``bind(context) -> (args, kwargs, reads)``: a step's arguments, from the run's context.
-Binder = Callable[["TaskContext"], "tuple[tuple[Any, ...], dict[str, Any], Mapping[str, Any]]"]
+Binder = Callable[["TaskContext"], "tuple[tuple[Any, ...], dict[str, Any], Reads]"]
 
 
 

@@ -24,12 +24,15 @@ class TaskRecord:
     A run's unit of work (`TaskRun`) is its task's record: one object per task, not two
     (issue 16); a record made here stands alone (a Dask worker's, the idle slot's)."""
 
-    __slots__ = ("task_id", "reads", "writes", "duration", "status", "importance", "start_seq",
+    __slots__ = ("task_id", "read_values", "writes", "duration", "status", "importance", "start_seq",
                  "closed")
 
     def __init__(self, task_id: str, importance: int, start_seq: int) -> None:
         self.task_id = task_id
-        self.reads: Mapping[str, Any] = EMPTY
+        #: its declared inputs as bound (see `reads`): key -> value, or the handler's
+        #: positional arguments when they are exactly those inputs' values, in the order of
+        #: `input_keys` (the binder's choice: no dict per task to make and collect; issue 16)
+        self.read_values: Mapping[str, Any] | tuple[Any, ...] = EMPTY
         #: its writes, flat: sequence, key, replaced value (or MISSING), new value (or
         #: DELETED), then the next write's four; a list from the first write on. Flat, not a
         #: tuple per write: one object per record instead of one per write, for the garbage
@@ -40,6 +43,19 @@ class TaskRecord:
         self.importance = importance
         self.start_seq = start_seq  # the write sequence number when the task started
         self.closed = False  # True once the task ended: later writes under it are discarded
+
+    @property
+    def reads(self) -> Mapping[str, Any]:
+        """Key -> value of each declared input the task was given."""
+        values = self.read_values
+        if type(values) is tuple:
+            return dict(zip(self.input_keys(), values))
+        return values  # type: ignore[return-value]
+
+    def input_keys(self) -> tuple[str, ...]:
+        """The declared inputs' keys, in the order of the binder's arguments (a record made
+        here holds no arguments: none)."""
+        return ()
 
     @property
     def delta(self) -> Mapping[str, Any]:
@@ -132,7 +148,7 @@ class Records:
                 for record in map(by_task.pop, ids, repeat(None)):  # kept ones are closed
                     if record is None:  # (an id kept twice: its record went the first time)
                         continue
-                    record.reads = EMPTY
+                    record.read_values = EMPTY
                     writes = record.writes
                     if writes:  # what it wrote goes, its last write's number stays
                         last = pruned[record.task_id] = writes[-4]
@@ -170,7 +186,7 @@ class Records:
         last = record.writes[-4] if record.writes else -1
         # what it read and wrote goes with it (its task's `TaskRun`, which is this record,
         # lives on in the result: memory stays bounded by ``max_context_items``)
-        record.reads, record.writes = EMPTY, ()
+        record.read_values, record.writes = EMPTY, ()
         self.pruned[record.task_id] = last
         self.cancelled.add(record.task_id)
         if last > self.pruned_seq:

@@ -123,7 +123,7 @@ class TaskRun(TaskRecord):
                  hot: HotFields | None = None) -> None:
         # the record's fields (`TaskRecord.__init__` inlined: a call per task less)
         self.task_id = step.id
-        self.reads = EMPTY
+        self.read_values = EMPTY
         self.writes = ()
         self.importance = step.importance
         self.start_seq = -1  # set when it starts (`Run.run_unit`)
@@ -142,6 +142,9 @@ class TaskRun(TaskRecord):
         #: ``elements``, ``cache_key``), in one object made at the first set: None until
         #: then. Five slots fewer per task to fill and for the collector to walk (issue 16)
         self.rare: _Rare | None = None
+
+    def input_keys(self) -> tuple[str, ...]:
+        return self.step.inputs
 
     id = property(lambda self: self.task_id, doc="The task's id (the seed's name for task_id).")
     error = _RareField[BaseException]("The exception of the last failed attempt (None: none).")

@@ -196,7 +196,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
             self.preserve(self.context, unit)
             t0, hook_start = perf_counter(), t0
             self.preservation_time += t0 - hook_start
-        args, kwargs, record.reads = unit.step.bind(self.context)
+        args, kwargs, record.read_values = unit.step.bind(self.context)
         t0 = perf_counter()
         unit.started_at = self._offset + t0
         return t0, args, kwargs
@@ -226,7 +226,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
         t0 = 0.0  # read after binding; a failed binding has no handler time (see `_failed`)
         try:
             if self.preserve is None:  # `_enter` inlined for the usual case: a call per task less
-                args, kwargs, record.reads = bind(self.context)
+                args, kwargs, record.read_values = bind(self.context)
                 t0 = perf_counter()
                 unit.started_at = self._offset + t0
             else:
