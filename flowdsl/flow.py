@@ -24,12 +24,25 @@ from .status import Priority, RunStatus
 # The run side (runtime, executors, observers) is imported by the first run, not by
 # `import flowdsl`: declaring and compiling a flow never need it (issue 16).
 if TYPE_CHECKING:
+    from .starting import RunSide
     from .executors import Executor
     from .running.context import TaskContext
     from .running.result import RunResult
     from .running.strategies import ContextPreservationStrategy
 
 __all__ = ["Flow"]
+
+#: the run side's entry points, once the first run imported them (see `RunSide`)
+_run_side: RunSide | None = None
+
+
+def _load_run_side() -> RunSide:
+    global _run_side
+    from .starting import RUN_SIDE
+
+    _run_side = RUN_SIDE
+    return RUN_SIDE
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -357,21 +370,18 @@ class Flow:
         result of an earlier run whose fingerprint and inputs match; ``cache=False`` neither
         reads nor writes the cache for this run.
         """
-        from .calling import choose_executor  # the run side loads on the first run
-        from .executors.base import adrive, drive
-        from .executors.loop import in_helper_thread, loop_running, run_on_new_loop
-        from .starting import start_run
-
-        executor = choose_executor(executor, max_concurrency, adaptive)
-        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+        side = _run_side or _load_run_side()  # the run side loads on the first run
+        executor = side.choose_executor(executor, max_concurrency, adaptive)
+        run = side.start_run(self, executor, initial, context_strategy, run_id, observers, store,
                         resume, force, targets, resources, cache)
         try:
             if not executor.uses_event_loop(run.plan):
-                result = drive(executor, run)
-            elif loop_running():
-                result = in_helper_thread(lambda: run_on_new_loop(adrive(executor, run)))
+                result = side.drive(executor, run)
+            elif side.loop_running():
+                result = side.in_helper_thread(
+                    lambda: side.run_on_new_loop(side.adrive(executor, run)))
             else:
-                result = run_on_new_loop(adrive(executor, run))
+                result = side.run_on_new_loop(side.adrive(executor, run))
         except BaseException as exc:
             # asyncio.run turns Ctrl-C into a fresh KeyboardInterrupt: carry the result over
             if getattr(exc, "flowdsl_result", None) is None and run.final is not None:
@@ -400,15 +410,12 @@ class Flow:
     ) -> RunResult:
         """``await flow.arun(...)``: the native form in async code (same keywords as `run`;
         a FAILED run raises `RunFailedError` unless ``raise_on_failure=False``)."""
-        from .calling import choose_executor  # the run side loads on the first run
-        from .executors.base import adrive
-        from .starting import start_run
-
-        executor = choose_executor(executor, max_concurrency, adaptive)
-        run = start_run(self, executor, initial, context_strategy, run_id, observers, store,
+        side = _run_side or _load_run_side()  # the run side loads on the first run
+        executor = side.choose_executor(executor, max_concurrency, adaptive)
+        run = side.start_run(self, executor, initial, context_strategy, run_id, observers, store,
                         resume, force, targets, resources, cache)
         try:
-            result = await adrive(executor, run)
+            result = await side.adrive(executor, run)
         except BaseException as exc:
             self._record_interrupted(exc)
             raise

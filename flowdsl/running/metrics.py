@@ -106,7 +106,8 @@ def _all_ran_here(tasks: Iterable[Any]) -> tuple[float, float] | None:
     last_end = float("-inf")
     ordered = True
     for task in tasks:
-        if task.status is not COMPLETED or (task.rare is not None and task.rare.reason is not None):
+        # (``task.rare`` read rather than ``task.reason``: a slot, not a descriptor call per task)
+        if task.status is not COMPLETED or task.rare is not None and task.rare.reason is not None:
             return None
         duration, start, end = task.duration, task.started_at, task.ended_at
         if duration is None or start is None or end is None:
@@ -172,8 +173,10 @@ class FlowMetrics:
         for key in self.totals:
             self.totals[key] += summary[key]
         tasks = result.tasks
+        # (``task.rare`` read rather than ``task.reason``: a slot, not a descriptor call per task)
         self.history.append((tuple(tasks), [
-            task.duration if task.reason is None else None for task in tasks.values()
+            task.duration if task.rare is None or task.rare.reason is None else None
+            for task in tasks.values()
         ]))
         self.last_summary = summary
         context = result.context

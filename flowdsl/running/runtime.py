@@ -426,7 +426,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
                     raise
                 arrived = exc  # recorded completed: finish it here, then stop
         context = self.context
-        context.results[task.task_id] = result
+        task_id = task.task_id
+        context.results[task_id] = result
         context.previous_log.add(task)  # made into entries only if read
         context.trace_log.add(task)
         # `_keep_record(record, COMPLETED, duration, t1)` inlined: a call per task less
@@ -435,14 +436,14 @@ class Run(SettlingRun, MappingRun, CachingRun):
         if record.writes and record.importance < 6:
             record.importance += 1
         book = context.book
-        del book.active[record.task_id]
-        book.by_task[record.task_id] = record  # `book.add(record)` inlined: a call less
-        book.buckets[record.importance].append(record.task_id)
+        del book.active[task_id]
+        book.by_task[task_id] = record  # `book.add(record)` inlined: a call less
+        book.buckets[record.importance].append(task_id)
         if len(book.by_task) > book.high:
             book.trim()
         self.preservation_time += perf_counter() - t1
         if self.emit is not None:
-            self.emit(TaskFinished(run_id=self.run_id, task_id=task.task_id, status=COMPLETED,
+            self.emit(TaskFinished(run_id=self.run_id, task_id=task_id, status=COMPLETED,
                                    attempts=task.attempts, duration=duration, result=result,
                                    attempt_times=tuple(task.attempt_times())))
         if arrived is not None:
