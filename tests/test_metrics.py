@@ -71,6 +71,26 @@ def test_durations_sum_and_average_over_tasks_that_ran(run_flow):
     assert 0.0 < summary["context_preservation_overhead"] < summary["wall_time"]
 
 
+def test_a_run_where_every_task_completed_sums_its_tasks_times(run_flow):
+    """Every task completed (the runtime sums the times as tasks complete, one at a time,
+    rather than reading each task at the end): the same figures as from the tasks' own."""
+    flow = Flow("all-completed")
+    flow.task(id="a")(lambda: time.sleep(0.002))
+    flow.task(id="b", depends_on=["a"])(lambda: time.sleep(0.001))
+    flow.task(id="c", depends_on=["b"])(noop)
+    result = run_flow(flow)
+    summary, tasks = result.summary, list(result.tasks.values())
+
+    assert summary["successful_tasks"] == summary["total_tasks"] == 3
+    total = sum(t.duration for t in tasks)
+    assert total > 0.003
+    assert summary["total_execution_time"] == pytest.approx(total)
+    assert summary["average_task_duration"] == pytest.approx(total / 3)
+    spans = sum(t.ended_at - t.started_at for t in tasks)  # no two spans overlap here
+    assert summary["orchestration_overhead_per_task"] == pytest.approx(
+        (summary["wall_time"] - spans) / 3, abs=1e-6)
+
+
 def test_empty_flow_summary(run_flow):
     result = run_flow(Flow("empty"))
     summary = result.summary

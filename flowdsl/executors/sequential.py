@@ -25,6 +25,7 @@ class SequentialExecutor(Executor):
         self.means = local_means(sleep, async_sleep)
 
     def execute(self, run: Run) -> None:
+        run.in_order = True  # one task at a time: no two spans overlap (see `summarize`)
         with run.inline():
             self._execute(run)
 
@@ -50,6 +51,7 @@ class SequentialExecutor(Executor):
                     run.run_unit(unit, sleep)
 
     async def aexecute(self, run: Run) -> None:
+        run.in_order = True
         with run.inline():
             await self._aexecute(run)
 

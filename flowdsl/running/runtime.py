@@ -106,6 +106,12 @@ class Run(SettlingRun, MappingRun, CachingRun):
         self.first_error: tuple[str, BaseException] | None = None
         self.final: RunResult | None = None  # set by finish()
         self.preservation_time = 0.0
+        #: tasks completed by `_completed` and the sum of their durations: when every task
+        #: completed here one at a time (``in_order``, set by an executor that runs them
+        #: so), the summary's times without a loop over the tasks (see `summarize`)
+        self.completed_here = 0
+        self.completed_time = 0.0
+        self.in_order = False
         self._offset = _clock_offset()  # perf_counter -> epoch seconds, taken now
         self._sequence = self.context.shared_state.sequence
         self.journal = journal
@@ -441,6 +447,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
         book.buckets[record.importance].append(task_id)
         if len(book.by_task) > book.high:
             book.trim()
+        self.completed_here += 1
+        self.completed_time += duration
         self.preservation_time += perf_counter() - t1
         if self.emit is not None:
             self.emit(TaskFinished(run_id=self.run_id, task_id=task_id, status=COMPLETED,

@@ -48,6 +48,9 @@ class SettlingRun:
         final: RunResult | None
         started: float
         preservation_time: float
+        completed_here: int
+        completed_time: float
+        in_order: bool
         store_time: float
         restored: int
         cached: int
@@ -197,7 +200,9 @@ class SettlingRun:
         context = self.context
         summary = summarize(self.tasks, wall_time, self.preservation_time,
                             len(context.data) + len(context.shared_state),
-                            mapped=[self.tasks[task_id] for task_id in self.plan.mapped])
+                            mapped=[self.tasks[task_id] for task_id in self.plan.mapped],
+                            completed_in_order=self.completed_time if self.in_order
+                            and self.completed_here == len(self.tasks) else None)
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
