@@ -183,11 +183,13 @@ class FlowMetrics:
         for key in self.totals:
             self.totals[key] += summary[key]
         tasks = result.tasks
-        # (``task.rare`` read rather than ``task.reason``: a slot, not a descriptor call per task)
-        self.history.append((tuple(tasks), [
-            task.duration if task.rare is None or task.rare.reason is None else None
-            for task in tasks.values()
-        ]))
+        if summary["successful_tasks"] == len(tasks) and not summary.get("restored_tasks") \
+                and not summary.get("cached_tasks"):  # every task ran here: no reason to read
+            durations = [task.duration for task in tasks.values()]
+        else:  # (``task.rare`` read, not ``task.reason``: a slot, not a descriptor call)
+            durations = [task.duration if task.rare is None or task.rare.reason is None
+                         else None for task in tasks.values()]
+        self.history.append((tuple(tasks), durations))
         self.last_summary = summary
         context = result.context
         self.last_context_size = len(context.data) + len(context.shared_state)
