@@ -16,6 +16,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from .fields import RunFields
 from ..compiling.plan import Step
 from ..errors import SerializationError, error_text
 from ..status import TaskStatus
@@ -77,8 +78,10 @@ def input_key(step: Step, args: Args, kwargs: Kwargs,
     return digest.hexdigest()
 
 
-class CachingRun:
+class CachingRun(RunFields):
     """The cache check of a run (a part of `Run`: it uses the run's context and bookkeeping)."""
+
+    __slots__ = ()  # the fields: `RunFields`
 
     context: TaskContext
     journal: Journal | None

@@ -19,6 +19,7 @@ from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from .fields import RunFields
 from ..compiling.plan import Step
 from ..errors import MapError, SerializationError
 from ..status import TaskStatus
@@ -121,8 +122,10 @@ class Mapped:
         return tuple(args), kwargs
 
 
-class MappingRun:
+class MappingRun(RunFields):
     """The mapped-task side of a `Run`: starting a map, running its elements, settling it."""
+
+    __slots__ = ()  # the fields: `RunFields`
 
     if TYPE_CHECKING:  # provided by `Run`
         run_id: str

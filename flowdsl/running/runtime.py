@@ -63,6 +63,8 @@ class Run(SettlingRun, MappingRun, CachingRun):
     store on resume (`restore_completed`).
     """
 
+    __slots__ = ()  # the fields: `RunFields`
+
     def __init__(
         self,
         plan: Plan,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from .fields import RunFields
 from ..compiling.plan import Plan
 from ..status import RunStatus, TaskStatus
 from .context import CurrentTask, TaskContext, TaskRecord, _current
@@ -28,9 +29,11 @@ PENDING, RUNNING, COMPLETED = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus
 CTRL_C = "flowdsl: Ctrl-C"
 
 
-class SettlingRun:
+class SettlingRun(RunFields):
     """The settling side of a `Run`: what is restored, skipped, cancelled or interrupted,
     and the run's end."""
+
+    __slots__ = ()  # the fields: `RunFields`
 
     if TYPE_CHECKING:  # provided by `Run`
         plan: Plan
