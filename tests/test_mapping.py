@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
 
+import flowdsl.running.metrics
 from flowdsl import Flow, FlowError, MapError, RunStatus, TaskStatus, current_task
 from flowdsl.running.events import ElementFinished, TaskFinished, TaskMapped
 
@@ -43,6 +45,27 @@ def test_each_element_runs_once_and_the_result_is_the_list_in_element_order(
     assert result.tasks["total"].elements is None
     assert result.summary["total_tasks"] == 3
     assert result.summary["elements"] == 5
+
+
+def test_the_summary_counts_elements_as_task_switches_and_their_spans_as_handler_time(
+        flow: Flow, run_flow: RunFlow) -> None:
+    """A mapped task's time in handlers is its elements' (not the whole map's): the summary,
+    which the runtime sums as elements complete, agrees with the tasks' and elements' own."""
+    flow.task(id="items")(lambda: [0.002, 0.001, 0.003])
+    flow.task(id="nap", map_over="items")(lambda items: time.sleep(items))
+    flow.task(id="after", depends_on=["nap"])(lambda: None)
+    result = run_flow(flow)
+    summary, tasks = result.summary, result.tasks
+    elements = tasks["nap"].elements
+    assert elements is not None and summary["elements"] == 3
+    assert summary["total_execution_time"] == pytest.approx(
+        sum(t.duration for t in tasks.values()))
+    plain = [t for t in tasks.values() if t.elements is None]
+    spans = [(e.started_at, e.ended_at) for e in [*plain, *elements]]
+    in_handlers = flowdsl.running.metrics.busy_time(spans)
+    assert in_handlers >= 0.003  # (at least the longest element: they may overlap)
+    assert summary["orchestration_overhead_per_task"] == pytest.approx(
+        (summary["wall_time"] - in_handlers) / (3 + 3), abs=1e-6)
 
 
 def test_an_empty_iterable_completes_with_an_empty_list(flow: Flow, run_flow: RunFlow) -> None:

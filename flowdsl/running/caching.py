@@ -90,6 +90,7 @@ class CachingRun(RunFields):
     caching: bool  # a store is used and the run does not say cache=False
     resources: frozenset[str]  # the run's resources: never hashed
     cached: int
+    elements_reused: int
     _offset: float
     _sequence: Iterator[int]
 
@@ -121,6 +122,7 @@ class CachingRun(RunFields):
         element.result = hit.result
         element.status = TaskStatus.COMPLETED
         element.reason = CACHED + hit.run_id
+        self.elements_reused += 1
         element.started_at = element.ended_at = time.time()
         element.duration = 0.0
         assert self.journal is not None

@@ -15,7 +15,8 @@ class RunFields:
     __slots__ = (
         "started", "plan", "run_id", "context", "units", "tasks", "preserve", "restore", "emit",
         "gate", "blocked", "gated", "stopped_by", "interrupted", "first_error", "final",
-        "preservation_time", "completed_here", "completed_time", "in_order", "_offset",
+        "preservation_time", "completed_here", "completed_time", "in_order", "element_time",
+        "elements_reused", "_offset",
         "_sequence", "journal", "store_time", "restored", "maps", "caching", "cached",
         "_unsaved", "history", "resources", "slot",
     )

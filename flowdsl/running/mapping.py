@@ -87,7 +87,7 @@ class Mapped:
     record (every element writes under it) and how many elements are still to settle."""
 
     __slots__ = ("unit", "record", "args", "kwargs", "positions", "columns", "t0", "digest",
-                 "remaining", "hot", "column")
+                 "remaining", "hot", "column", "troubled")
 
     def __init__(self, unit: TaskRun, record: TaskRecord, args: Args, kwargs: Kwargs,
                  columns: list[list[Any]], t0: float, digest: str | None) -> None:
@@ -100,6 +100,8 @@ class Mapped:
         self.t0 = t0
         self.digest = digest
         self.remaining = 0
+        #: an element failed or was cancelled (else, once all settled, every one completed)
+        self.troubled = False
         #: the task's `hot_fields`, which its elements run with
         self.hot = unit.hot or hot_fields(unit.step)
         #: the column of the one mapped parameter when it is the one argument, else None
@@ -134,6 +136,8 @@ class MappingRun(RunFields):
         stopped_by: str | None
         first_error: tuple[str, BaseException] | None
         maps: dict[str, Mapped]
+        elements_reused: int
+        element_time: float
         slot: TaskSlot
         _offset: float
         store_time: float
@@ -183,6 +187,7 @@ class MappingRun(RunFields):
         self.maps[step.id] = mapped
         unit.elements = elements = [TaskRun(step, index) for index in range(count)]
         restored = self._restore_elements(elements, digest) if journal is not None else 0
+        self.elements_reused += restored
         if journal is not None:
             self._journal(journal.map_started, unit, count, digest)
         if self.emit is not None:
@@ -293,7 +298,10 @@ class MappingRun(RunFields):
     def _element_completed(self, mapped: Mapped, element: TaskRun, result: Any, t0: float,
                            t1: float) -> None:
         element.result = result
-        if element.history or self.journal is not None or self.emit is not None:
+        self.element_time += t1 - t0  # (the summary's: see `SettlingRun.finish`)
+        # (``rare`` read, not ``history``: a slot, not a descriptor call per element)
+        if element.rare is not None and element.rare.history or self.journal is not None \
+                or self.emit is not None:
             self._element_ended(element, COMPLETED, t0, t1)
         else:  # `_element_ended` and `_element_settled` inlined: two calls an element less
             element.status = COMPLETED
@@ -321,6 +329,7 @@ class MappingRun(RunFields):
     def _element_failed(self, mapped: Mapped, element: TaskRun, exc: BaseException, t0: float,
                         t1: float) -> None:
         element.error = exc
+        mapped.troubled = True
         self._element_ended(element, FAILED, t0, t1)
         step = element.step
         if self.first_error is None:  # the run's first error in time
@@ -349,6 +358,7 @@ class MappingRun(RunFields):
             element.ended_at = time.time()
             element.duration = max(0.0, element.ended_at - element.started_at)
         element.status, element.reason = CANCELLED, reason
+        mapped.troubled = True
         self._element_settled(mapped, element)
 
     def stop_elements(self, unit: TaskRun) -> None:
@@ -358,6 +368,7 @@ class MappingRun(RunFields):
         if mapped is None or unit.elements is None:
             return
         reason = f"critical task {self.stopped_by!r} failed"
+        mapped.troubled = True
         for element in unit.elements:
             if element.status is PENDING:
                 element.status, element.reason = CANCELLED, reason
@@ -368,15 +379,16 @@ class MappingRun(RunFields):
         """Every element settled: the task completes with their results, or fails."""
         unit, record = mapped.unit, mapped.record
         elements = unit.elements or []
-        ran = [element for element in elements if element.reason != RESTORED]
         unit.attempts = sum([element.attempts for element in elements])
         t1 = perf_counter()  # (its attempts are its elements': see `TaskRun.attempt_times`)
-        failed = [element for element in ran if element.status is FAILED]
+        # (restored elements completed: only those that ran here can have failed)
+        failed = [element for element in elements if element.status is FAILED] \
+            if mapped.troubled else None
         if failed:
             first = min(failed, key=lambda element: element.ended_at or 0.0)
             assert first.error is not None
             self._failed(unit, record, first.error, mapped.t0, t1)
-        elif any(element.status is CANCELLED for element in ran):
+        elif mapped.troubled and any(element.status is CANCELLED for element in elements):
             self._drop_in_flight(unit)
             self._settle(unit, CANCELLED, f"critical task {self.stopped_by!r} failed")
         else:

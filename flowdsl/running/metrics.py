@@ -46,8 +46,8 @@ def _spans_in_order(timed: Sequence[Any]) -> float | None:
 
 def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: float,
               context_size: int, restored: int | None = None,
-              mapped: Sequence[Any] = (), completed_in_order: float | None = None
-              ) -> dict[str, Any]:
+              mapped: Sequence[Any] = (),
+              completed_in_order: tuple[float, float, int] | None = None) -> dict[str, Any]:
     """The summary of one run, from its task runs. O(tasks), once per run.
 
     "Ran" means completed or failed in this run (restored tasks did not run). ``elements``
@@ -55,15 +55,17 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
     ran in this run; each is a task switch of its own in the overhead figure, and their
     attempts (not the whole map) are handler time.
 
-    ``completed_in_order``: the sum of the durations when the run knows every task completed
-    in it, one after another: then that sum is both the execution time and the time in
-    handlers (no span overlaps another), and no task is read (issue 16: the loop of
-    `_all_ran_here` cost ~700 instructions per task).
+    ``completed_in_order``: ``(execution time, time in handlers, elements)`` when the run
+    knows every task (and element) completed in it, one after another, from the durations it
+    summed as they completed: no span overlaps another, and no task is read (issue 16: the
+    loop of `_all_ran_here` cost ~700 instructions per task, `_spans_in_order` as much per
+    element).
     """
-    if not mapped and completed_in_order is not None:
+    if completed_in_order is not None:
         total = len(tasks)
-        return _summary(total, total, 0, 0, 0, completed_in_order, total, preservation_time,
-                        context_size, wall_time, completed_in_order, 0, restored)
+        spent, busy, elements_ran = completed_in_order
+        return _summary(total, total, 0, 0, 0, spent, total, preservation_time,
+                        context_size, wall_time, busy, elements_ran, restored)
     if not mapped:
         quick = _all_ran_here(tasks.values())
         if quick is not None:
@@ -77,7 +79,7 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
         status = task.status
         if status is COMPLETED:
             successful += 1
-            if task.duration is not None and task.reason is None:
+            if task.duration is not None and (task.rare is None or task.rare.reason is None):
                 ran.append(task)
         elif status is FAILED:
             failed += 1
@@ -96,7 +98,8 @@ def summarize(tasks: Mapping[str, Any], wall_time: float, preservation_time: flo
     elements = 0
     for task in mapped:
         for element in task.elements:
-            if element.attempts and element.reason is None:  # not restored, cached, cancelled
+            # not restored, cached, cancelled (``rare`` read: a slot, not a descriptor call)
+            if element.attempts and (element.rare is None or element.rare.reason is None):
                 elements += 1
                 if element.started_at is not None and element.ended_at is not None:
                     timed.append(element)

@@ -114,6 +114,10 @@ class Run(SettlingRun, MappingRun, CachingRun):
         self.completed_here = 0
         self.completed_time = 0.0
         self.in_order = False
+        #: the durations of the elements completed here, and how many elements were
+        #: restored or cached instead (the same summary, for mapped tasks' elements)
+        self.element_time = 0.0
+        self.elements_reused = 0
         self._offset = _clock_offset()  # perf_counter -> epoch seconds, taken now
         self._sequence = self.context.shared_state.sequence
         self.journal = journal

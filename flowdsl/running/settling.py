@@ -18,7 +18,7 @@ from .context import CurrentTask, TaskContext, TaskRecord, _current
 from .events import Emit, RunFinished, TaskFinished
 from .gate import Gate
 from .journal import Journal, Restored
-from .mapping import restored_elements
+from .mapping import Mapped, restored_elements
 from .metrics import summarize
 from .result import RESTORED, RunResult, TaskRun
 
@@ -54,6 +54,9 @@ class SettlingRun(RunFields):
         completed_here: int
         completed_time: float
         in_order: bool
+        element_time: float
+        elements_reused: int
+        maps: dict[str, Mapped]
         store_time: float
         restored: int
         cached: int
@@ -172,6 +175,8 @@ class SettlingRun(RunFields):
             name = "KeyboardInterrupt"
         reason = f"run interrupted by {name}"
         for task in self.tasks.values():
+            if task.task_id in self.maps:
+                self.maps[task.task_id].troubled = True
             for element in task.elements or ():
                 if element.status in (PENDING, RUNNING, TaskStatus.RETRYING):
                     element.status, element.reason = TaskStatus.CANCELLED, reason
@@ -188,6 +193,19 @@ class SettlingRun(RunFields):
                 else RunStatus.CANCELLED
         return RunStatus.FAILED if self.first_error is not None else RunStatus.SUCCEEDED
 
+    def _completed_in_order(self, mapped: list[TaskRun]) -> tuple[float, float, int] | None:
+        """``(execution time, time in handlers, elements)`` when every task completed here,
+        one at a time, and every element of its mapped tasks too (none restored or cached):
+        the summary's figures from the sums kept as they completed (see `summarize`)."""
+        if not self.in_order or self.completed_here != len(self.tasks) or self.elements_reused:
+            return None
+        in_handlers = self.completed_time
+        elements = 0
+        for task in mapped:  # a mapped task's time in handlers is its elements'
+            in_handlers -= task.duration or 0.0
+            elements += len(task.elements or ())
+        return self.completed_time, in_handlers + self.element_time, elements
+
     def finish(self) -> RunResult:
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
@@ -201,11 +219,10 @@ class SettlingRun(RunFields):
                     raise
         wall_time = perf_counter() - self.started
         context = self.context
+        mapped = [self.tasks[task_id] for task_id in self.plan.mapped]
         summary = summarize(self.tasks, wall_time, self.preservation_time,
-                            len(context.data) + len(context.shared_state),
-                            mapped=[self.tasks[task_id] for task_id in self.plan.mapped],
-                            completed_in_order=self.completed_time if self.in_order
-                            and self.completed_here == len(self.tasks) else None)
+                            len(context.data) + len(context.shared_state), mapped=mapped,
+                            completed_in_order=self._completed_in_order(mapped))
         if self.journal is not None:
             summary["store_time"] = self.store_time
             summary["restored_tasks"] = self.restored
