@@ -585,6 +585,25 @@ def test_declared_input_gets_the_latest_ancestor_producer(flow, run_flow):
     assert result.results["reader"] == 2
 
 
+def test_a_produced_key_records_what_it_replaced(flow, run_flow):
+    """The second producer of ``k`` replaces the first's value: its record keeps both (the
+    snapshot it started from and its delta), and the first's snapshot has no ``k``."""
+    @flow.task(produces=["k"])
+    def first():
+        return {"k": 1}
+
+    @flow.task(produces=["k"], depends_on=["first"])
+    def second():
+        return {"k": 2}
+
+    result = run_flow(flow)
+    context = result.context
+    assert context.shared_state == {"k": 2}
+    assert context.delta("first") == {"k": 1} and context.delta("second") == {"k": 2}
+    assert context.snapshot("first") == {}
+    assert context.snapshot("second") == {"k": 1}
+
+
 def test_input_without_producer_comes_from_state_then_data_then_default(flow, run_flow):
     @flow.task
     def writer(context):

@@ -239,7 +239,7 @@ class MappingRun(RunFields):
                     element, args, kwargs, mapped.digest):
                 self._element_settled(mapped, element)
                 return
-            _, handler, produces, direct, _ = mapped.hot
+            _, handler, produces, direct, _, _ = mapped.hot
             t0 = perf_counter()
             element.started_at = self._offset + t0
             try:

@@ -44,14 +44,16 @@ class Attempt:
 
 
 #: What `Run.run_unit` reads of a step, as one tuple (see `hot_fields`).
-HotFields = tuple[Callable[..., Any], Callable[..., Any], tuple[str, ...], bool, bool]
+HotFields = tuple[Callable[..., Any], Callable[..., Any], tuple[str, ...], bool, bool,
+                  "tuple[str, str | None] | None"]
 
 
 def hot_fields(step: Step) -> HotFields:
-    """``(bind, handler, produces, direct, cached)`` of a step: ``direct`` when an attempt
-    is a plain call (no retries, no timeout), ``cached`` when it has a cache policy."""
+    """``(bind, handler, produces, direct, cached, single)`` of a step: ``direct`` when an
+    attempt is a plain call (no retries, no timeout), ``cached`` when it has a cache policy,
+    ``single`` the one value its binder reads (see `compiling.binding.single`), if so."""
     return (step.bind, step.handler, step.produces, not step.retries and step.timeout is None,
-            step.cache is not None)
+            step.cache is not None, getattr(step.bind, "single", None))
 
 
 class _Rare:

@@ -38,6 +38,8 @@ from .strategies import DEFAULT_MAX_RECORDS, ContextPreservationStrategy, active
 
 __all__ = ["Run", "RESTORED", "CTRL_C"]
 
+_NO_KWARGS: Kwargs = {}  # (a handler's ``**kwargs`` is a dict of its own: never written)
+_setdefault = dict.setdefault  # (`SharedState` journals its own `setdefault`: not this one)
 PENDING, RUNNING, COMPLETED, FAILED = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
                                        TaskStatus.FAILED)
 
@@ -219,7 +221,7 @@ class Run(SettlingRun, MappingRun, CachingRun):
         step = unit.step
         # the step's fields read here, in one tuple unpacked at once: a Step is a NamedTuple,
         # whose attribute reads are not specialised in CPython 3.11 (~220 instructions each)
-        bind, handler, produces, direct, cached = unit.hot or hot_fields(step)
+        bind, handler, produces, direct, cached, single = unit.hot or hot_fields(step)
         if cached and self.caching and self.from_cache(unit):
             return
         # `_begin(unit)` inlined: a call and a tuple per task less (~700 instructions)
@@ -238,7 +240,15 @@ class Run(SettlingRun, MappingRun, CachingRun):
         t0 = 0.0  # read after binding; a failed binding has no handler time (see `_failed`)
         try:
             if self.preserve is None:  # `_enter` inlined for the usual case: a call per task less
-                args, kwargs, record.read_values = bind(self.context)
+                if single is not None:  # one argument: read here, not by calling the binder
+                    source, key = single  # (see `compiling.binding.single`)
+                    if key is None:
+                        args = (self.context.results[source],)
+                    else:  # a declared input: the arguments are its reads too
+                        args = record.read_values = (self.context.results[source][key],)
+                    kwargs = _NO_KWARGS
+                else:
+                    args, kwargs, record.read_values = bind(self.context)
                 t0 = perf_counter()
                 unit.started_at = self._offset + t0
             else:
@@ -266,8 +276,16 @@ class Run(SettlingRun, MappingRun, CachingRun):
                         # one tuple (a list and its item array fewer to allocate and collect)
                         key = produces[0]
                         value = result[key]
-                        record.writes = (next(sequence), key, state.get(key, MISSING), value)
-                        dict.__setitem__(state, key, value)
+                        if key in state:  # a key replaced
+                            replaced = dict.get(state, key)
+                            dict.__setitem__(state, key, value)
+                        else:  # a new key: `dict.setdefault` sets it for half the cost of
+                            # `dict.__setitem__`'s slot wrapper (~500 instructions less);
+                            # if another thread set it meanwhile, the last write wins as ever
+                            replaced = MISSING
+                            if _setdefault(state, key, value) is not value:
+                                dict.__setitem__(state, key, value)
+                        record.writes = (next(sequence), key, replaced, value)
                     else:
                         writes = list(writes)  # (a list from here: writes may follow)
                         for key in produces:
