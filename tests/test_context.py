@@ -568,6 +568,8 @@ def test_declared_input_gets_its_producers_value_despite_later_writes(flow, run_
 
 
 def test_declared_input_gets_the_latest_ancestor_producer(flow, run_flow):
+    """``second`` replaces the value ``first`` produced: the reader gets the latest, and
+    ``second``'s record keeps what it replaced (its snapshot) beside its delta."""
     @flow.task(produces=["k"])
     def first():
         return {"k": 1}
@@ -583,20 +585,6 @@ def test_declared_input_gets_the_latest_ancestor_producer(flow, run_flow):
     result = run_flow(flow)
 
     assert result.results["reader"] == 2
-
-
-def test_a_produced_key_records_what_it_replaced(flow, run_flow):
-    """The second producer of ``k`` replaces the first's value: its record keeps both (the
-    snapshot it started from and its delta), and the first's snapshot has no ``k``."""
-    @flow.task(produces=["k"])
-    def first():
-        return {"k": 1}
-
-    @flow.task(produces=["k"], depends_on=["first"])
-    def second():
-        return {"k": 2}
-
-    result = run_flow(flow)
     context = result.context
     assert context.shared_state == {"k": 2}
     assert context.delta("first") == {"k": 1} and context.delta("second") == {"k": 2}
