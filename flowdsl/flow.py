@@ -311,6 +311,8 @@ class Flow:
     def compile(self, targets: Iterable[str] | None = None) -> Plan:
         """Validate the flow and return its ordered `Plan` (cached until a task is added).
         With ``targets``, the plan of those tasks and their ancestors (cached too)."""
+        if targets is None and self._plan is not None and not self._includes:
+            return self._plan  # (a change clears it; an included flow's change needs the stamp)
         _, specs, by_targets = self._compile_cache()
         if self._plan is None:
             self._plan = compile_plan(self.name, specs, self.serializer, self._all_pools(),

@@ -26,8 +26,11 @@ class SequentialExecutor(Executor):
 
     def execute(self, run: Run) -> None:
         run.in_order = True  # one task at a time: no two spans overlap (see `summarize`)
-        with run.inline():
+        token = run.enter_inline()  # (`run.inline()` without a generator: ~1 µs per run)
+        try:
             self._execute(run)
+        finally:
+            run.leave_inline(token)
 
     def _execute(self, run: Run) -> None:
         sleep = self.means.sleep

@@ -265,6 +265,9 @@ class _Entries:
         return self._made
 
 
+_NO_RESOURCES: Mapping[str, Any] = MappingProxyType({})  # (read-only, empty: shared)
+
+
 class TaskContext:
     """The context of one run, with the seed program's fields and methods.
 
@@ -290,7 +293,8 @@ class TaskContext:
     ) -> None:
         self.task_id = task_id
         self.data: Mapping[str, Any] = MappingProxyType(data if data is not None else {})
-        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources or {}))
+        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources)) if resources \
+            else _NO_RESOURCES
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.shared_state = SharedState()
         # kept by the runtime (its hot path writes them directly):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..status import TaskStatus
@@ -10,6 +11,7 @@ from ..status import TaskStatus
 __all__ = ["busy_time", "summarize", "FlowMetrics"]
 
 COMPLETED, FAILED = TaskStatus.COMPLETED, TaskStatus.FAILED
+_duration = attrgetter("duration")
 SKIPPED, CANCELLED = TaskStatus.SKIPPED, TaskStatus.CANCELLED
 
 
@@ -188,7 +190,7 @@ class FlowMetrics:
         tasks = result.tasks
         if summary["successful_tasks"] == len(tasks) and not summary.get("restored_tasks") \
                 and not summary.get("cached_tasks"):  # every task ran here: no reason to read
-            durations = [task.duration for task in tasks.values()]
+            durations = list(map(_duration, tasks.values()))  # (in C: no frame)
         else:  # (``task.rare`` read, not ``task.reason``: a slot, not a descriptor call)
             durations = [task.duration if task.rare is None or task.rare.reason is None
                          else None for task in tasks.values()]

@@ -106,7 +106,7 @@ class Records:
         self.active: dict[str, TaskRecord] = {}  # records of tasks in flight
         #: per importance 0..6, the task ids in the order their records were kept; the
         #: first ``heads[i]`` of ``buckets[i]`` were evicted (dropped now and then)
-        self.buckets: list[list[str]] = [[] for _ in range(7)]
+        self.buckets: list[list[str]] = [[], [], [], [], [], [], []]  # (no comprehension)
         self.heads = [0] * 7
         #: the ids of every evicted record, in order: a list, extended by C (a dict entry per
         #: id cost ~780 of the ~1,540 instructions per evicted record; issue 16), searched

@@ -210,7 +210,9 @@ class SettlingRun(RunFields):
         """Stop the clock, summarise, and build the `RunResult`."""
         status = self._status()
         self.context.shared_state.in_flight = None  # the run is over: writes are plain again
-        self.context.book.trim()  # exactly ``limit`` records kept from here (see `Records`)
+        book = self.context.book
+        if len(book.by_task) > book.limit:
+            book.trim()  # exactly ``limit`` records kept from here (see `Records`)
         if self.journal is not None:
             try:
                 self._journal(self.journal.run_finished, status, self._unsaved)
@@ -219,7 +221,8 @@ class SettlingRun(RunFields):
                     raise
         wall_time = perf_counter() - self.started
         context = self.context
-        mapped = [self.tasks[task_id] for task_id in self.plan.mapped]
+        mapped = [self.tasks[task_id] for task_id in self.plan.mapped] \
+            if self.plan.mapped else []
         summary = summarize(self.tasks, wall_time, self.preservation_time,
                             len(context.data) + len(context.shared_state), mapped=mapped,
                             completed_in_order=self._completed_in_order(mapped))

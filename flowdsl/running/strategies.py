@@ -66,6 +66,8 @@ class IncrementalContextStrategy(ContextPreservationStrategy):
 def active_hooks(strategy: ContextPreservationStrategy) -> tuple[Hook | None, Hook | None]:
     """The strategy's bound hooks, or None for each one that is the default's no-op."""
     kind = type(strategy)
+    if kind is IncrementalContextStrategy:
+        return None, None
     preserve = None if kind.preserve_context is IncrementalContextStrategy.preserve_context \
         else strategy.preserve_context
     restore = None if kind.restore_context is IncrementalContextStrategy.restore_context \
