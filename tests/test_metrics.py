@@ -1,5 +1,6 @@
 """The run summary and flow.get_execution_metrics(), per DESIGN.md "Summary keys"."""
 
+import threading
 import time
 
 import pytest
@@ -291,3 +292,26 @@ def test_metrics_of_two_flows_are_independent(run_flow):
 
     assert one.get_execution_metrics()["execution_stats"]["total_tasks"] == 1
     assert two.get_execution_metrics()["execution_stats"]["total_tasks"] == 0
+
+
+def test_execution_totals_count_every_run_also_runs_in_threads():
+    flow = Flow("totals-from-threads")
+    flow.task(id="a")(noop)
+    flow.task(id="b", depends_on=["a"])(noop)
+
+    def runs(count):
+        for _ in range(count):
+            flow.run()
+
+    threads = [threading.Thread(target=runs, args=(60,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    runs(3)  # 243 runs: several batches of summaries folded, some not yet
+
+    stats = flow.get_execution_metrics()["execution_stats"]
+    assert stats["total_tasks"] == stats["successful_tasks"] == 2 * 243
+    assert stats["failed_tasks"] == 0
+    flow.run()
+    assert flow.get_execution_metrics()["execution_stats"]["total_tasks"] == 2 * 244

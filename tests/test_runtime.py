@@ -2,9 +2,11 @@
 what a handler receives, and the events observers get."""
 
 import asyncio
+import re
 import threading
 import time
 import warnings
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -212,11 +214,15 @@ def test_missing_input_raises_before_any_task_starts(flow, run_flow):
 
 def test_run_ids_sort_by_start_time(flow, run_flow):
     flow.task(source)
+    before = datetime.now(timezone.utc).replace(tzinfo=None)
     ids = [run_flow(flow).run_id for _ in range(25)]
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
 
-    assert all(isinstance(run_id, str) and run_id for run_id in ids)
+    assert all(re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{6}", run_id) for run_id in ids), ids
     assert len(set(ids)) == len(ids)
     assert sorted(ids) == ids
+    started = [datetime.strptime(run_id[:21], "%Y%m%dT%H%M%S%f") for run_id in ids]
+    assert before - timedelta(seconds=1) <= started[0] <= started[-1] <= after  # UTC, to the µs
 
 
 def test_custom_run_id_is_used_everywhere(flow, run_flow):

@@ -111,7 +111,8 @@ class SharedState(dict):  # type: ignore[type-arg]
     __slots__ = ("sequence", "in_flight")
 
     def __init__(self, sequence: Iterator[int] | None = None) -> None:
-        super().__init__()
+        # (no ``super().__init__()``: ``dict.__new__`` made it empty, and ``dict.__init__``
+        # with no arguments does nothing)
         #: numbers every write of the run (one sequence, whatever the concurrency)
         self.sequence = sequence if sequence is not None else itertools.count()
         #: the records of the tasks in flight while a run goes on; None outside a run

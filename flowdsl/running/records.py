@@ -101,7 +101,8 @@ class Records:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.high = limit + max(limit >> 3, 8)  # trimmed beyond it
+        slack = limit >> 3
+        self.high = limit + (slack if slack > 8 else 8)  # trimmed beyond it (no `max()` call)
         self.by_task: dict[str, TaskRecord] = {}
         self.active: dict[str, TaskRecord] = {}  # records of tasks in flight
         #: per importance 0..6, the task ids in the order their records were kept; the

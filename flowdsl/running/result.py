@@ -248,7 +248,7 @@ class RunResult:
     __slots__ = ("flow", "run_id", "status", "results", "tasks", "context", "summary", "error",
                  "failed_task")
 
-    def __init__(self, *, flow: str, run_id: str, status: RunStatus, results: dict[str, Any],
+    def __init__(self, flow: str, run_id: str, status: RunStatus, results: dict[str, Any],
                  tasks: dict[str, TaskRun], context: TaskContext, summary: dict[str, Any],
                  error: BaseException | None = None, failed_task: str | None = None) -> None:
         self.flow = flow

@@ -74,7 +74,6 @@ class Run(SettlingRun, MappingRun, CachingRun):
         self,
         plan: Plan,
         initial: Mapping[str, Any],
-        *,
         run_id: str,
         strategy: ContextPreservationStrategy,
         observers: Iterable[Observer | Emit] = (),

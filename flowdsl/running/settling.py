@@ -231,11 +231,9 @@ class SettlingRun(RunFields):
             summary["restored_tasks"] = self.restored
             summary["cached_tasks"] = self.cached
         failed_task, error = self.first_error if self.first_error else (None, None)
-        result = RunResult(
-            flow=self.plan.flow, run_id=self.run_id, status=status, results=context.results,
-            tasks=self.tasks, context=context, summary=summary, error=error,
-            failed_task=failed_task,
-        )
+        result = RunResult(  # (positional: no dict of keywords per run)
+            self.plan.flow, self.run_id, status, context.results, self.tasks, context, summary,
+            error, failed_task)
         self.final = result
         if self.emit is not None:
             self.emit(RunFinished(run_id=self.run_id, flow=self.plan.flow, status=status,
