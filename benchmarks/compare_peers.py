@@ -10,12 +10,13 @@ Apache Hamilton (``sf-hamilton``), Dask's synchronous scheduler (``dask.delayed`
 ``dask.compute(scheduler="synchronous")``), LangGraph, Prefect, Dagster, Luigi.
 
 For every runner the definition (flow, driver, graph, job) is built once, outside the
-timing, then the chain is run once to check its result; the figure is the median of
-``--repeat`` timed runs. Per task = (median - plain loop median) / tasks, the plain loop
-(the same functions called in order with a dict of results) being timed in the same
-process; the last column is that per-task figure divided by flowdsl's. A runner that
-cannot run a chain says how it fails (``--find-limit`` also searches the longest chain
-it runs). Not part of CI.
+timing, then the chain is run once to check its result; quick runs are then batched
+(``--min-time`` per sample, the batch size found by timing doubling batches first, which
+also warms up); the figure is the median of ``--repeat`` timed samples. Per task =
+(median - plain loop median) / tasks, the plain loop (the same functions called in order
+with a dict of results) being timed in the same process; the last column is that per-task
+figure divided by flowdsl's. A runner that cannot run a chain says how it fails
+(``--find-limit`` also searches the longest chain it runs). Not part of CI.
 """
 
 from __future__ import annotations
@@ -260,8 +261,8 @@ def measure(runner: Runner, n: int, repeat: int, min_time: float) -> Outcome:
                 raise AssertionError(f"wrong result: {result!r:.80}")
             stage = "timed runs"
             number = 1
-            if first < min_time:                # batch quick runs so that a sample >= min_time
-                number = max(1, int(min_time / max(first, 1e-7)))
+            if first < min_time:  # batch quick runs so that a sample >= min_time
+                number = calibrate(run, min_time)
             rounds = repeat if first < 1.0 else min(repeat, 3)
             samples = []
             for _ in range(rounds):
@@ -275,6 +276,23 @@ def measure(runner: Runner, n: int, repeat: int, min_time: float) -> Outcome:
             raise
         outcome.error = describe_failure(exc, stage)
     return outcome
+
+
+def calibrate(run: Callable[[], Any], min_time: float) -> int:
+    """How many runs make a sample of ``min_time``, from batches timed after the first run
+    (doubling, like `timeit.Timer.autorange`): the first run pays one-time costs (lazy
+    imports, caches, the interpreter's specialisation), so a batch sized from it alone was
+    a few milliseconds, too short to leave the warm-up behind (the 20-task chains of the
+    plain loop and of flowdsl measured 1.7-1.9x their warm time). The batches warm up too."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time / 4:
+            return max(1, round(number * min_time / elapsed))
+        number *= 2
 
 
 def find_limit(runner: Runner, low: int, high: int) -> int:
