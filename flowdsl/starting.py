@@ -38,22 +38,23 @@ def new_run_id() -> str:
     (The digits are sliced from ``str``/``hex`` of the number plus a leading 1: a format spec
     such as ``:06d`` costs ~1,500 instructions to parse, and ``os.urandom`` is a system call:
     ~2.5 µs per run together; issue 16.)"""
-    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    micros = str(time.time_ns() // 1000)  # since the epoch: the seconds, then six digits
+    seconds = micros[:-6]
     last = _last_second  # (one tuple read: another thread may replace it meanwhile)
     text = last[1] if last[0] == seconds else _second_text(seconds)
-    return f"{text}{str(1_000_000 + micros)[1:]}Z-{hex(_randbits(24) | 0x1000000)[3:]}"
+    return f"{text}{micros[-6:]}Z-{hex(_randbits(24) | 0x1000000)[3:]}"
 
 
-def _second_text(seconds: int) -> str:
-    """``YYYYmmddTHHMMSS`` of a UTC second, kept for the runs started in the same second (a
-    pure function of its argument: ~1 µs per run less, issue 16)."""
+def _second_text(seconds: str) -> str:
+    """``YYYYmmddTHHMMSS`` of a UTC second (its digits since the epoch), kept for the runs
+    started in the same second (a pure function of its argument: ~1 µs per run less)."""
     global _last_second
-    text = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+    text = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(seconds)))
     _last_second = (seconds, text)
     return text
 
 
-_last_second: tuple[int, str] = (-1, "")
+_last_second: tuple[str, str] = ("", "")
 
 
 def start_run(
@@ -93,7 +94,7 @@ def start_run(
     watchers = list(observers or ())
     if logging_enabled():
         watchers.append(LoggingObserver())
-    hooks = hook_observer(plan, flow.hooks, flow.hook_scopes())
+    hooks = hook_observer(plan, flow.hooks, flow.hook_scopes() if flow._includes else None)
     if hooks is not None:
         watchers.append(hooks)
     # (positional: a Python class's keyword arguments go through a dict; ~1,500 instructions)
