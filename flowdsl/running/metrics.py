@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..status import TaskStatus
@@ -12,7 +12,6 @@ from ..status import TaskStatus
 __all__ = ["busy_time", "summarize", "FlowMetrics"]
 
 COMPLETED, FAILED = TaskStatus.COMPLETED, TaskStatus.FAILED
-_duration = attrgetter("duration")
 SKIPPED, CANCELLED = TaskStatus.SKIPPED, TaskStatus.CANCELLED
 
 
@@ -201,7 +200,8 @@ class FlowMetrics:
                 "restored_tasks" not in summary  # (no store: neither count; no call)
                 or not (summary["restored_tasks"] or summary.get("cached_tasks"))):
             # every task ran here: no reason to read
-            durations = list(map(_duration, tasks.values()))  # (in C: no frame)
+            # (a comprehension: its specialised slot read costs half of `attrgetter`'s)
+            durations = [task.duration for task in tasks.values()]
         else:  # (``task.rare`` read, not ``task.reason``: a slot, not a descriptor call)
             durations = [task.duration if task.rare is None or task.rare.reason is None
                          else None for task in tasks.values()]
