@@ -119,6 +119,33 @@ def test_data_is_a_read_only_view_of_the_initial_mapping(flow, run_flow):
     assert data["added_later"] is True  # a view of the caller's mapping, not a copy
 
 
+def test_a_one_key_task_reads_the_shared_state_then_the_data_then_its_default(flow, run_flow):
+    @flow.task
+    def writer(context):
+        context.shared_state["shadowed"] = "from shared state"
+
+    @flow.task(depends_on=["writer"])
+    def reads_shadowed(shadowed):
+        return shadowed
+
+    @flow.task(depends_on=["writer"])
+    def reads_given(given):
+        return given
+
+    @flow.task
+    def reads_default(absent="the default"):
+        return absent
+
+    result = run_flow(flow, {"shadowed": "from data", "given": "from data"})
+
+    assert result.results["reads_shadowed"] == "from shared state"
+    assert result.results["reads_given"] == "from data"
+    assert result.results["reads_default"] == "the default"
+    assert result.context.records["reads_shadowed"].reads == {"shadowed": "from shared state"}
+    with pytest.raises(flowdsl.MissingInputError, match="given"):
+        run_flow(flow, {"shadowed": "from data"})
+
+
 # -- previous_results and the trace --------------------------------------------------------
 
 def test_previous_results_one_entry_per_completed_task_in_completion_order(flow, run_flow):
