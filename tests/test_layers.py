@@ -132,6 +132,7 @@ def test_plan_order_does_not_depend_on_the_hash_seed() -> None:
 #   running.strategies, running.metrics  <-  declaring.dsl, running.result  <-  compiling.plan,
 #   compiling.binding  <-  compiling.compiler, running.events, running.journal,
 #   running.attempts, running.gate, running.fields, store.fingerprint  <-  running.caching,
+#   running.retrying,
 #   running.mapping
 #   <-  running.runtime  <-  executors/*, observers/*,
 #   store/*  <-  flow, measure  <-  __init__, cli  <-  __main__
@@ -149,7 +150,7 @@ LEVELS: dict[str, float] = {
     "compiling.plan": 3, "compiling.binding": 3, "compiling.producers": 3, "compiling.include": 3,
     "compiling.compiler": 4, "compiling.targets": 4, "running.events": 4, "running.attempts": 4,
     "running.journal": 4, "running.gate": 4, "store.fingerprint": 4, "running.fields": 4,
-    "running.caching": 4.5, "running.mapping": 4.5, "running.settling": 4.7,
+    "running.caching": 4.5, "running.retrying": 4.5, "running.mapping": 4.5, "running.settling": 4.7,
     "running.runtime": 5,
     "calling": 6.5, "starting": 6.7, "flow": 7, "measure": 7,
     "__init__": 8, "__main__": 9,

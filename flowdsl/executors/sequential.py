@@ -26,7 +26,7 @@ class SequentialExecutor(Executor):
 
     def execute(self, run: Run) -> None:
         run.in_order = True  # one task at a time: no two spans overlap (see `summarize`)
-        token = run.enter_inline()  # (`run.inline()` without a generator: ~1 µs per run)
+        token = run.enter_inline()
         try:
             self._execute(run)
         finally:
@@ -55,8 +55,11 @@ class SequentialExecutor(Executor):
 
     async def aexecute(self, run: Run) -> None:
         run.in_order = True
-        with run.inline():
+        token = run.enter_inline()
+        try:
             await self._aexecute(run)
+        finally:
+            run.leave_inline(token)
 
     async def _aexecute(self, run: Run) -> None:
         means = self.means

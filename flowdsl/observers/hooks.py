@@ -85,12 +85,8 @@ def task_hooks(plan: Plan, scopes: Mapping[tuple[str, ...], Hooks] | None = None
     """Task id -> the hooks to call after the flow's, for the tasks of ``plan`` that have any:
     those of the included flows it was copied through (``scopes``: include path -> that
     flow's hooks, outermost first), then its own. Cached on the plan."""
-    if not scopes:  # the usual call (no included flow with hooks): no key to build
-        cached = plan.derived.get("hooks")
-        if cached is not None and cached[0] == ():
-            return cached[1]  # type: ignore[no-any-return]
     key = tuple((path, hooks.on_success, hooks.on_failure, hooks.on_retry)
-                for path, hooks in (scopes or {}).items())
+                for path, hooks in scopes.items()) if scopes else ()  # (usual: no generator)
     cached = plan.derived.get("hooks")
     if cached is not None and cached[0] == key:
         table: Mapping[str, tuple[Hooks, ...]] = cached[1]

@@ -223,7 +223,7 @@ class MappingRun(RunFields):
 
     def run_element(self, element: TaskRun, sleep: Callable[[float], None] = time.sleep) -> None:
         """Run one element in this thread (a sync handler), under the task's policy, within
-        `Run.inline` (the run's `TaskSlot` is re-pointed at it, as for a task)."""
+        `Run.enter_inline` (the run's `TaskSlot` is re-pointed at it, as for a task)."""
         mapped = self.maps[element.task_id]
         index: Any = element.index
         if mapped.column is not None:  # `mapped.arguments(index)` inlined: a call less

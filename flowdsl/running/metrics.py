@@ -196,10 +196,8 @@ class FlowMetrics:
         if len(self._unfolded) >= _FOLD:
             self._fold()
         tasks = result.tasks
-        if summary["successful_tasks"] == len(tasks) and (
-                "restored_tasks" not in summary  # (no store: neither count; no call)
-                or not (summary["restored_tasks"] or summary.get("cached_tasks"))):
-            # every task ran here: no reason to read
+        if summary["successful_tasks"] == len(tasks) and not summary.get("restored_tasks") \
+                and not summary.get("cached_tasks"):  # every task ran here: no reason to read
             # (a comprehension: its specialised slot read costs half of `attrgetter`'s)
             durations = [task.duration for task in tasks.values()]
         else:  # (``task.rare`` read, not ``task.reason``: a slot, not a descriptor call)
